@@ -1,0 +1,232 @@
+"""The derivations as code: ``torch.autograd.Function`` subclasses with hand-written backward.
+
+Notation follows the seed: ``x`` is a layer's input, ``W`` its weight stored (out, in) as in
+``torch.nn.Linear``, ``b`` its bias, ``z`` a pre-activation, ``y`` an output and ``g = dL/dy`` the
+gradient arriving from the layer above. Every backward is made of plain tensor arithmetic (never the
+built-in op's autograd or its ``*_backward`` kernel), so it is itself differentiable: double
+backward and ``torch.func`` transforms (``grad``, ``vmap``, ``jacrev``) work through it.
+
+Forward is split from ``setup_context`` as ``torch.func`` requires, and only inputs and outputs are
+saved; a quantity backward needs that is neither (the log-probabilities of the cross-entropy) is
+returned as an extra output, which is also what makes its second derivative flow back through the
+same hand-written backward.
+"""
+
+import math
+
+import torch
+from torch.autograd import Function
+
+
+def _matrix(t):
+    """View ``(*, n)`` as ``(prod(*), n)``: every leading dimension acts as a batch dimension."""
+    return t.reshape(math.prod(t.shape[:-1]), t.shape[-1])
+
+
+class Linear(Function):
+    """y = x Wᵀ + b for ``x`` of shape (*, in), ``W`` (out, in), ``b`` broadcastable to (*, out)."""
+
+    generate_vmap_rule = True
+
+    @staticmethod
+    def forward(x, W, b=None):
+        x2 = _matrix(x)                                      # (N, in), N = prod(*)
+        if b is None:
+            y2 = x2.mm(W.t())
+        elif b.dim() <= 1:
+            y2 = torch.addmm(b, x2, W.t())                   # one fused kernel: b + x Wᵀ
+        else:
+            return x2.mm(W.t()).reshape(*x.shape[:-1], W.shape[0]) + b
+        return y2.reshape(*x.shape[:-1], W.shape[0])         # (*, out)
+
+    @staticmethod
+    def setup_context(ctx, inputs, output):
+        x, W, b = inputs
+        ctx.save_for_backward(x, W)
+        ctx.bias_shape = None if b is None else b.shape
+
+    @staticmethod
+    def backward(ctx, g):
+        """dL/dx = g W, dL/dW = gᵀ x, dL/db = Σ g.
+
+        Shapes: g (*, out), x (*, in), W (out, in). The leading dimensions * are flattened into
+        one batch dimension N, so gᵀ x sums the outer products of all N rows, and Σ g sums g over
+        every dimension along which b was broadcast.
+        """
+        x, W = ctx.saved_tensors
+        grad_x = grad_W = grad_b = None
+        if ctx.needs_input_grad[0]:
+            grad_x = g.matmul(W)                             # dL/dx = g W, (*, in)
+        if ctx.needs_input_grad[1]:
+            grad_W = _matrix(g).t().mm(_matrix(x))           # dL/dW = gᵀ x, (out, in)
+        if ctx.bias_shape is not None and ctx.needs_input_grad[2]:
+            grad_b = g.sum_to_size(ctx.bias_shape)           # dL/db = Σ g, b's shape
+        return grad_x, grad_W, grad_b
+
+
+class Sigmoid(Function):
+    """y = σ(z) = 1 / (1 + e⁻ᶻ), elementwise."""
+
+    generate_vmap_rule = True
+
+    @staticmethod
+    def forward(z):
+        return torch.sigmoid(z)
+
+    @staticmethod
+    def setup_context(ctx, inputs, output):
+        ctx.save_for_backward(output)                        # σ' is a function of σ itself
+
+    @staticmethod
+    def backward(ctx, g):
+        """dL/dz = g · σ(z)(1 − σ(z)) = g · y(1 − y); g, y and dL/dz all of shape (*)."""
+        (y,) = ctx.saved_tensors
+        return g * y * (1 - y)                               # dL/dz = g y (1 − y), (*)
+
+
+class ReLU(Function):
+    """y = max(z, 0), elementwise; with ``inplace=True`` z itself is overwritten and returned."""
+
+    generate_vmap_rule = True
+
+    @staticmethod
+    def forward(z, inplace=False):
+        return z.relu_() if inplace else torch.relu(z)
+
+    @staticmethod
+    def setup_context(ctx, inputs, output):
+        z, inplace = inputs
+        if inplace:
+            ctx.mark_dirty(z)
+        ctx.save_for_backward(output)                        # z > 0 exactly where y > 0
+
+    @staticmethod
+    def backward(ctx, g):
+        """dL/dz = g · 1[z > 0]; g, y and dL/dz all of shape (*).
+
+        Written as "zero where y ≤ 0" rather than a product with the indicator, so that an infinite
+        g stays finite where the unit is off and a NaN input passes its gradient on, as in PyTorch.
+        """
+        (y,) = ctx.saved_tensors
+        return g.masked_fill(y <= 0, 0), None                # dL/dz = g · 1[z > 0], (*)
+
+
+class SoftmaxCrossEntropy(Function):
+    """L = −Σ_c a_c log softmax(x)_c per row, reduced; the cross-entropy of ``torch.nn.functional``.
+
+    Inputs are already flattened by ``handgrad.functional.cross_entropy``:
+
+    - ``x`` (M, C) logits, one row per prediction;
+    - ``target`` (M,) class indices (int64) or (M, C) class probabilities (x's dtype);
+    - ``weight`` (C,) class weights or None;
+    - ``ignore_index`` (int), ``label_smoothing`` ε in [0, 1], ``reduction`` 'none' | 'mean' | 'sum'.
+
+    The target distribution row by row is a (M, C), the seed's one-hot generalised:
+
+    - class index t: a = w_t (1 − ε) onehot(t) + (ε / C) w, and a = 0 on rows with t = ignore_index;
+    - probabilities q: a = w ∘ ((1 − ε) q + ε / C).
+
+    'mean' divides the sum by D = Σ_rows w_t over rows not ignored (class indices) or by M
+    (probabilities), exactly as PyTorch does.
+
+    Returns ``(loss, log_p)``: log_p = log softmax(x), (M, C), is what backward needs; it is returned
+    rather than kept aside so that double backward differentiates through it (see ``backward``).
+    """
+
+    generate_vmap_rule = True
+
+    @staticmethod
+    def forward(x, target, weight, ignore_index, label_smoothing, reduction):
+        xf = x.float() if x.dtype in (torch.float16, torch.bfloat16) else x
+        shifted = xf - xf.amax(1, keepdim=True)             # log-sum-exp trick: exp(shifted) ≤ 1
+        log_p = shifted - shifted.exp().sum(1, keepdim=True).log()       # (M, C)
+        a, denominator = _target_distribution(log_p, target, weight, ignore_index, label_smoothing)
+        rows = -(a * log_p).sum(1)                           # (M,) per-row loss
+        if reduction == "sum":
+            loss = rows.sum()
+        elif reduction == "mean":
+            loss = rows.sum() / denominator
+        else:
+            loss = rows
+        return loss.to(x.dtype), log_p
+
+    @staticmethod
+    def setup_context(ctx, inputs, output):
+        x, target, weight, ignore_index, label_smoothing, reduction = inputs
+        _, log_p = output
+        ctx.save_for_backward(log_p, target, weight)
+        ctx.ignore_index, ctx.label_smoothing, ctx.reduction = ignore_index, label_smoothing, reduction
+        ctx.x_dtype = x.dtype
+        ctx.set_materialize_grads(False)
+
+    @staticmethod
+    def backward(ctx, g, g_log_p):
+        """dL/dx = r ∘ (s p − a) with p = softmax(x), s = Σ_c a (per row), r = g, g / D or g_row.
+
+        For an unweighted class index without smoothing, s = 1 and a = onehot(t): the seed's
+        dL/dlogits = softmax − onehot. Shapes: x, p, a (M, C); s, r (M, 1); g () or (M,).
+        For probability targets also dL/dq = −r (1 − ε) w ∘ log p, (M, C).
+
+        g_log_p, the gradient reaching the log-probability output, is non-zero only when this
+        backward is itself differentiated: log p = x − lse(x) contributes g_log_p − p Σ_c g_log_p.
+        """
+        log_p, target, weight = ctx.saved_tensors
+        grad_x = grad_target = None
+        if g is not None:
+            a, denominator = _target_distribution(
+                log_p, target, weight, ctx.ignore_index, ctx.label_smoothing
+            )
+            r = _row_scale(g.to(log_p.dtype), target, ctx.ignore_index, ctx.reduction, denominator)
+            if ctx.needs_input_grad[0]:
+                p = log_p.exp()                              # softmax(x), (M, C)
+                grad_x = r * (a.sum(1, keepdim=True) * p - a)    # dL/dx = r (s p − a), (M, C)
+            if ctx.needs_input_grad[1]:
+                w = 1 if weight is None else weight
+                grad_target = -r * (1 - ctx.label_smoothing) * w * log_p    # dL/dq, (M, C)
+        if g_log_p is not None and ctx.needs_input_grad[0]:
+            p = log_p.exp()
+            through_log_p = g_log_p - p * g_log_p.sum(1, keepdim=True)     # d log p / dx, (M, C)
+            grad_x = through_log_p if grad_x is None else grad_x + through_log_p
+        if grad_x is not None:
+            grad_x = grad_x.to(ctx.x_dtype)
+        if grad_target is not None:
+            grad_target = grad_target.to(target.dtype)
+        return grad_x, grad_target, None, None, None, None
+
+
+def _target_distribution(log_p, target, weight, ignore_index, label_smoothing):
+    """The coefficients a (M, C) of −Σ a log p, and the 'mean' denominator D (a 0-d tensor)."""
+    eps = label_smoothing
+    n_classes = log_p.shape[1]
+    w = None if weight is None else weight.to(log_p.dtype)
+    if target.is_floating_point():                           # class probabilities q, (M, C)
+        q = target.to(log_p.dtype)
+        if eps > 0:
+            q = q * (1 - eps) + eps / n_classes
+        a = q if w is None else q * w
+        return a, torch.tensor(float(log_p.shape[0]), dtype=log_p.dtype, device=log_p.device)
+    kept = target != ignore_index                            # (M,) rows that count
+    t = target.where(kept, 0).unsqueeze(1)                   # (M, 1), a safe index where ignored
+    w_t = kept.to(log_p.dtype).unsqueeze(1)                  # (M, 1) weight of each row's class
+    if w is not None:
+        w_t = w_t * w.gather(0, t.squeeze(1)).unsqueeze(1)
+    a = torch.zeros_like(log_p).scatter(1, t, w_t * (1 - eps))     # w_t (1 − ε) onehot(t)
+    if eps > 0:
+        spread = kept.to(log_p.dtype).unsqueeze(1) * (eps / n_classes)   # (M, 1)
+        a = a + (spread if w is None else spread * w)
+    return a, w_t.sum()
+
+
+def _row_scale(g, target, ignore_index, reduction, denominator):
+    """r (M, 1): how much each row's loss moves L; zero, not 0/0, on ignored rows under 'mean'."""
+    if reduction == "none":
+        return g.unsqueeze(1)
+    if reduction == "sum":
+        return g.expand(target.shape[0]).unsqueeze(1)
+    if target.is_floating_point():
+        return (g / denominator).expand(target.shape[0]).unsqueeze(1)
+    kept = (target != ignore_index).unsqueeze(1)
+    # D = 0 only when every row is ignored; dividing by 1 instead keeps 0/0 out of the graph
+    # (a NaN there would reach double backward) without changing any value that is used.
+    r = g / denominator.where(denominator != 0, 1)
+    return r.expand(target.shape[0]).unsqueeze(1).where(kept, 0)

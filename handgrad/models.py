@@ -1,0 +1,127 @@
+"""The seed's three networks, each buildable from handgrad layers (``impl="hand"``) or from
+``torch.nn`` layers (``impl="torch"``): same structure, same parameter names, same initialisation
+under the same seed, so every experiment runs both ways and their state dicts are interchangeable.
+"""
+
+import math
+
+import torch
+
+import handgrad.nn
+
+IMPLS = {"hand": handgrad.nn, "torch": torch.nn}
+SIZES = (784, 512, 512, 10)
+
+
+def _layers(impl):
+    if impl not in IMPLS:
+        raise ValueError(f"impl must be one of {sorted(IMPLS)}, got {impl!r}")
+    return IMPLS[impl]
+
+
+def _seed_init(module, zero_bias=True):
+    """The seed's "zero-mean Xavier" init: W ~ N(0, 1/fan_in), biases zero."""
+    for layer in module.modules():
+        if isinstance(layer, torch.nn.Linear):
+            torch.nn.init.normal_(layer.weight, 0.0, math.sqrt(1.0 / layer.in_features))
+            if layer.bias is not None and zero_bias:
+                torch.nn.init.zeros_(layer.bias)
+
+
+class QuickstartNetwork(torch.nn.Module):
+    """The PyTorch quickstart's network: Flatten, then 784-512-512-10 with ReLU and biases.
+
+    Module names are the seed's (``flatten``, ``linear_relu_stack``); PyTorch's default init.
+
+    Shape:
+        - Input: (N, 1, 28, 28) or (N, 784)
+        - Output: (N, 10) logits
+    """
+
+    def __init__(self, impl="hand"):
+        super().__init__()
+        nn = _layers(impl)
+        self.flatten = torch.nn.Flatten()
+        self.linear_relu_stack = torch.nn.Sequential(
+            nn.Linear(SIZES[0], SIZES[1]),
+            nn.ReLU(),
+            nn.Linear(SIZES[1], SIZES[2]),
+            nn.ReLU(),
+            nn.Linear(SIZES[2], SIZES[3]),
+        )
+
+    def forward(self, x):
+        return self.linear_relu_stack(self.flatten(x))
+
+
+class BasicNetwork(torch.nn.Module):
+    """The seed's ``MyBasicNetwork``: l³ = x W¹ W² W³, three linear layers, no bias, no activation.
+
+    Weights ~ N(0, 1/fan_in) as in the seed.
+
+    Shape:
+        - Input: (N, 1, 28, 28) or (N, 784)
+        - Output: (N, 10) logits
+    """
+
+    def __init__(self, impl="hand"):
+        super().__init__()
+        nn = _layers(impl)
+        self.flatten = torch.nn.Flatten()
+        self.layers = torch.nn.Sequential(
+            nn.Linear(SIZES[0], SIZES[1], bias=False),
+            nn.Linear(SIZES[1], SIZES[2], bias=False),
+            nn.Linear(SIZES[2], SIZES[3], bias=False),
+        )
+        _seed_init(self)
+
+    def forward(self, x):
+        return self.layers(self.flatten(x))
+
+
+class BetterNetwork(torch.nn.Module):
+    """The seed's ``MyBetterNetwork``: lⁱ = φ(lⁱ⁻¹ Wⁱ + bⁱ) with φ = sigmoid, no φ on the logits.
+
+    Weights ~ N(0, 1/fan_in), biases zero, as in the seed.
+
+    Shape:
+        - Input: (N, 1, 28, 28) or (N, 784)
+        - Output: (N, 10) logits
+    """
+
+    def __init__(self, impl="hand"):
+        super().__init__()
+        nn = _layers(impl)
+        self.flatten = torch.nn.Flatten()
+        self.layers = torch.nn.Sequential(
+            nn.Linear(SIZES[0], SIZES[1]),
+            nn.Sigmoid(),
+            nn.Linear(SIZES[1], SIZES[2]),
+            nn.Sigmoid(),
+            nn.Linear(SIZES[2], SIZES[3]),
+        )
+        _seed_init(self)
+
+    def forward(self, x):
+        return self.layers(self.flatten(x))
+
+
+NETWORKS = {"quickstart": QuickstartNetwork, "basic": BasicNetwork, "better": BetterNetwork}
+
+
+def build(network, impl="hand"):
+    """One of the seed's networks by name, from handgrad (``"hand"``) or torch.nn (``"torch"``) layers."""
+    if network not in NETWORKS:
+        raise ValueError(f"network must be one of {sorted(NETWORKS)}, got {network!r}")
+    return NETWORKS[network](impl)
+
+
+def seed_parameters(model):
+    """The model's weights as the seed's NumPy arrays: W¹, b¹, ... with W of shape (in, out)."""
+    linears = [m for m in model.modules() if isinstance(m, torch.nn.Linear)]
+    params = {}
+    for i, layer in enumerate(linears, start=1):
+        params[f"W{i}"] = layer.weight.detach().double().cpu().numpy().T.copy()
+        if layer.bias is not None:
+            params[f"b{i}"] = layer.bias.detach().double().cpu().numpy().reshape(1, -1).copy()
+    return params

@@ -1,0 +1,118 @@
+"""Drop-in modules: subclasses of the ``torch.nn`` modules whose forward runs the hand Functions.
+
+Each class inherits everything but ``forward`` from its ``torch.nn`` parent: parameter names and
+shapes, ``reset_parameters`` (so the same ``torch.manual_seed`` gives the same initial weights),
+``repr``, ``extra_repr`` and ``state_dict``. ``isinstance(handgrad.nn.Linear(...), torch.nn.Linear)``
+holds, and state dicts load in both directions.
+"""
+
+import torch
+
+from handgrad import functional as F
+
+__all__ = ["Linear", "Sigmoid", "ReLU", "CrossEntropyLoss", "convert"]
+
+
+class Linear(torch.nn.Linear):
+    r"""Applies y = xWᵀ + b with a hand-derived backward.
+
+    Args:
+        in_features: size of each input sample
+        out_features: size of each output sample
+        bias: if ``False``, the layer does not learn an additive bias. Default: ``True``
+        device, dtype: where and in what dtype the parameters are created
+
+    Shape:
+        - Input: (*, H_in) where * means any number of dimensions and H_in = in_features
+        - Output: (*, H_out) where H_out = out_features
+
+    Attributes:
+        weight: (out_features, in_features), initialised U(−√k, √k) with k = 1 / in_features
+        bias: (out_features), initialised U(−√k, √k)
+
+    Examples::
+
+        >>> m = handgrad.nn.Linear(20, 30)
+        >>> m(torch.randn(128, 20)).shape
+        torch.Size([128, 30])
+    """
+
+    def forward(self, input):
+        return F.linear(input, self.weight, self.bias)
+
+
+class Sigmoid(torch.nn.Sigmoid):
+    r"""Applies y = σ(x) = 1 / (1 + e⁻ˣ) elementwise, with backward dL/dx = g · y(1 − y).
+
+    Shape:
+        - Input: (*), any number of dimensions
+        - Output: (*), same shape as the input
+    """
+
+    def forward(self, input):
+        return F.sigmoid(input)
+
+
+class ReLU(torch.nn.ReLU):
+    r"""Applies y = max(x, 0) elementwise, with backward dL/dx = g · 1[x > 0].
+
+    Args:
+        inplace: overwrite the input instead of allocating the output. Default: ``False``
+
+    Shape:
+        - Input: (*), any number of dimensions
+        - Output: (*), same shape as the input
+    """
+
+    def forward(self, input):
+        return F.relu(input, inplace=self.inplace)
+
+
+class CrossEntropyLoss(torch.nn.CrossEntropyLoss):
+    r"""L = −Σ_c a_c log softmax(x)_c, with backward dL/dx = softmax(x) − onehot(y) (generalised).
+
+    Args:
+        weight: a manual rescaling weight per class, shape (C)
+        ignore_index: a class index whose targets contribute neither loss nor gradient
+        reduction: ``'none'`` | ``'mean'`` | ``'sum'``
+        label_smoothing: ε in [0, 1]; the target becomes (1 − ε) target + ε / C
+
+    Shape:
+        - Input: (C), (N, C) or (N, C, d_1, ..., d_K)
+        - Target: class indices (), (N) or (N, d_1, ..., d_K), or probabilities shaped as the input
+        - Output: scalar, or the input's shape without C when ``reduction='none'``
+    """
+
+    def forward(self, input, target):
+        return F.cross_entropy(
+            input,
+            target,
+            weight=self.weight,
+            ignore_index=self.ignore_index,
+            reduction=self.reduction,
+            label_smoothing=self.label_smoothing,
+        )
+
+
+_REPLACEMENTS = {
+    torch.nn.Linear: Linear,
+    torch.nn.Sigmoid: Sigmoid,
+    torch.nn.ReLU: ReLU,
+    torch.nn.CrossEntropyLoss: CrossEntropyLoss,
+}
+
+
+def convert(module):
+    """Make every ``torch.nn`` Linear, Sigmoid, ReLU and CrossEntropyLoss in ``module`` run handgrad.
+
+    Works in place on any model (nested containers, custom modules, torchvision models) and returns
+    it. Each matching module has its class switched to the handgrad subclass, which holds exactly
+    the same state, so parameters, buffers, hooks, devices and any optimizer already holding the
+    parameters are untouched. Only modules of exactly those classes are converted: a user's
+    subclass with a forward of its own is left alone.
+    """
+    for submodule in module.modules():
+        replacement = _REPLACEMENTS.get(type(submodule))
+        if replacement is not None:
+            submodule.__class__ = replacement
+    return module
