@@ -13,6 +13,7 @@ same hand-written backward.
 """
 
 import math
+import types
 
 import torch
 from torch.autograd import Function
@@ -43,6 +44,7 @@ class Linear(Function):
     def setup_context(ctx, inputs, output):
         x, W, b = inputs
         ctx.save_for_backward(x, W)
+        ctx.save_for_forward(x, W)
         ctx.bias_shape = None if b is None else b.shape
 
     @staticmethod
@@ -63,6 +65,19 @@ class Linear(Function):
             grad_b = g.sum_to_size(ctx.bias_shape)           # dL/db = Σ g, b's shape
         return grad_x, grad_W, grad_b
 
+    @staticmethod
+    def jvp(ctx, dx, dW, db):
+        """Forward mode: dy = dx Wᵀ + x dWᵀ + db, (*, out)."""
+        x, W = ctx.saved_tensors
+        terms = []
+        if dx is not None:
+            terms.append(Linear.forward(dx, W))
+        if dW is not None:
+            terms.append(Linear.forward(x, dW))
+        if db is not None:
+            terms.append(db)
+        return sum(terms[1:], terms[0])
+
 
 class Sigmoid(Function):
     """y = σ(z) = 1 / (1 + e⁻ᶻ), elementwise."""
@@ -76,12 +91,19 @@ class Sigmoid(Function):
     @staticmethod
     def setup_context(ctx, inputs, output):
         ctx.save_for_backward(output)                        # σ' is a function of σ itself
+        ctx.save_for_forward(output)
 
     @staticmethod
     def backward(ctx, g):
         """dL/dz = g · σ(z)(1 − σ(z)) = g · y(1 − y); g, y and dL/dz all of shape (*)."""
         (y,) = ctx.saved_tensors
         return g * y * (1 - y)                               # dL/dz = g y (1 − y), (*)
+
+    @staticmethod
+    def jvp(ctx, dz):
+        """Forward mode: dy = y (1 − y) dz, (*)."""
+        (y,) = ctx.saved_tensors
+        return dz * y * (1 - y)
 
 
 class ReLU(Function):
@@ -99,6 +121,8 @@ class ReLU(Function):
         if inplace:
             ctx.mark_dirty(z)
         ctx.save_for_backward(output)                        # z > 0 exactly where y > 0
+        ctx.save_for_forward(output)
+        ctx.inplace = inplace
 
     @staticmethod
     def backward(ctx, g):
@@ -109,6 +133,47 @@ class ReLU(Function):
         """
         (y,) = ctx.saved_tensors
         return g.masked_fill(y <= 0, 0), None                # dL/dz = g · 1[z > 0], (*)
+
+    @staticmethod
+    def jvp(ctx, dz, _):
+        """Forward mode: dy = dz · 1[z > 0], (*); in place when the op was."""
+        (y,) = ctx.saved_tensors
+        return dz.masked_fill_(y <= 0, 0) if ctx.inplace else dz.masked_fill(y <= 0, 0)
+
+
+class Dropout(Function):
+    """y = x ∘ m / (1 − p) with m a given boolean keep-mask (drawn by ``handgrad.functional.dropout``)."""
+
+    generate_vmap_rule = True
+
+    @staticmethod
+    def forward(x, keep, scale, inplace=False):
+        if inplace:
+            return x.mul_(scale).masked_fill_(~keep, 0)
+        return torch.where(keep, x * scale, 0)
+
+    @staticmethod
+    def setup_context(ctx, inputs, output):
+        x, keep, scale, inplace = inputs
+        if inplace:
+            ctx.mark_dirty(x)
+        ctx.save_for_backward(keep)                          # 1 byte per element
+        ctx.save_for_forward(keep)
+        ctx.scale, ctx.inplace = scale, inplace
+
+    @staticmethod
+    def backward(ctx, g):
+        """dL/dx = g ∘ m / (1 − p); g, m and dL/dx all of shape (*)."""
+        (keep,) = ctx.saved_tensors
+        return torch.where(keep, g * ctx.scale, 0), None, None, None     # dL/dx = g m / (1 − p)
+
+    @staticmethod
+    def jvp(ctx, dx, *_):
+        """Forward mode: dy = dx ∘ m / (1 − p), (*)."""
+        (keep,) = ctx.saved_tensors
+        if ctx.inplace:
+            return dx.mul_(ctx.scale).masked_fill_(~keep, 0)
+        return torch.where(keep, dx * ctx.scale, 0)
 
 
 class SoftmaxCrossEntropy(Function):
@@ -155,6 +220,7 @@ class SoftmaxCrossEntropy(Function):
         x, target, weight, ignore_index, label_smoothing, reduction = inputs
         _, log_p = output
         ctx.save_for_backward(log_p, target, weight)
+        ctx.save_for_forward(log_p, target, weight)
         ctx.ignore_index, ctx.label_smoothing, ctx.reduction = ignore_index, label_smoothing, reduction
         ctx.x_dtype = x.dtype
         ctx.set_materialize_grads(False)
@@ -193,6 +259,29 @@ class SoftmaxCrossEntropy(Function):
             grad_target = grad_target.to(target.dtype)
         return grad_x, grad_target, None, None, None, None
 
+    @staticmethod
+    def jvp(ctx, dx, dq, *_):
+        """Forward mode: d log p = dx − Σ_c p dx (per row), dL_row = −Σ_c (a d log p + da log p),
+        da = (1 − ε) w dq for probability targets; then reduced as the loss is."""
+        log_p, target, weight = ctx.saved_tensors
+        a, denominator = _target_distribution(log_p, target, weight, ctx.ignore_index, ctx.label_smoothing)
+        if dx is None:
+            d_log_p = torch.zeros_like(log_p)
+        else:
+            dx = dx.to(log_p.dtype)
+            d_log_p = dx - (log_p.exp() * dx).sum(1, keepdim=True)          # (M, C)
+        d_rows = -(a * d_log_p).sum(1)                                      # (M,)
+        if dq is not None:
+            da = (1 - ctx.label_smoothing) * dq.to(log_p.dtype)
+            d_rows = d_rows - ((da if weight is None else da * weight) * log_p).sum(1)
+        if ctx.reduction == "sum":
+            d_loss = d_rows.sum()
+        elif ctx.reduction == "mean":
+            d_loss = d_rows.sum() / denominator
+        else:
+            d_loss = d_rows
+        return d_loss.to(ctx.x_dtype), d_log_p
+
 
 def _target_distribution(log_p, target, weight, ignore_index, label_smoothing):
     """The coefficients a (M, C) of −Σ a log p, and the 'mean' denominator D (a 0-d tensor)."""
@@ -230,3 +319,21 @@ def _row_scale(g, target, ignore_index, reduction, denominator):
     # (a NaN there would reach double backward) without changing any value that is used.
     r = g / denominator.where(denominator != 0, 1)
     return r.expand(target.shape[0]).unsqueeze(1).where(kept, 0)
+
+
+
+def _without_jvp(function):
+    """The same Function without its ``jvp``, applied while ``torch.compile`` traces.
+
+    Dynamo refuses to trace a Function that defines ``jvp`` (forward mode), yet forward mode is what
+    ``torch.func.jacfwd`` and ``hessian`` need; so each Function keeps its ``jvp`` and carries this
+    twin in ``handgrad.autograd.traceable``, which ``handgrad.functional`` uses while compiling. Forward,
+    setup_context and backward are the very same functions.
+    """
+    body = {k: v for k, v in vars(function).items() if k not in ("jvp", "__dict__", "__weakref__")}
+    return type(function.__name__, (Function,), body)
+
+
+traceable = types.ModuleType(__name__ + ".traceable", "The Functions without jvp, for torch.compile.")
+for _function in (Linear, Sigmoid, ReLU, Dropout, SoftmaxCrossEntropy):
+    setattr(traceable, _function.__name__, _without_jvp(_function))

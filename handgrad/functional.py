@@ -10,7 +10,7 @@ from torch.nn import _reduction
 
 from handgrad import autograd
 
-__all__ = ["linear", "sigmoid", "relu", "cross_entropy"]
+__all__ = ["linear", "sigmoid", "relu", "dropout", "cross_entropy"]
 
 _REDUCTIONS = ("none", "mean", "sum")
 
@@ -52,14 +52,14 @@ def linear(input, weight, bias=None):
     _check_same_dtype_and_device("linear", tensors)
     input, weight, bias = _autocast_to_lower_precision(input, weight, bias)
     if weight.dim() == 1:
-        return autograd.Linear.apply(input, weight.unsqueeze(0), None).squeeze(-1)
-    return autograd.Linear.apply(input, weight, bias)
+        return _functions().Linear.apply(input, weight.unsqueeze(0), None).squeeze(-1)
+    return _functions().Linear.apply(input, weight, bias)
 
 
 def sigmoid(input):
     """y = σ(x) = 1 / (1 + e⁻ˣ), elementwise, as ``torch.nn.functional.sigmoid``."""
     _check_tensor("sigmoid", "input", input)
-    return autograd.Sigmoid.apply(input)
+    return _functions().Sigmoid.apply(input)
 
 
 def relu(input, inplace=False):
@@ -67,7 +67,27 @@ def relu(input, inplace=False):
     _check_tensor("relu", "input", input)
     if input.dtype == torch.bool:
         raise TypeError("relu: input has dtype torch.bool; relu needs a numeric tensor")
-    return autograd.ReLU.apply(input, inplace)
+    return _functions().ReLU.apply(input, inplace)
+
+
+def dropout(input, p=0.5, training=True, inplace=False):
+    """y = x ∘ m / (1 − p), m ~ Bernoulli(1 − p) elementwise, in training; y = x otherwise.
+
+    As ``torch.nn.functional.dropout``. On the CPU the mask is drawn exactly as the built-in draws
+    it, so the same seed drops the same elements; CUDA's built-in uses a fused kernel whose random
+    stream differs, so there the masks differ (the distribution does not).
+    """
+    _check_tensor("dropout", "input", input)
+    if not 0.0 <= p <= 1.0:
+        raise ValueError(f"dropout: probability p must be in [0, 1], got {p}")
+    if not training or p == 0.0:
+        return input
+    if not input.is_floating_point():
+        raise TypeError(f"dropout: input must be floating point, got {input.dtype}")
+    keep = torch.empty_like(input).bernoulli_(1.0 - p).bool()            # m, same draw as torch on CPU
+    # 1 / (1 − p) rounded to the input's dtype first, as the built-in's scaled mask is.
+    scale = 0.0 if p == 1.0 else torch.tensor(1.0 / (1.0 - p), dtype=input.dtype).item()
+    return _functions().Dropout.apply(input, keep, scale, inplace)
 
 
 def cross_entropy(
@@ -133,10 +153,15 @@ def cross_entropy(
         t = target.movedim(class_dim, -1).reshape(-1, n_classes)             # (M, C)
     else:
         t = target.reshape(-1).long()                                        # (M,)
-    loss, _ = autograd.SoftmaxCrossEntropy.apply(x, t, weight, ignore_index, label_smoothing, reduction)
+    loss, _ = _functions().SoftmaxCrossEntropy.apply(x, t, weight, ignore_index, label_smoothing, reduction)
     if reduction == "none":
         return loss.reshape(input.shape[:class_dim] + input.shape[class_dim + 1:])
     return loss
+
+
+def _functions():
+    """The hand Functions; while torch.compile traces, their twins without forward mode."""
+    return autograd.traceable if torch.compiler.is_compiling() else autograd
 
 
 def _check_tensor(fn, name, value):

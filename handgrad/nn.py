@@ -10,7 +10,7 @@ import torch
 
 from handgrad import functional as F
 
-__all__ = ["Linear", "Sigmoid", "ReLU", "CrossEntropyLoss", "convert"]
+__all__ = ["Linear", "Sigmoid", "ReLU", "Dropout", "CrossEntropyLoss", "convert"]
 
 
 class Linear(torch.nn.Linear):
@@ -68,6 +68,23 @@ class ReLU(torch.nn.ReLU):
         return F.relu(input, inplace=self.inplace)
 
 
+class Dropout(torch.nn.Dropout):
+    r"""In training, zeroes each element with probability p and scales the rest by 1 / (1 − p);
+    the identity in eval mode. Backward: dL/dx = g ∘ m / (1 − p) with the same mask m.
+
+    Args:
+        p: probability of an element being zeroed. Default: 0.5
+        inplace: overwrite the input. Default: ``False``
+
+    Shape:
+        - Input: (*), any number of dimensions
+        - Output: (*), same shape as the input
+    """
+
+    def forward(self, input):
+        return F.dropout(input, self.p, self.training, self.inplace)
+
+
 class CrossEntropyLoss(torch.nn.CrossEntropyLoss):
     r"""L = −Σ_c a_c log softmax(x)_c, with backward dL/dx = softmax(x) − onehot(y) (generalised).
 
@@ -98,12 +115,14 @@ _REPLACEMENTS = {
     torch.nn.Linear: Linear,
     torch.nn.Sigmoid: Sigmoid,
     torch.nn.ReLU: ReLU,
+    torch.nn.Dropout: Dropout,
     torch.nn.CrossEntropyLoss: CrossEntropyLoss,
 }
 
 
 def convert(module):
-    """Make every ``torch.nn`` Linear, Sigmoid, ReLU and CrossEntropyLoss in ``module`` run handgrad.
+    """Make every ``torch.nn`` Linear, Sigmoid, ReLU, Dropout and CrossEntropyLoss in ``module`` run
+    handgrad.
 
     Works in place on any model (nested containers, custom modules, torchvision models) and returns
     it. Each matching module has its class switched to the handgrad subclass, which holds exactly

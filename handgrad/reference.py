@@ -42,6 +42,16 @@ def relu_backward(g, y):
     return np.where(y > 0, g, 0.0)
 
 
+def dropout_forward(x, keep, p):
+    """y = x ∘ m / (1 − p) for a keep-mask m."""
+    return np.where(keep, x / (1 - p), 0.0) if p < 1 else np.zeros_like(x)
+
+
+def dropout_backward(g, keep, p):
+    """dL/dx = g ∘ m / (1 − p)."""
+    return dropout_forward(g, keep, p)
+
+
 def softmax(logits):
     """Row-wise softmax, shifted by the row maximum as in the seed (``C = np.max(vec)``)."""
     e = np.exp(logits - logits.max(axis=-1, keepdims=True))

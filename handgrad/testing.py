@@ -32,10 +32,22 @@ TOLERANCES = {
 }
 DTYPES = tuple(TOLERANCES)
 
+# Dropout is compared on the same random mask: both sides draw it right after this seed.
+DROPOUT_SEED = 1234
+
+
+def _reseeded(dropout):
+    def run(input, p):
+        torch.manual_seed(DROPOUT_SEED)
+        return dropout(input, p)
+    return run
+
+
 OPS = {
     "linear": (hand_F.linear, torch_F.linear),
     "sigmoid": (hand_F.sigmoid, torch.sigmoid),
     "relu": (hand_F.relu, torch_F.relu),
+    "dropout": (_reseeded(hand_F.dropout), _reseeded(torch_F.dropout)),
     "cross_entropy": (hand_F.cross_entropy, torch_F.cross_entropy),
 }
 
@@ -73,6 +85,7 @@ class Case:
     make: Callable
     differentiable: bool = True      # False where the value itself is NaN (a mean over nothing)
     dtypes: tuple = None             # None: every dtype in TOLERANCES
+    builtin_devices: tuple = None    # None: compared with the built-in on every device
 
     @property
     def id(self):
@@ -126,6 +139,22 @@ def _elementwise_cases(op, transform=lambda t: t):
     ]
 
 
+def _dropout_cases():
+    def make(shape, p):
+        def draw(gen):
+            return Problem({"input": _randn(gen, *shape)}, {"p": p}, ("input",))
+        return draw
+
+    # On CUDA torch's fused dropout kernel draws its mask from another random stream.
+    cpu_only = ("cpu",)
+    return [
+        Case("dropout", "(N, D) p=0.3", make((40, 30), 0.3), builtin_devices=cpu_only),
+        Case("dropout", "(B, C, H, W) p=0.5", make((2, 3, 4, 5), 0.5), builtin_devices=cpu_only),
+        Case("dropout", "p=1 drops everything", make((6, 7), 1.0), builtin_devices=cpu_only),
+        Case("dropout", "(0, D) empty", make((0, 7), 0.5), builtin_devices=cpu_only),
+    ]
+
+
 def _cross_entropy_cases():
     reductions = ("mean", "sum", "none")
 
@@ -172,13 +201,14 @@ def _cross_entropy_cases():
     nan_means = {"(0, C) empty batch", "all targets ignored"}
     # Losses near 1e4 summed over rows pass float16's largest value, 65504.
     no_half = {"logits ~ N(0, 1e4)": tuple(d for d in TOLERANCES if d != torch.float16)}
+    reduced = ("mean", "sum")
     return [
         Case(
             "cross_entropy",
             f"{form}, {reduction}",
             lambda gen, m=m, r=reduction: m(gen, r),
             differentiable=not (form in nan_means and reduction == "mean"),
-            dtypes=no_half.get(form),
+            dtypes=no_half.get(form) if reduction in reduced else None,
         )
         for form, m in forms.items()
         for reduction in reductions
@@ -189,6 +219,7 @@ CASES = (
     _linear_cases()
     + _elementwise_cases("sigmoid")
     + _elementwise_cases("relu", transform=_away_from_zero)
+    + _dropout_cases()
     + _cross_entropy_cases()
 )
 
@@ -270,6 +301,8 @@ def compare_with_builtin(case, dtype, device, seed=0):
 
 def builtin_supports(case, dtype, device):
     """Whether the torch built-in runs this case in this dtype on this device at all."""
+    if case.builtin_devices is not None and torch.device(device).type not in case.builtin_devices:
+        return False
     problem = case.make(torch.Generator().manual_seed(0)).to(dtype=dtype, device=device)
     try:
         _outputs_and_grads(OPS[case.op][1], problem, torch.Generator().manual_seed(1))
@@ -283,12 +316,12 @@ def compare_with_reference(case, dtype, device, seed=0):
     (computed in float64 on the same data)."""
     problem = case.make(torch.Generator().manual_seed(seed)).to(dtype=dtype, device=device)
     out, grads, v = _outputs_and_grads(OPS[case.op][0], problem, torch.Generator().manual_seed(seed + 1))
-    as_numpy = {k: t.detach().double().cpu().numpy() if t.is_floating_point() else t.cpu().numpy()
-                for k, t in problem.tensors.items()}
-    options = {k: (t.detach().double().cpu().numpy() if isinstance(t, torch.Tensor) else t)
-               for k, t in problem.options.items()}
-    upstream = None if v is None else v.double().cpu().numpy()
-    expected_out, expected_grads = _REFERENCES[case.op](as_numpy, options, upstream)
+    expected_out, expected_grads = _REFERENCES[case.op](
+        {k: _numpy(t) for k, t in problem.tensors.items()},
+        {k: _numpy(t) if isinstance(t, torch.Tensor) else t for k, t in problem.options.items()},
+        None if v is None else _numpy(v),
+        problem,
+    )
     tolerance = TOLERANCES[dtype]
     diffs = [difference("output", out, torch.from_numpy(np.asarray(expected_out)), tolerance)]
     for name, expected in expected_grads.items():
@@ -298,7 +331,8 @@ def compare_with_reference(case, dtype, device, seed=0):
 
 
 def gradchecks(case, device, seed=0):
-    """(gradcheck, gradgradcheck) in float64, each True or the error message."""
+    """(gradcheck, gradgradcheck) in float64, each True or the error message; both also check
+    forward mode (``jvp``, and forward-over-reverse) against finite differences."""
     problem = case.make(torch.Generator().manual_seed(seed)).to(device=device)
     leaves = problem.leaves()
     names = list(leaves)
@@ -311,9 +345,13 @@ def gradchecks(case, device, seed=0):
 
     inputs = tuple(leaves[n] for n in problem.wrt)
     results = []
-    for check in (torch.autograd.gradcheck, torch.autograd.gradgradcheck):
+    checks = (
+        lambda: torch.autograd.gradcheck(fn, inputs, check_forward_ad=True),
+        lambda: torch.autograd.gradgradcheck(fn, inputs, check_fwd_over_rev=True),
+    )
+    for check in checks:
         try:
-            results.append(check(fn, inputs, raise_exception=True))
+            results.append(check())
         except Exception as error:  # the message is the report
             results.append(f"{type(error).__name__}: {error}")
     return tuple(results)
@@ -327,13 +365,18 @@ def assert_all_ok(diffs, context):
 # -- NumPy reference adapters: torch layout in, the seed's layout inside ---------------------------
 
 
+def _numpy(t):
+    t = t.detach().cpu()
+    return (t.double() if t.is_floating_point() else t).numpy()
+
+
 def _sum_to(a, shape):
     lead = a.ndim - len(shape)
     a = a.sum(axis=tuple(range(lead))) if lead else a
     return a.sum(axis=tuple(i for i, n in enumerate(shape) if n == 1 and a.shape[i] != 1), keepdims=True).reshape(shape)
 
 
-def _reference_linear(t, options, v):
+def _reference_linear(t, options, v, problem):
     x, W, b = t["input"], t["weight"], t.get("bias")
     W2 = W if W.ndim == 2 else W[None]                       # (out, in); a 1-D weight is one row
     x2 = x.reshape(math.prod(x.shape[:-1]), x.shape[-1])
@@ -351,13 +394,13 @@ def _reference_linear(t, options, v):
 
 
 def _reference_elementwise(forward, backward):
-    def run(t, options, v):
+    def run(t, options, v, problem):
         y = forward(t["input"])
         return y, ({} if v is None else {"input": backward(v, y)})
     return run
 
 
-def _reference_cross_entropy(t, options, v):
+def _reference_cross_entropy(t, options, v, problem):
     x, target = t["input"], t["target"]
     class_dim = 0 if x.ndim == 1 else 1
     n_classes = x.shape[class_dim]
@@ -379,9 +422,18 @@ def _reference_cross_entropy(t, options, v):
     return out, grads
 
 
+def _reference_dropout(t, options, v, problem):
+    x = problem.tensors["input"]                             # the mask is drawn on x's device, in x's dtype
+    torch.manual_seed(DROPOUT_SEED)
+    keep = _numpy(torch.empty_like(x).bernoulli_(1 - options["p"]).bool())
+    y = reference.dropout_forward(t["input"], keep, options["p"])
+    return y, ({} if v is None else {"input": reference.dropout_backward(v, keep, options["p"])})
+
+
 _REFERENCES = {
     "linear": _reference_linear,
     "sigmoid": _reference_elementwise(reference.sigmoid_forward, reference.sigmoid_backward),
     "relu": _reference_elementwise(reference.relu_forward, reference.relu_backward),
+    "dropout": _reference_dropout,
     "cross_entropy": _reference_cross_entropy,
 }
