@@ -19,12 +19,17 @@ def _layers(impl):
     return IMPLS[impl]
 
 
-def _seed_init(module, zero_bias=True):
+def _dropout(nn, p):
+    """A Dropout layer when p > 0, none otherwise: with p = 0 the module names stay the seed's."""
+    return [nn.Dropout(p)] if p > 0 else []
+
+
+def _seed_init(module):
     """The seed's "zero-mean Xavier" init: W ~ N(0, 1/fan_in), biases zero."""
     for layer in module.modules():
         if isinstance(layer, torch.nn.Linear):
             torch.nn.init.normal_(layer.weight, 0.0, math.sqrt(1.0 / layer.in_features))
-            if layer.bias is not None and zero_bias:
+            if layer.bias is not None:
                 torch.nn.init.zeros_(layer.bias)
 
 
@@ -33,20 +38,26 @@ class QuickstartNetwork(torch.nn.Module):
 
     Module names are the seed's (``flatten``, ``linear_relu_stack``); PyTorch's default init.
 
+    Args:
+        impl: ``"hand"`` (handgrad layers) or ``"torch"`` (torch.nn layers)
+        dropout: if > 0, a Dropout of this probability follows each ReLU (not in the seed)
+
     Shape:
         - Input: (N, 1, 28, 28) or (N, 784)
         - Output: (N, 10) logits
     """
 
-    def __init__(self, impl="hand"):
+    def __init__(self, impl="hand", dropout=0.0):
         super().__init__()
         nn = _layers(impl)
         self.flatten = torch.nn.Flatten()
         self.linear_relu_stack = torch.nn.Sequential(
             nn.Linear(SIZES[0], SIZES[1]),
             nn.ReLU(),
+            *_dropout(nn, dropout),
             nn.Linear(SIZES[1], SIZES[2]),
             nn.ReLU(),
+            *_dropout(nn, dropout),
             nn.Linear(SIZES[2], SIZES[3]),
         )
 
@@ -84,20 +95,26 @@ class BetterNetwork(torch.nn.Module):
 
     Weights ~ N(0, 1/fan_in), biases zero, as in the seed.
 
+    Args:
+        impl: ``"hand"`` (handgrad layers) or ``"torch"`` (torch.nn layers)
+        dropout: if > 0, a Dropout of this probability follows each sigmoid (not in the seed)
+
     Shape:
         - Input: (N, 1, 28, 28) or (N, 784)
         - Output: (N, 10) logits
     """
 
-    def __init__(self, impl="hand"):
+    def __init__(self, impl="hand", dropout=0.0):
         super().__init__()
         nn = _layers(impl)
         self.flatten = torch.nn.Flatten()
         self.layers = torch.nn.Sequential(
             nn.Linear(SIZES[0], SIZES[1]),
             nn.Sigmoid(),
+            *_dropout(nn, dropout),
             nn.Linear(SIZES[1], SIZES[2]),
             nn.Sigmoid(),
+            *_dropout(nn, dropout),
             nn.Linear(SIZES[2], SIZES[3]),
         )
         _seed_init(self)
@@ -109,11 +126,15 @@ class BetterNetwork(torch.nn.Module):
 NETWORKS = {"quickstart": QuickstartNetwork, "basic": BasicNetwork, "better": BetterNetwork}
 
 
-def build(network, impl="hand"):
+def build(network, impl="hand", dropout=0.0):
     """One of the seed's networks by name, from handgrad (``"hand"``) or torch.nn (``"torch"``) layers."""
     if network not in NETWORKS:
         raise ValueError(f"network must be one of {sorted(NETWORKS)}, got {network!r}")
-    return NETWORKS[network](impl)
+    if not 0.0 <= dropout < 1.0:
+        raise ValueError(f"dropout must be in [0, 1), got {dropout}")
+    if dropout and network == "basic":
+        raise ValueError("the basic network has no hidden activations to put dropout after; use dropout=0")
+    return NETWORKS[network](impl) if network == "basic" else NETWORKS[network](impl, dropout)
 
 
 def seed_parameters(model):

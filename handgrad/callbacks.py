@@ -1,0 +1,156 @@
+"""Lightning plumbing that a run needs and Lightning does not provide as is.
+
+- ``RunReport`` writes what a run leaves behind besides checkpoints and metrics: ``results.json``,
+  the learning curve and the per-class accuracy table.
+- ``AtomicCheckpointIO`` makes checkpoint writes atomic on the local filesystem.
+"""
+
+import json
+import math
+import os
+import time
+from pathlib import Path
+
+import lightning as L
+import torch
+from lightning.pytorch.plugins.io import TorchCheckpointIO
+
+
+class AtomicCheckpointIO(TorchCheckpointIO):
+    """Writes each checkpoint to a temporary file beside its destination, then renames it over.
+
+    A rename within one directory is atomic, so a run killed at any moment (SIGKILL included)
+    leaves either the previous checkpoint or the new one, never half of one. (Lightning's own save
+    goes through a temporary file in the system's temp directory, which is a plain copy, not a
+    rename, when that directory is on another filesystem.)
+    """
+
+    def save_checkpoint(self, checkpoint, path, storage_options=None):
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        partial = path.with_name(f".{path.name}.partial")
+        with open(partial, "wb") as f:
+            torch.save(checkpoint, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(partial, path)
+
+
+class RunReport(L.Callback):
+    """Times each epoch and, after testing, writes into the run's log directory:
+
+    - ``results.json``: hyperparameters, test_acc, test_loss, per-class test accuracy and, per
+      epoch, training wall time, samples/s, mean train_loss, val_loss and val_acc;
+    - ``learning_curve.png``: loss and accuracy per epoch;
+    - ``per_class_accuracy.md``: test accuracy for each Fashion-MNIST class.
+
+    The per-epoch history is kept in checkpoints, so a resumed run reports every epoch.
+    """
+
+    def __init__(self):
+        self.epochs = []
+        self._start = None
+
+    def state_dict(self):
+        return {"epochs": self.epochs}
+
+    def load_state_dict(self, state_dict):
+        self.epochs = list(state_dict["epochs"])
+
+    def on_train_epoch_start(self, trainer, pl_module):
+        self._start = time.perf_counter()
+        self._validating = 0.0
+        self._loss_sum, self._samples, self._steps = 0.0, 0, 0
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        self._loss_sum = outputs["loss"].detach() + self._loss_sum      # stays on the device: no sync
+        self._samples += len(batch[1]) * trainer.world_size
+        self._steps += 1
+
+    def on_validation_start(self, trainer, pl_module):
+        self._validation_start = time.perf_counter()
+
+    def on_validation_end(self, trainer, pl_module):
+        if trainer.state.fn == "fit" and not trainer.sanity_checking and self._start is not None:
+            self._validating += time.perf_counter() - self._validation_start
+
+    def on_train_epoch_end(self, trainer, pl_module):
+        seconds = time.perf_counter() - self._start - self._validating     # training only
+        metrics = trainer.callback_metrics
+        self.epochs.append(
+            {
+                "epoch": trainer.current_epoch,
+                "seconds": round(seconds, 3),
+                "samples_per_s": round(self._samples / seconds, 1) if seconds > 0 else None,
+                "train_loss": float(self._loss_sum) / max(1, self._steps),
+                "val_loss": _number(metrics.get("val_loss")),
+                "val_acc": _number(metrics.get("val_acc")),
+            }
+        )
+
+    def on_test_end(self, trainer, pl_module):
+        if not trainer.is_global_zero:
+            return
+        out = Path(trainer.log_dir or trainer.default_root_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        metrics = trainer.callback_metrics
+        results = {
+            "hyperparameters": {
+                "model": _public(pl_module.hparams),
+                "data": _public(trainer.datamodule.hparams) if trainer.datamodule is not None else {},
+                "trainer": {
+                    "max_epochs": trainer.max_epochs,
+                    "precision": str(trainer.precision),
+                    "accelerator": type(trainer.accelerator).__name__,
+                    "devices": trainer.num_devices,
+                    "strategy": type(trainer.strategy).__name__,
+                },
+            },
+            "test_acc": _number(metrics.get("test_acc")),
+            "test_loss": _number(metrics.get("test_loss")),
+            "per_class_accuracy": pl_module.per_class_accuracy,
+            "epochs": self.epochs,
+        }
+        (out / "results.json").write_text(json.dumps(results, indent=2) + "\n")
+        if pl_module.per_class_accuracy:
+            (out / "per_class_accuracy.md").write_text(per_class_table(pl_module.per_class_accuracy))
+        if self.epochs:
+            plot_learning_curve(self.epochs, out / "learning_curve.png")
+
+
+def _public(hparams):
+    return {k: v for k, v in hparams.items() if not k.startswith("_")}
+
+
+def _number(value):
+    if value is None:
+        return None
+    value = float(value)
+    return None if math.isnan(value) else value
+
+
+def per_class_table(per_class):
+    rows = "\n".join(f"| {name} | {acc * 100:.1f} % |" for name, acc in per_class.items())
+    return f"| class | test accuracy |\n| --- | --- |\n{rows}\n"
+
+
+def plot_learning_curve(epochs, path):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    x = [e["epoch"] + 1 for e in epochs]
+    fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(10, 4))
+    ax_loss.plot(x, [e["train_loss"] for e in epochs], marker="o", label="train_loss")
+    if any(e["val_loss"] is not None for e in epochs):
+        ax_loss.plot(x, [e["val_loss"] for e in epochs], marker="o", label="val_loss")
+        ax_acc.plot(x, [e["val_acc"] for e in epochs], marker="o", color="tab:green", label="val_acc")
+    ax_loss.set(xlabel="epoch", ylabel="cross-entropy", title="loss")
+    ax_acc.set(xlabel="epoch", ylabel="accuracy", title="validation accuracy")
+    for ax in (ax_loss, ax_acc):
+        ax.grid(alpha=0.3)
+        ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)

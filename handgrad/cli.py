@@ -1,0 +1,151 @@
+"""``python train.py``: LightningCLI that fits, then tests, with errors reported in one line.
+
+Every run writes into its own ``<default_root_dir>/version_<N>/``: ``checkpoints/`` (``last.ckpt``
+and the best by val_acc), ``metrics.csv`` (and TensorBoard events when tensorboard is installed),
+``config.yaml``, ``results.json``, ``learning_curve.png`` and ``per_class_accuracy.md``.
+``--ckpt_path last`` resumes from the newest ``last.ckpt`` under ``default_root_dir``.
+"""
+
+import sys
+import tempfile
+from pathlib import Path
+from typing import Optional
+
+import torch
+from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.cli import LightningCLI
+from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
+from lightning.pytorch.utilities import rank_zero_info
+from lightning_utilities.core.imports import RequirementCache
+
+from handgrad.callbacks import AtomicCheckpointIO, RunReport, per_class_table
+from handgrad.data import DatasetError, FashionMNISTDataModule
+from handgrad.lit import LitClassifier
+
+DEFAULT_ROOT_DIR = "runs"
+_TENSORBOARD = RequirementCache("tensorboard")
+
+
+class RunError(RuntimeError):
+    """A problem with the run's files (log directory, checkpoint) that the user must fix."""
+
+
+class HandgradCLI(LightningCLI):
+    def add_arguments_to_parser(self, parser):
+        parser.add_argument(
+            "--ckpt_path",
+            type=Optional[str],
+            default=None,
+            help="Resume training from this checkpoint; 'last' takes the newest last.ckpt under "
+            "trainer.default_root_dir.",
+        )
+        parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")
+        parser.set_defaults(
+            {
+                "trainer.max_epochs": 10,
+                "trainer.default_root_dir": DEFAULT_ROOT_DIR,
+                "checkpoint.monitor": "val_acc",
+                "checkpoint.mode": "max",
+                "checkpoint.save_last": True,
+                "checkpoint.filename": "best-epoch{epoch}-val_acc{val_acc:.4f}",
+                "checkpoint.auto_insert_metric_name": False,
+            }
+        )
+
+    def before_instantiate_classes(self):
+        config = self.config
+        _check_writable(Path(config.trainer.default_root_dir))
+        if config.data.val_size == 0 and config.checkpoint.monitor == "val_acc":
+            # No validation set (the seed's setting): the best checkpoint is simply the latest.
+            config.checkpoint.monitor = None
+            config.checkpoint.filename = "epoch{epoch}"
+
+    def instantiate_trainer(self, **kwargs):
+        if self.config.trainer.get("logger") in (None, True):
+            root = self.config.trainer.default_root_dir
+            csv = CSVLogger(root, name="")
+            loggers = [csv]
+            if _TENSORBOARD:
+                loggers.append(TensorBoardLogger(root, name="", version=csv.version, default_hp_metric=False))
+            kwargs["logger"] = loggers
+        return super().instantiate_trainer(**kwargs)
+
+
+def _check_writable(directory):
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=directory):
+            pass
+    except OSError as error:
+        raise RunError(f"cannot write to the log directory {directory}: {error.strerror or error}") from None
+
+
+def resolve_checkpoint(ckpt_path, root):
+    """The checkpoint file to resume from: ``last`` is the newest last.ckpt of any run under root."""
+    if ckpt_path is None:
+        return None
+    if ckpt_path == "last":
+        candidates = sorted(Path(root).glob("*/checkpoints/last.ckpt"), key=lambda p: p.stat().st_mtime)
+        if not candidates:
+            raise RunError(f"--ckpt_path last: no last.ckpt under {root}/*/checkpoints/ to resume from")
+        return str(candidates[-1])
+    if not Path(ckpt_path).is_file():
+        raise RunError(f"--ckpt_path {ckpt_path}: no such checkpoint file")
+    return ckpt_path
+
+
+def check_checkpoint_matches(ckpt_path, model):
+    """Refuse, in one line, a checkpoint that cannot be read or that holds another model's weights."""
+    try:
+        checkpoint = torch.load(ckpt_path, map_location="cpu", weights_only=False)
+        saved = checkpoint["state_dict"]
+    except Exception as error:
+        raise RunError(f"checkpoint {ckpt_path} cannot be read as a Lightning checkpoint ({error})") from None
+    expected = model.state_dict()
+    missing = [k for k in expected if k not in saved]
+    unexpected = [k for k in saved if k not in expected]
+    wrong = [k for k in expected if k in saved and saved[k].shape != expected[k].shape]
+    if missing or unexpected or wrong:
+        saved_hp = checkpoint.get("hyper_parameters", {})
+        detail = "; ".join(
+            part
+            for part in (
+                f"missing {missing[:3]}" if missing else "",
+                f"unexpected {unexpected[:3]}" if unexpected else "",
+                f"{wrong[0]} has shape {tuple(saved[wrong[0]].shape)}, the model expects "
+                f"{tuple(expected[wrong[0]].shape)}" if wrong else "",
+            )
+            if part
+        )
+        trained = {k: saved_hp[k] for k in ("network", "dropout") if k in saved_hp}
+        raise RunError(
+            f"checkpoint {ckpt_path} does not match the model ({detail})"
+            + (f"; it was trained with {trained}" if trained else "")
+        )
+
+
+def main(args=None):
+    try:
+        cli = HandgradCLI(
+            LitClassifier,
+            FashionMNISTDataModule,
+            run=False,
+            args=args,
+            seed_everything_default=0,
+            trainer_defaults={"plugins": [AtomicCheckpointIO()], "callbacks": [RunReport()]},
+            save_config_kwargs={"overwrite": True},
+        )
+        trainer, model, data = cli.trainer, cli.model, cli.datamodule
+        ckpt_path = resolve_checkpoint(cli.config.ckpt_path, cli.config.trainer.default_root_dir)
+        if ckpt_path is not None:
+            check_checkpoint_matches(ckpt_path, model)
+            rank_zero_info(f"Restoring the run from {ckpt_path}")
+        trainer.fit(model, datamodule=data, ckpt_path=ckpt_path)
+        trainer.test(model, datamodule=data)
+    except (RunError, DatasetError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        raise SystemExit(2) from None
+    if trainer.is_global_zero and model.per_class_accuracy:
+        print(per_class_table(model.per_class_accuracy), end="")
+        print(f"Run written to {trainer.log_dir}")
+    return trainer

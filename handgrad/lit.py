@@ -1,0 +1,110 @@
+"""The LightningModule: one of the seed's networks, its loss and optimiser, and torchmetrics.
+
+The network itself is a plain ``nn.Module`` from ``handgrad.models``; this class only wires it to
+Lightning. With ``impl="hand"`` every layer and the loss run hand-derived backward passes; with
+``impl="torch"`` the same network runs on torch.nn's built-ins, for comparison.
+"""
+
+import lightning as L
+import torch
+import torchmetrics
+
+import handgrad.nn
+from handgrad import models
+from handgrad.data import CLASSES
+
+OPTIMIZERS = ("sgd", "adam", "adamw")
+SCHEDULERS = ("none", "cosine")
+
+
+class LitClassifier(L.LightningModule):
+    """Classify Fashion-MNIST images with one of the seed's 784-512-512-10 networks.
+
+    Args:
+        network: ``quickstart`` (ReLU, PyTorch's init), ``basic`` (linear, no bias) or ``better``
+            (sigmoid + bias), the seed's three networks
+        impl: ``hand`` (handgrad's hand-derived layers) or ``torch`` (torch.nn built-ins)
+        optimizer: ``sgd``, ``adam`` or ``adamw``
+        lr: learning rate
+        momentum: SGD momentum (0 is the seed's plain SGD)
+        weight_decay: L2 penalty (decoupled for adamw)
+        scheduler: ``none`` (constant lr, the seed's) or ``cosine`` (decay to 0 over the run, per step)
+        dropout: dropout probability after each hidden activation (0: none, as in the seed)
+        label_smoothing: ε of the training cross-entropy (0: the seed's loss)
+    """
+
+    def __init__(
+        self,
+        network: str = "better",
+        impl: str = "hand",
+        optimizer: str = "adam",
+        lr: float = 1e-3,
+        momentum: float = 0.0,
+        weight_decay: float = 0.0,
+        scheduler: str = "cosine",
+        dropout: float = 0.0,
+        label_smoothing: float = 0.0,
+    ):
+        super().__init__()
+        if optimizer not in OPTIMIZERS:
+            raise ValueError(f"optimizer must be one of {OPTIMIZERS}, got {optimizer!r}")
+        if scheduler not in SCHEDULERS:
+            raise ValueError(f"scheduler must be one of {SCHEDULERS}, got {scheduler!r}")
+        if lr <= 0:
+            raise ValueError(f"lr must be positive, got {lr}")
+        self.save_hyperparameters()
+        self.model = models.build(network, impl, dropout)
+        layers = handgrad.nn if impl == "hand" else torch.nn
+        self.train_loss = layers.CrossEntropyLoss(label_smoothing=label_smoothing)
+        self.eval_loss = layers.CrossEntropyLoss()
+        n = len(CLASSES)
+        self.val_loss_mean, self.test_loss_mean = torchmetrics.MeanMetric(), torchmetrics.MeanMetric()
+        self.val_acc = torchmetrics.classification.MulticlassAccuracy(n, average="micro")
+        self.test_acc = torchmetrics.classification.MulticlassAccuracy(n, average="micro")
+        self.test_per_class = torchmetrics.classification.MulticlassAccuracy(n, average=None)
+        self.per_class_accuracy = None
+
+    def forward(self, x):
+        return self.model(x)
+
+    def training_step(self, batch, batch_idx):
+        x, y = batch
+        loss = self.train_loss(self.model(x), y)
+        self.log("train_loss", loss, prog_bar=True)
+        return loss
+
+    def validation_step(self, batch, batch_idx):
+        x, y = batch
+        logits = self.model(x)
+        self.val_loss_mean.update(self.eval_loss(logits, y), weight=len(y))
+        self.val_acc.update(logits, y)
+        self.log("val_loss", self.val_loss_mean, prog_bar=True)
+        self.log("val_acc", self.val_acc, prog_bar=True)
+
+    def test_step(self, batch, batch_idx):
+        x, y = batch
+        logits = self.model(x)
+        self.test_loss_mean.update(self.eval_loss(logits, y), weight=len(y))
+        self.test_acc.update(logits, y)
+        self.test_per_class.update(logits, y)
+        self.log("test_loss", self.test_loss_mean)
+        self.log("test_acc", self.test_acc)
+
+    def on_test_epoch_end(self):
+        self.per_class_accuracy = dict(zip(CLASSES, self.test_per_class.compute().tolist()))
+        self.test_per_class.reset()
+
+    def configure_optimizers(self):
+        hp = self.hparams
+        params = self.model.parameters()
+        if hp.optimizer == "sgd":
+            optimizer = torch.optim.SGD(params, lr=hp.lr, momentum=hp.momentum, weight_decay=hp.weight_decay)
+        elif hp.optimizer == "adam":
+            optimizer = torch.optim.Adam(params, lr=hp.lr, weight_decay=hp.weight_decay)
+        else:
+            optimizer = torch.optim.AdamW(params, lr=hp.lr, weight_decay=hp.weight_decay)
+        if hp.scheduler == "none":
+            return optimizer
+        steps = self.trainer.estimated_stepping_batches
+        cosine = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(1, steps))
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": cosine, "interval": "step"}}
