@@ -31,14 +31,12 @@ class Linear(Function):
 
     @staticmethod
     def forward(x, W, b=None):
-        x2 = _matrix(x)                                      # (N, in), N = prod(*)
-        if b is None:
-            y2 = x2.mm(W.t())
-        elif b.dim() <= 1:
-            y2 = torch.addmm(b, x2, W.t())                   # one fused kernel: b + x Wᵀ
-        else:
-            return x2.mm(W.t()).reshape(*x.shape[:-1], W.shape[0]) + b
-        return y2.reshape(*x.shape[:-1], W.shape[0])         # (*, out)
+        # The output must not be a view of a tensor made in here, or in-place ops on it (an
+        # in-place ReLU after the layer) would be refused: hence no reshape of a 2-D product.
+        if x.dim() == 2 and b is not None and b.dim() <= 1:
+            return torch.addmm(b, x, W.t())                  # one fused kernel: b + x Wᵀ, (N, out)
+        y = x.matmul(W.t())                                  # (*, out), folds * into one mm
+        return y if b is None else y + b
 
     @staticmethod
     def setup_context(ctx, inputs, output):
@@ -206,7 +204,7 @@ class SoftmaxCrossEntropy(Function):
         shifted = xf - xf.amax(1, keepdim=True)             # log-sum-exp trick: exp(shifted) ≤ 1
         log_p = shifted - shifted.exp().sum(1, keepdim=True).log()       # (M, C)
         a, denominator = _target_distribution(log_p, target, weight, ignore_index, label_smoothing)
-        rows = -(a * log_p).sum(1)                           # (M,) per-row loss
+        rows = _row_losses(log_p, a, target, weight, ignore_index, label_smoothing)     # (M,)
         if reduction == "sum":
             loss = rows.sum()
         elif reduction == "mean":
@@ -304,6 +302,23 @@ def _target_distribution(log_p, target, weight, ignore_index, label_smoothing):
         spread = kept.to(log_p.dtype).unsqueeze(1) * (eps / n_classes)   # (M, 1)
         a = a + (spread if w is None else spread * w)
     return a, w_t.sum()
+
+
+def _row_losses(log_p, a, target, weight, ignore_index, label_smoothing):
+    """−Σ_c a_c log p_c per row, (M,). For class indices it is summed as PyTorch sums it,
+    −(1 − ε) w_t log p_t − (ε / C) Σ_c w_c log p_c on kept rows and 0 on ignored ones, so that a
+    −inf or NaN logit the loss does not use (a masked class, an ignored row) cannot make 0 · (−inf)."""
+    if target.is_floating_point():
+        return -(a * log_p).sum(1)
+    kept = target != ignore_index
+    t = target.where(kept, 0)
+    w = None if weight is None else weight.to(log_p.dtype)
+    nll = -log_p.gather(1, t.unsqueeze(1)).squeeze(1)                  # −log p_t, (M,)
+    rows = nll if w is None else w.gather(0, t) * nll
+    if label_smoothing > 0:
+        smooth = -(log_p if w is None else log_p * w).sum(1)            # −Σ_c w_c log p_c, (M,)
+        rows = (1 - label_smoothing) * rows + label_smoothing / log_p.shape[1] * smooth
+    return rows.where(kept, 0)
 
 
 def _row_scale(g, target, ignore_index, reduction, denominator):

@@ -42,7 +42,11 @@ def linear(input, weight, bias=None):
         if weight.dim() == 1:
             raise RuntimeError("linear: a 1-D weight takes no bias (torch.nn.functional.linear refuses it too)")
         out_shape = (*input.shape[:-1], weight.shape[0])
-        if torch.broadcast_shapes(bias.shape, out_shape) != out_shape:
+        try:
+            broadcasts = torch.broadcast_shapes(bias.shape, out_shape) == out_shape
+        except RuntimeError:
+            broadcasts = False
+        if not broadcasts:
             raise RuntimeError(
                 f"linear: bias of shape {tuple(bias.shape)} does not broadcast to the output shape "
                 f"{out_shape}; expected a bias of shape ({weight.shape[0]},) for "
@@ -66,7 +70,7 @@ def relu(input, inplace=False):
     """y = max(x, 0), elementwise, as ``torch.nn.functional.relu``."""
     _check_tensor("relu", "input", input)
     if input.dtype == torch.bool:
-        raise TypeError("relu: input has dtype torch.bool; relu needs a numeric tensor")
+        raise NotImplementedError("relu: input has dtype torch.bool; relu needs a numeric tensor")
     return _functions().ReLU.apply(input, inplace)
 
 
@@ -115,15 +119,15 @@ def cross_entropy(
     if reduction not in _REDUCTIONS:
         raise ValueError(f"cross_entropy: reduction must be one of {_REDUCTIONS}, got {reduction!r}")
     if not 0.0 <= label_smoothing <= 1.0:
-        raise ValueError(f"cross_entropy: label_smoothing must be in [0, 1], got {label_smoothing}")
+        raise RuntimeError(f"cross_entropy: label_smoothing must be in [0, 1], got {label_smoothing}")
     if not input.is_floating_point():
-        raise TypeError(f"cross_entropy: input (logits) must be floating point, got {input.dtype}")
+        raise NotImplementedError(f"cross_entropy: input (logits) must be floating point, got {input.dtype}")
     if input.dim() == 0:
         raise RuntimeError("cross_entropy: input must be (C), (N, C) or (N, C, d1, ..., dK); got a 0-d tensor")
     class_dim = 0 if input.dim() == 1 else 1
     n_classes = input.shape[class_dim]
     if n_classes == 0:
-        raise RuntimeError(f"cross_entropy: input of shape {tuple(input.shape)} has no classes (C = 0)")
+        raise IndexError(f"cross_entropy: input of shape {tuple(input.shape)} has no classes (C = 0)")
     tensors = {"input": input, "target": target}
     if weight is not None:
         _check_tensor("cross_entropy", "weight", weight)
@@ -206,7 +210,9 @@ def _check_target(input, target, class_dim, n_classes, ignore_index):
             f"got {target.dtype}"
         )
     if target.shape != class_free_shape:
-        raise ValueError(
+        # torch raises ValueError when the batch sizes differ and RuntimeError otherwise.
+        mismatch = ValueError if target.shape[:1] != class_free_shape[:1] else RuntimeError
+        raise mismatch(
             f"cross_entropy: target of shape {tuple(target.shape)} does not match input of shape "
             f"{tuple(input.shape)}: class-index targets must have shape {tuple(class_free_shape)} "
             f"(input without its class dimension {class_dim})"

@@ -248,9 +248,11 @@ class Difference:
     max_abs: float
     max_rel: float
     ok: bool
+    special_mismatch: bool = False   # NaN or ±inf where the other tensor has none
 
     def __str__(self):
-        return f"{self.name}: max abs {self.max_abs:.3g}, max rel {self.max_rel:.3g}"
+        special = ", NaN/inf positions differ" if self.special_mismatch else ""
+        return f"{self.name}: max abs {self.max_abs:.3g}, max rel {self.max_rel:.3g}{special}"
 
 
 def difference(name, actual, expected, tolerance):
@@ -270,7 +272,7 @@ def difference(name, actual, expected, tolerance):
     max_abs = err.max().item() if err.numel() else 0.0
     max_rel = max_abs / max(scale.max().item(), torch.finfo(torch.float64).tiny) if err.numel() else 0.0
     ok = bool(same_special) and bool((err <= tolerance.atol + tolerance.rtol * scale).all())
-    return Difference(name, max_abs, max_rel, ok)
+    return Difference(name, max_abs, max_rel, ok, special_mismatch=not same_special)
 
 
 def _outputs_and_grads(fn, problem, upstream_generator):

@@ -1,0 +1,283 @@
+"""The seed's three networks built from handgrad and from torch.nn layers, against each other and
+against the NumPy reference of the seed's math: names, initialisation, gradients and training."""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+import handgrad.nn
+from handgrad import models, reference, testing
+
+NETWORKS = ("quickstart", "basic", "better")
+IMPLS = ("hand", "torch")
+HAND_CLASSES = {getattr(handgrad.nn, name) for name in ("Linear", "Sigmoid", "ReLU", "Dropout")}
+TORCH_CLASSES = {torch.nn.Linear, torch.nn.Sigmoid, torch.nn.ReLU, torch.nn.Dropout}
+F64 = testing.TOLERANCES[torch.float64]
+
+# The seed's module and state-dict names (the quickstart's from the PyTorch tutorial).
+STATE_DICT_KEYS = {
+    "quickstart": [f"linear_relu_stack.{i}.{p}" for i in (0, 2, 4) for p in ("weight", "bias")],
+    "basic": [f"layers.{i}.weight" for i in (0, 1, 2)],
+    "better": [f"layers.{i}.{p}" for i in (0, 2, 4) for p in ("weight", "bias")],
+}
+LAYER_TYPES = {  # the Sequential's children, by torch.nn class name
+    "quickstart": ["Linear", "ReLU", "Linear", "ReLU", "Linear"],
+    "basic": ["Linear", "Linear", "Linear"],
+    "better": ["Linear", "Sigmoid", "Linear", "Sigmoid", "Linear"],
+}
+STACK = {"quickstart": "linear_relu_stack", "basic": "layers", "better": "layers"}
+
+
+def _build(network, impl, seed=0, dropout=0.0):
+    torch.manual_seed(seed)
+    return models.build(network, impl, dropout)
+
+
+def _linears(model):
+    return [m for m in model.modules() if isinstance(m, torch.nn.Linear)]
+
+
+def _check(name, actual, expected, tolerance=F64):
+    d = testing.difference(name, torch.as_tensor(actual), torch.as_tensor(expected), tolerance)
+    assert d.ok, str(d)
+
+
+def _batch(seed, n):
+    """Images in [0, 1) shaped as FashionMNIST's (N, 1, 28, 28), float64, and labels in [0, 10)."""
+    gen = torch.Generator().manual_seed(seed)
+    return torch.rand(n, 1, 28, 28, generator=gen, dtype=torch.float64), torch.randint(0, 10, (n,), generator=gen)
+
+
+# -- structure and names ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("impl", IMPLS)
+@pytest.mark.parametrize("network", NETWORKS)
+def test_network_module_names_are_the_seeds(network, impl):
+    model = _build(network, impl)
+    children = [name for name, _ in model.named_children()]
+    assert children == ["flatten", STACK[network]], f"{network}: children {children}"
+    assert type(model.flatten) is torch.nn.Flatten, f"{network}.flatten is {type(model.flatten)}"
+    keys = list(model.state_dict())
+    assert keys == STATE_DICT_KEYS[network], f"{network} state_dict keys {keys}"
+    stack = getattr(model, STACK[network])
+    layer_types = [next(c.__name__ for c in type(m).__mro__ if c.__module__.startswith("torch.nn")) for m in stack]
+    assert layer_types == LAYER_TYPES[network], f"{network} layers {layer_types}"
+    shapes = [tuple(layer.weight.shape) for layer in _linears(model)]
+    assert shapes == [(512, 784), (512, 512), (10, 512)], f"{network} weight shapes {shapes}"
+
+
+def test_basic_network_has_no_biases():
+    for impl in IMPLS:
+        biases = [layer.bias for layer in _linears(_build("basic", impl))]
+        assert biases == [None, None, None], f"basic ({impl}) has biases"
+
+
+@pytest.mark.parametrize("network", NETWORKS)
+def test_network_impl_classes(network):
+    hand, builtin = _build(network, "hand"), _build(network, "torch")
+    for name, module in hand.named_modules():
+        if isinstance(module, tuple(TORCH_CLASSES)):
+            assert type(module) in HAND_CLASSES, f"{network} hand: {name} is {type(module)}"
+    for name, module in builtin.named_modules():
+        if isinstance(module, tuple(TORCH_CLASSES)):
+            assert type(module) in TORCH_CLASSES, f"{network} torch: {name} is {type(module)}"
+    n_layers = len(LAYER_TYPES[network])
+    assert sum(type(m) in HAND_CLASSES for m in hand.modules()) == n_layers, f"{network}: hand layers missing"
+
+
+@pytest.mark.parametrize("network", NETWORKS)
+def test_network_same_seed_same_state_dict_across_impls(network):
+    for seed in (0, 3):
+        hand, builtin = _build(network, "hand", seed), _build(network, "torch", seed)
+        hand_state, torch_state = hand.state_dict(), builtin.state_dict()
+        assert list(hand_state) == list(torch_state), f"{network}: keys differ"
+        for key in torch_state:
+            assert torch.equal(hand_state[key], torch_state[key]), f"{network} seed {seed}: {key} differs"
+
+
+@pytest.mark.parametrize("direction", [("torch", "hand"), ("hand", "torch")], ids=["torch_to_hand", "hand_to_torch"])
+@pytest.mark.parametrize("network", NETWORKS)
+def test_network_state_dict_loads_across_impls(network, direction):
+    source_impl, target_impl = direction
+    source, target = _build(network, source_impl, seed=0).double(), _build(network, target_impl, seed=1).double()
+    with torch.no_grad():                                    # nonzero biases, so that loading them is visible
+        for layer in _linears(source):
+            if layer.bias is not None:
+                layer.bias.normal_(0.0, 0.1)
+    result = target.load_state_dict(source.state_dict(), strict=True)
+    assert not result.missing_keys and not result.unexpected_keys, f"{network}: {result}"
+    for key, value in source.state_dict().items():
+        assert torch.equal(target.state_dict()[key], value), f"{network}: {key} not loaded {direction}"
+    x, _ = _batch(0, 4)
+    _check(f"{network} logits after loading {source_impl} -> {target_impl}", target(x), source(x))
+
+
+# -- initialisation --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("impl", IMPLS)
+@pytest.mark.parametrize("network", ["basic", "better"])
+def test_network_init_is_normal_with_variance_one_over_fan_in(network, impl):
+    for seed in (0, 1):
+        for i, layer in enumerate(_linears(_build(network, impl, seed)), start=1):
+            w = layer.weight.detach().double()
+            n, fan_in = w.numel(), layer.in_features
+            sigma = math.sqrt(1.0 / fan_in)
+            # For n iid N(0, σ²) samples the sample std has standard error ≈ σ / √(2n) and the mean
+            # σ / √n; 5 standard errors (smallest n = 5120 for W³: 7 % of σ) fail a wrong init,
+            # e.g. PyTorch's default U(±σ) whose std is σ / √3, but not a right one.
+            std_tol, mean_tol = 5 * sigma / math.sqrt(2 * n), 5 * sigma / math.sqrt(n)
+            assert abs(w.std().item() - sigma) < std_tol, (
+                f"{network} W{i} (seed {seed}): std {w.std().item():.5f}, expected {sigma:.5f} ± {std_tol:.5f}"
+            )
+            assert abs(w.mean().item()) < mean_tol, (
+                f"{network} W{i}: mean {w.mean().item():.2e}, expected 0 ± {mean_tol:.2e}"
+            )
+            # Normal, not uniform: a normal's excess kurtosis is 0, a uniform's −1.2 (s.e. ≈ √(24 / n)).
+            kurtosis = (((w - w.mean()) / w.std()) ** 4).mean().item() - 3
+            assert abs(kurtosis) < 5 * math.sqrt(24 / n), f"{network} W{i}: excess kurtosis {kurtosis:.3f}, expected 0"
+            if layer.bias is not None:
+                assert torch.equal(layer.bias, torch.zeros_like(layer.bias)), f"{network} b{i} is not zero"
+
+
+@pytest.mark.parametrize("impl", IMPLS)
+def test_quickstart_init_is_pytorch_default(impl):
+    """The quickstart keeps PyTorch's default U(−√k, √k), k = 1/fan_in, for weights and biases."""
+    for i, layer in enumerate(_linears(_build("quickstart", impl)), start=1):
+        bound = math.sqrt(1.0 / layer.in_features)
+        for name, p in (("W", layer.weight), ("b", layer.bias)):
+            assert p.abs().max().item() <= bound, f"quickstart {name}{i} exceeds the default bound {bound:.4f}"
+        # With n ≥ 5120 uniform draws, P(max |W| < 0.9 bound) = 0.9ⁿ: a narrower init fails, the default cannot.
+        assert layer.weight.abs().max().item() > 0.9 * bound, f"quickstart W{i} does not fill U(±{bound:.4f})"
+
+
+# -- gradients: NumPy reference = handgrad = torch autograd ----------------------------------------
+
+
+def _torch_grads(model, x, y):
+    model.zero_grad()
+    loss = torch.nn.functional.cross_entropy(model(x), y)    # the mean over the batch, as the reference
+    loss.backward()
+    return loss, _linears(model)
+
+
+@pytest.mark.parametrize("network", NETWORKS)
+def test_network_gradients_match_numpy_reference_and_torch(network):
+    hand = _build(network, "hand", seed=0).double()
+    with torch.no_grad():                                    # nonzero biases, so the forward uses them
+        for layer in _linears(hand):
+            if layer.bias is not None:
+                layer.bias.normal_(0.0, 0.1)
+    builtin = models.build(network, "torch").double()
+    builtin.load_state_dict(hand.state_dict())
+    x, y = _batch(1, 16)
+
+    params = models.seed_parameters(hand)
+    expected_names = [f"{p}{i}" for i in (1, 2, 3) for p in ("W", "b") if p == "W" or network != "basic"]
+    assert sorted(params) == sorted(expected_names), f"{network}: seed_parameters gave {sorted(params)}"
+    np_loss, np_grads = reference.loss_and_grads(params, x.reshape(len(x), -1).numpy(), y.numpy(), network)
+    assert sorted(np_grads) == sorted(params), f"{network}: reference grads for {sorted(np_grads)}"
+
+    for impl, model in (("hand", hand), ("torch", builtin)):
+        loss, linears = _torch_grads(model, x, y)
+        _check(f"{network} {impl} loss", loss, np_loss)
+        for i, layer in enumerate(linears, start=1):
+            module = {m: n for n, m in model.named_modules()}[layer]
+            _check(f"{network} {impl} dW{i} ({module}.weight.grad.T)", layer.weight.grad.T, np_grads[f"W{i}"])
+            if layer.bias is not None:
+                db = layer.bias.grad.reshape(1, -1)
+                _check(f"{network} {impl} db{i} ({module}.bias.grad)", db, np_grads[f"b{i}"])
+    for (name, p_hand), p_torch in zip(hand.named_parameters(), builtin.parameters()):
+        _check(f"{network} {name}.grad hand vs torch", p_hand.grad, p_torch.grad)
+
+
+def test_seed_parameters_are_copies_in_seed_layout():
+    model = _build("better", "hand")
+    params = models.seed_parameters(model)
+    for i, layer in enumerate(_linears(model), start=1):
+        W, b = params[f"W{i}"], params[f"b{i}"]
+        assert W.shape == (layer.in_features, layer.out_features), f"W{i} shape {W.shape}"
+        assert b.shape == (1, layer.out_features), f"b{i} shape {b.shape}"
+        assert W.dtype == b.dtype == np.float64, f"W{i}, b{i} dtypes {W.dtype}, {b.dtype}"
+        np.testing.assert_array_equal(W, layer.weight.detach().double().numpy().T, err_msg=f"W{i} is not weight.T")
+        W += 1.0                                             # the reference trains in place: not the model
+        assert not torch.equal(layer.weight.T.double(), torch.from_numpy(W)), f"W{i} shares memory with weight"
+
+
+# -- training: the seed's per-sample loop = SGD with batch 1 ---------------------------------------
+
+
+@pytest.mark.parametrize("network", NETWORKS)
+def test_network_sgd_batch_one_matches_seed_training_loop(network):
+    n_samples, lr = 20, 0.02
+    model = _build(network, "hand", seed=0).double()
+    params = models.seed_parameters(model)
+    images, labels = _batch(2, n_samples)
+
+    reference.train_per_sample(params, images.reshape(n_samples, -1).numpy(), labels.numpy(), network, lr)
+    optimizer = torch.optim.SGD(model.parameters(), lr=lr)
+    initial = [p.detach().clone() for p in model.parameters()]
+    for image, label in zip(images, labels):
+        optimizer.zero_grad()
+        torch.nn.functional.cross_entropy(model(image[None]), label[None]).backward()
+        optimizer.step()
+
+    assert any(not torch.equal(p, p0) for p, p0 in zip(model.parameters(), initial)), f"{network}: nothing trained"
+    for i, layer in enumerate(_linears(model), start=1):
+        _check(f"{network} W{i} after {n_samples} steps", layer.weight.T, params[f"W{i}"])
+        if layer.bias is not None:
+            _check(f"{network} b{i} after {n_samples} steps", layer.bias.reshape(1, -1), params[f"b{i}"])
+
+
+# -- build -----------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"network": "resnet"}, "network must be one of"),
+        ({"network": "Basic"}, "network must be one of"),
+        ({"network": "basic", "impl": "numpy"}, "impl must be one of"),
+        ({"network": "better", "impl": "Hand"}, "impl must be one of"),
+        ({"network": "better", "dropout": -0.1}, "dropout must be in"),
+        ({"network": "quickstart", "dropout": 1.0}, "dropout must be in"),
+        ({"network": "quickstart", "dropout": 1.5}, "dropout must be in"),
+        ({"network": "quickstart", "dropout": float("nan")}, "dropout must be in"),
+        ({"network": "basic", "dropout": 0.5}, "basic network has no hidden activations"),
+    ],
+    ids=lambda v: str(v) if isinstance(v, dict) else "",
+)
+def test_build_rejects_bad_arguments(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        models.build(**kwargs)
+
+
+@pytest.mark.parametrize("impl", IMPLS)
+@pytest.mark.parametrize("network", ["quickstart", "better"])
+def test_build_dropout_inserts_dropout_after_each_activation(network, impl):
+    model = _build(network, impl, dropout=0.3)
+    stack = getattr(model, STACK[network])
+    nn = handgrad.nn if impl == "hand" else torch.nn
+    activation = LAYER_TYPES[network][1]
+    expected = ["Linear", activation, "Dropout", "Linear", activation, "Dropout", "Linear"]
+    classes = [type(m) for m in stack]
+    assert classes == [getattr(nn, name) for name in expected], f"{network} ({impl}) layers {classes}"
+    assert all(m.p == 0.3 for m in stack if isinstance(m, torch.nn.Dropout)), f"{network}: dropout p is not 0.3"
+    # The dropout layers hold no state: the same seed gives the same weights as without dropout.
+    plain = _build(network, impl, dropout=0.0)
+    for (key, value), plain_value in zip(model.state_dict().items(), plain.state_dict().values()):
+        assert torch.equal(value, plain_value), f"{network}: {key} differs from the dropout-free network's"
+    model.eval()
+    x, _ = _batch(0, 3)
+    _check(f"{network} eval logits with dropout", model.double()(x), plain.double()(x))
+
+
+@pytest.mark.parametrize("network", NETWORKS)
+def test_build_dropout_zero_keeps_seed_names(network):
+    for impl in IMPLS:
+        model = models.build(network, impl, dropout=0.0)
+        assert list(model.state_dict()) == STATE_DICT_KEYS[network], f"{network} ({impl}) keys changed"
+        assert not any(isinstance(m, torch.nn.Dropout) for m in model.modules()), f"{network} ({impl}) has Dropout"
