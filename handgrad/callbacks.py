@@ -29,11 +29,14 @@ class AtomicCheckpointIO(TorchCheckpointIO):
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         partial = path.with_name(f".{path.name}.partial")
-        with open(partial, "wb") as f:
-            torch.save(checkpoint, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(partial, path)
+        try:
+            with open(partial, "wb") as f:
+                torch.save(checkpoint, f)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(partial, path)
+        finally:
+            partial.unlink(missing_ok=True)
 
 
 class RunReport(L.Callback):
@@ -49,6 +52,7 @@ class RunReport(L.Callback):
 
     def __init__(self):
         self.epochs = []
+        self.run_dir = None
         self._start = None
 
     def state_dict(self):
@@ -89,9 +93,9 @@ class RunReport(L.Callback):
         )
 
     def on_test_end(self, trainer, pl_module):
+        out = self.run_dir = Path(trainer.log_dir or trainer.default_root_dir)   # a collective: every rank
         if not trainer.is_global_zero:
             return
-        out = Path(trainer.log_dir or trainer.default_root_dir)
         out.mkdir(parents=True, exist_ok=True)
         metrics = trainer.callback_metrics
         results = {

@@ -15,7 +15,6 @@ import torch
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.cli import LightningCLI
 from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
-from lightning.pytorch.utilities import rank_zero_info
 from lightning_utilities.core.imports import RequirementCache
 
 from handgrad.callbacks import AtomicCheckpointIO, RunReport, per_class_table
@@ -61,6 +60,8 @@ class HandgradCLI(LightningCLI):
             config.checkpoint.filename = "epoch{epoch}"
 
     def instantiate_trainer(self, **kwargs):
+        if not self.config.trainer.get("plugins"):
+            kwargs["plugins"] = [AtomicCheckpointIO()]
         if self.config.trainer.get("logger") in (None, True):
             root = self.config.trainer.default_root_dir
             csv = CSVLogger(root, name="")
@@ -95,7 +96,8 @@ def resolve_checkpoint(ckpt_path, root):
 
 
 def check_checkpoint_matches(ckpt_path, model):
-    """Refuse, in one line, a checkpoint that cannot be read or that holds another model's weights."""
+    """Refuse, in one line, a checkpoint that cannot be read or that holds another model's weights;
+    return the number of epochs it completed."""
     try:
         checkpoint = torch.load(ckpt_path, map_location="cpu", weights_only=False)
         saved = checkpoint["state_dict"]
@@ -122,6 +124,7 @@ def check_checkpoint_matches(ckpt_path, model):
             f"checkpoint {ckpt_path} does not match the model ({detail})"
             + (f"; it was trained with {trained}" if trained else "")
         )
+    return checkpoint.get("epoch", -1) + 1
 
 
 def main(args=None):
@@ -132,20 +135,22 @@ def main(args=None):
             run=False,
             args=args,
             seed_everything_default=0,
-            trainer_defaults={"plugins": [AtomicCheckpointIO()], "callbacks": [RunReport()]},
+            trainer_defaults={"callbacks": [RunReport()]},
             save_config_kwargs={"overwrite": True},
         )
         trainer, model, data = cli.trainer, cli.model, cli.datamodule
         ckpt_path = resolve_checkpoint(cli.config.ckpt_path, cli.config.trainer.default_root_dir)
         if ckpt_path is not None:
-            check_checkpoint_matches(ckpt_path, model)
-            rank_zero_info(f"Restoring the run from {ckpt_path}")
+            epochs = check_checkpoint_matches(ckpt_path, model)
+            if trainer.is_global_zero:
+                print(f"Restoring the run from {ckpt_path} ({epochs} epochs done)", flush=True)
         trainer.fit(model, datamodule=data, ckpt_path=ckpt_path)
         trainer.test(model, datamodule=data)
     except (RunError, DatasetError) as error:
         print(f"error: {error}", file=sys.stderr)
         raise SystemExit(2) from None
     if trainer.is_global_zero and model.per_class_accuracy:
+        report = next(c for c in trainer.callbacks if isinstance(c, RunReport))
         print(per_class_table(model.per_class_accuracy), end="")
-        print(f"Run written to {trainer.log_dir}")
+        print(f"Run written to {report.run_dir}")
     return trainer

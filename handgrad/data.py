@@ -7,10 +7,12 @@ one by one each epoch as ``DataLoader(FashionMNIST(transform=ToTensor()))`` does
 """
 
 import math
+from pathlib import Path
 
 import lightning as L
 import torch
 import torchvision
+from torchvision.datasets.utils import check_integrity
 
 CLASSES = tuple(torchvision.datasets.FashionMNIST.classes)
 
@@ -81,14 +83,30 @@ class FashionMNISTDataModule(L.LightningDataModule):
         self.train_set = self.val_set = self.test_set = None
 
     def _dataset(self, train, download):
+        raw = Path(self.data_dir) / "FashionMNIST" / "raw"
+        extracted = all((raw / Path(url).stem).is_file() for url, _ in torchvision.datasets.FashionMNIST.resources)
         try:
             return torchvision.datasets.FashionMNIST(self.data_dir, train=train, download=download)
         except Exception as error:
             detail = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+            if extracted:
+                raise DatasetError(
+                    f"Fashion-MNIST files in {raw}/ cannot be read ({detail}); delete the extracted "
+                    f"(non-.gz) files there so they are extracted again"
+                ) from None
+            corrupt = [
+                Path(url).name
+                for url, md5 in torchvision.datasets.FashionMNIST.resources
+                if (raw / Path(url).name).is_file() and not check_integrity(str(raw / Path(url).name), md5)
+            ]
+            if corrupt:
+                raise DatasetError(
+                    f"Fashion-MNIST file {raw / corrupt[0]} is corrupt (its MD5 is not the original's); "
+                    f"replace it with the original file"
+                ) from None
             raise DatasetError(
-                f"Fashion-MNIST is not available in {self.data_dir}/FashionMNIST/raw/ ({detail}); "
-                f"put the four original .gz files there"
-                + ("" if download else " or pass --data.download true")
+                f"Fashion-MNIST is not available in {raw}/ ({detail}); put the four original .gz "
+                f"files there" + ("" if download else " or pass --data.download true")
             ) from None
 
     def prepare_data(self):
@@ -99,17 +117,9 @@ class FashionMNISTDataModule(L.LightningDataModule):
         if self.test_set is not None:
             return
         device = self.trainer.strategy.root_device if self.trainer is not None else torch.device("cpu")
-        try:
-            train, test = self._dataset(True, False), self._dataset(False, False)
-            x_train, y_train = self._images(train), train.targets
-            x_test, y_test = self._images(test), test.targets
-        except DatasetError:
-            raise
-        except Exception as error:
-            raise DatasetError(
-                f"Fashion-MNIST files in {self.data_dir}/FashionMNIST/raw/ cannot be read ({error}); "
-                f"delete the extracted files there so they are extracted again"
-            ) from None
+        train, test = self._dataset(True, False), self._dataset(False, False)
+        x_train, y_train = self._images(train), train.targets
+        x_test, y_test = self._images(test), test.targets
         if self.normalize:
             mean, std = x_train.mean(), x_train.std()
             x_train, x_test = (x_train - mean) / std, (x_test - mean) / std
@@ -121,11 +131,13 @@ class FashionMNISTDataModule(L.LightningDataModule):
         self.val_set = (x_train[val_idx].to(device), y_train[val_idx].to(device))
         self.test_set = (x_test.to(device), y_test.to(device))
 
-    @staticmethod
-    def _images(dataset):
+    def _images(self, dataset):
         """uint8 (N, 28, 28) → float32 (N, 1, 28, 28) in [0, 1], exactly what ``ToTensor`` gives."""
-        if dataset.data.dim() != 3 or len(dataset.data) != len(dataset.targets):
-            raise ValueError(f"images of shape {tuple(dataset.data.shape)} for {len(dataset.targets)} labels")
+        if dataset.data.shape[1:] != (28, 28) or len(dataset.data) != len(dataset.targets):
+            raise DatasetError(
+                f"Fashion-MNIST files in {self.data_dir}/FashionMNIST/raw/ hold images of shape "
+                f"{tuple(dataset.data.shape)} for {len(dataset.targets)} labels; expected (N, 28, 28) for N labels"
+            )
         return dataset.data.unsqueeze(1).float().div(255)
 
     def _batches(self, tensors, train):

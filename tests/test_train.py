@@ -1,0 +1,380 @@
+"""The Lightning pieces and ``train.py`` end to end, on a small learnable stand-in for Fashion-MNIST
+written in torchvision's raw format (tests/fake_fashion.py), so the real loading code runs."""
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+import handgrad.nn
+from handgrad import cli
+from handgrad.callbacks import AtomicCheckpointIO
+from handgrad.data import CLASSES, DatasetError, FashionMNISTDataModule, TensorBatches
+from handgrad.lit import LitClassifier
+from tests import fake_fashion
+
+REPO = Path(__file__).resolve().parents[1]
+QUIET = ["--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false",
+         "--trainer.log_every_n_steps", "4"]
+
+
+@pytest.fixture(scope="module")
+def data_root(tmp_path_factory):
+    return fake_fashion.write(tmp_path_factory.mktemp("fashion"), n_train=600, n_test=200)
+
+
+def _args(data_root, run_dir, *extra, epochs=2):
+    return [
+        "--data.data_dir", str(data_root),
+        "--data.batch_size", "32",
+        "--data.val_size", "100",
+        "--trainer.max_epochs", str(epochs),
+        "--trainer.default_root_dir", str(run_dir),
+        *QUIET,
+        *extra,
+    ]
+
+
+def _results(run_dir, version=0):
+    return json.loads((Path(run_dir) / f"version_{version}" / "results.json").read_text())
+
+
+def _train_py(*args, timeout=300):
+    return subprocess.run(
+        [sys.executable, str(REPO / "train.py"), *args], capture_output=True, text=True, timeout=timeout, cwd=REPO
+    )
+
+
+# -- the data module ------------------------------------------------------------------------------
+
+
+def test_datamodule_loads_the_raw_files_as_tensors(data_root):
+    dm = FashionMNISTDataModule(str(data_root), batch_size=32, val_size=100, normalize=False)
+    dm.prepare_data()
+    dm.setup("fit")
+    x, y = dm.train_set
+    assert x.shape == (500, 1, 28, 28) and x.dtype == torch.float32
+    assert y.shape == (500,) and y.dtype == torch.long
+    assert dm.val_set[0].shape == (100, 1, 28, 28)
+    assert dm.test_set[0].shape == (200, 1, 28, 28)
+    assert 0.0 <= x.min() and x.max() <= 1.0, "without normalize, pixels are ToTensor's [0, 1]"
+
+
+def test_datamodule_matches_torchvision_totensor(data_root):
+    import torchvision
+    from torchvision.transforms import ToTensor
+
+    dm = FashionMNISTDataModule(str(data_root), val_size=0, normalize=False)
+    dm.setup("fit")
+    seed_style = torchvision.datasets.FashionMNIST(str(data_root), train=True, transform=ToTensor())
+    for i in (0, 17, 599):
+        image, label = seed_style[i]
+        assert torch.equal(dm.train_set[0][i], image), f"image {i} differs from ToTensor's"
+        assert dm.train_set[1][i].item() == label
+
+
+def test_datamodule_normalizes_with_training_statistics(data_root):
+    dm = FashionMNISTDataModule(str(data_root), val_size=0, normalize=True)
+    dm.setup("fit")
+    x = dm.train_set[0]
+    assert abs(x.mean().item()) < 1e-5 and abs(x.std().item() - 1) < 1e-4
+
+
+def test_datamodule_split_is_seeded_and_disjoint(data_root):
+    def split():
+        dm = FashionMNISTDataModule(str(data_root), val_size=100, normalize=False)
+        dm.setup("fit")
+        return dm.train_set[0].flatten(1), dm.val_set[0].flatten(1)
+
+    (train_a, val_a), (train_b, val_b) = split(), split()
+    assert torch.equal(val_a, val_b), "the validation split changes between runs"
+    overlap = (val_a[:, None, :] == train_a[None, :, :]).all(-1).any()
+    assert not overlap, "a validation image is also in the training set"
+
+
+def test_tensor_batches_cover_every_sample_once_per_epoch():
+    x, y = torch.arange(103).float().unsqueeze(1), torch.arange(103)
+    epoch = [0]
+    batches = TensorBatches(x, y, batch_size=10, shuffle=True, seed=7, epoch=lambda: epoch[0])
+    orders = []
+    for e in range(3):
+        epoch[0] = e
+        seen = torch.cat([b[1] for b in batches])
+        assert len(list(batches)) == len(batches) == 11
+        assert sorted(seen.tolist()) == list(range(103)), f"epoch {e} does not visit each sample once"
+        orders.append(seen)
+    assert not torch.equal(orders[0], orders[1]), "the same order in two epochs"
+    epoch[0] = 1
+    assert torch.equal(torch.cat([b[1] for b in batches]), orders[1]), "epoch 1 is not reproducible on resume"
+
+
+def test_tensor_batches_shard_across_ranks():
+    y = torch.arange(103)
+    shards = [list(TensorBatches(y, y, batch_size=8, shuffle=True, rank=r, world_size=2, pad=True)) for r in (0, 1)]
+    assert len(shards[0]) == len(shards[1]), "ranks must run the same number of training steps"
+    seen = [torch.cat([b[1] for b in s]) for s in shards]
+    assert len(seen[0]) == len(seen[1]) == 52
+    assert set(torch.cat(seen).tolist()) == set(range(103))
+    evaluation = [torch.cat([b[1] for b in TensorBatches(y, y, 8, rank=r, world_size=2)]) for r in (0, 1)]
+    assert sorted(torch.cat(evaluation).tolist()) == list(range(103)), "evaluation shards must not pad"
+
+
+def test_datamodule_reports_missing_files_in_one_line(tmp_path):
+    dm = FashionMNISTDataModule(str(tmp_path), download=False)
+    with pytest.raises(DatasetError, match=r"not available in .*FashionMNIST/raw/.*\.gz files") as info:
+        dm.prepare_data()
+    assert "\n" not in str(info.value)
+
+
+def test_datamodule_reports_a_failed_download(tmp_path, monkeypatch):
+    import torchvision
+
+    def offline(*args, **kwargs):
+        raise RuntimeError("Error downloading train-images-idx3-ubyte.gz: network unreachable")
+
+    monkeypatch.setattr(torchvision.datasets.FashionMNIST, "download", offline)
+    with pytest.raises(DatasetError, match="network unreachable"):
+        FashionMNISTDataModule(str(tmp_path), download=True).prepare_data()
+
+
+def test_datamodule_reports_a_corrupt_archive(tmp_path):
+    root = fake_fashion.write(tmp_path, n_train=50, n_test=20, gz=True)
+    with pytest.raises(DatasetError, match=r"train-images-idx3-ubyte.gz is corrupt \(its MD5"):
+        FashionMNISTDataModule(str(root), download=True).prepare_data()
+
+
+def test_datamodule_reports_corrupt_files(tmp_path):
+    root = fake_fashion.write(tmp_path, n_train=50, n_test=20)
+    (root / "FashionMNIST" / "raw" / "train-images-idx3-ubyte").write_bytes(b"\x00\x00\x08\x03garbage")
+    dm = FashionMNISTDataModule(str(root), val_size=10)
+    with pytest.raises(DatasetError, match="cannot be read"):
+        dm.setup("fit")
+
+
+# -- the LightningModule --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("network", ["quickstart", "basic", "better"])
+def test_lit_classifier_hand_impl_runs_hand_layers(network):
+    hand = LitClassifier(network=network, impl="hand")
+    torch_impl = LitClassifier(network=network, impl="torch")
+    hand_linears = [m for m in hand.modules() if isinstance(m, torch.nn.Linear)]
+    assert hand_linears and all(isinstance(m, handgrad.nn.Linear) for m in hand_linears)
+    assert isinstance(hand.train_loss, handgrad.nn.CrossEntropyLoss)
+    assert not any(isinstance(m, handgrad.nn.Linear) for m in torch_impl.modules())
+
+
+def test_lit_classifier_training_step_equals_the_torch_impl():
+    torch.manual_seed(0)
+    hand = LitClassifier(network="better", impl="hand", label_smoothing=0.1)
+    torch.manual_seed(0)
+    builtin = LitClassifier(network="better", impl="torch", label_smoothing=0.1)
+    batch = (torch.randn(16, 1, 28, 28), torch.randint(0, 10, (16,)))
+    losses = []
+    for module in (hand, builtin):
+        module.log = lambda *a, **k: None
+        loss = module.training_step(batch, 0)
+        loss.backward()
+        losses.append(loss)
+    torch.testing.assert_close(losses[0], losses[1])
+    for (name, p), q in zip(hand.named_parameters(), builtin.parameters()):
+        torch.testing.assert_close(p.grad, q.grad, msg=lambda m: f"{name}.grad: {m}")
+
+
+@pytest.mark.parametrize("bad", [{"optimizer": "rmsprop"}, {"scheduler": "step"}, {"lr": 0.0}, {"network": "resnet"}])
+def test_lit_classifier_rejects_bad_options(bad):
+    with pytest.raises(ValueError, match=list(bad)[0]):
+        LitClassifier(**bad)
+
+
+# -- train.py end to end --------------------------------------------------------------------------
+
+
+def test_train_writes_a_complete_run(data_root, tmp_path):
+    cli.main(_args(data_root, tmp_path))
+    run = tmp_path / "version_0"
+    results = _results(tmp_path)
+    assert results["test_acc"] > 0.5, "the stand-in data is easy: the model must learn it"
+    assert results["test_loss"] > 0
+    assert results["hyperparameters"]["model"]["impl"] == "hand"
+    assert [e["epoch"] for e in results["epochs"]] == [0, 1]
+    for epoch in results["epochs"]:
+        assert epoch["seconds"] > 0 and epoch["samples_per_s"] > 0
+        assert epoch["val_acc"] is not None and epoch["train_loss"] > 0
+    assert set(results["per_class_accuracy"]) == set(CLASSES)
+    assert (run / "learning_curve.png").stat().st_size > 1000
+    assert "| Ankle boot |" in (run / "per_class_accuracy.md").read_text()
+    assert (run / "checkpoints" / "last.ckpt").is_file()
+    assert list((run / "checkpoints").glob("best-*.ckpt")), "no best checkpoint by val_acc"
+    header = (run / "metrics.csv").read_text().splitlines()[0].split(",")
+    for column in ("train_loss", "val_loss", "val_acc", "test_loss", "test_acc"):
+        assert column in header, f"metrics.csv lacks {column}"
+
+
+def test_train_same_seed_gives_identical_metrics(data_root, tmp_path):
+    for name in ("a", "b"):
+        cli.main(_args(data_root, tmp_path / name, "--seed_everything", "3"))
+    a, b = _results(tmp_path / "a"), _results(tmp_path / "b")
+    assert a["test_acc"] == b["test_acc"] and a["test_loss"] == b["test_loss"]
+    assert [e["train_loss"] for e in a["epochs"]] == [e["train_loss"] for e in b["epochs"]]
+
+
+def test_train_resume_from_last_equals_an_uninterrupted_run(data_root, tmp_path, capsys):
+    keep_every_epoch = ["--checkpoint.save_top_k", "-1", "--checkpoint.filename", "epoch{epoch}"]
+    cli.main(_args(data_root, tmp_path / "whole", *keep_every_epoch, epochs=3))
+    # An interruption after the first epoch leaves that epoch's state as the run's last.ckpt.
+    interrupted = tmp_path / "interrupted" / "version_0" / "checkpoints"
+    interrupted.mkdir(parents=True)
+    shutil.copy(tmp_path / "whole" / "version_0" / "checkpoints" / "epoch0.ckpt", interrupted / "last.ckpt")
+    capsys.readouterr()
+    cli.main(_args(data_root, tmp_path / "interrupted", "--ckpt_path", "last", epochs=3))
+    assert "Restoring the run from" in capsys.readouterr().out
+    whole, resumed = _results(tmp_path / "whole"), _results(tmp_path / "interrupted", version=1)
+    assert [e["epoch"] for e in resumed["epochs"]] == [0, 1, 2], "the resumed run must report every epoch"
+    assert resumed["test_acc"] == whole["test_acc"]
+    assert resumed["test_loss"] == pytest.approx(whole["test_loss"], rel=1e-6)
+    assert [e["train_loss"] for e in resumed["epochs"]] == pytest.approx([e["train_loss"] for e in whole["epochs"]])
+
+
+def test_train_impl_torch_matches_impl_hand(data_root, tmp_path):
+    cli.main(_args(data_root, tmp_path / "hand"))
+    cli.main(_args(data_root, tmp_path / "torch", "--model.impl", "torch"))
+    hand, builtin = _results(tmp_path / "hand"), _results(tmp_path / "torch")
+    assert abs(hand["test_acc"] - builtin["test_acc"]) <= 0.005
+    assert hand["test_loss"] == pytest.approx(builtin["test_loss"], rel=1e-3)
+
+
+def _one_line_error(result):
+    assert result.returncode != 0, result.stdout[-2000:]
+    assert "Traceback" not in result.stderr, result.stderr[-3000:]
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1, result.stderr[-3000:]
+    return errors[0]
+
+
+def test_train_missing_dataset_is_one_line_error(tmp_path):
+    result = _train_py(*_args(tmp_path / "empty", tmp_path / "runs"), "--data.download", "false")
+    assert "Fashion-MNIST is not available" in _one_line_error(result)
+
+
+def test_train_unwritable_log_directory_is_one_line_error(data_root, tmp_path):
+    blocker = tmp_path / "a_file"
+    blocker.write_text("not a directory")
+    result = _train_py(*_args(data_root, blocker / "runs"))
+    assert "cannot write to the log directory" in _one_line_error(result)
+
+
+def test_train_missing_checkpoint_is_one_line_error(data_root, tmp_path):
+    result = _train_py(*_args(data_root, tmp_path, "--ckpt_path", str(tmp_path / "nope.ckpt")))
+    assert "no such checkpoint file" in _one_line_error(result)
+    result = _train_py(*_args(data_root, tmp_path / "fresh", "--ckpt_path", "last"))
+    assert "no last.ckpt" in _one_line_error(result)
+
+
+def test_train_checkpoint_of_another_model_is_one_line_error(data_root, tmp_path):
+    cli.main(_args(data_root, tmp_path, "--model.network", "basic", epochs=1))
+    ckpt = tmp_path / "version_0" / "checkpoints" / "last.ckpt"
+    result = _train_py(*_args(data_root, tmp_path, "--ckpt_path", str(ckpt), "--model.network", "better"))
+    message = _one_line_error(result)
+    assert "does not match the model" in message and "'network': 'basic'" in message
+
+
+def test_train_corrupt_checkpoint_is_one_line_error(data_root, tmp_path):
+    bad = tmp_path / "bad.ckpt"
+    bad.write_bytes(b"this is not a checkpoint")
+    result = _train_py(*_args(data_root, tmp_path, "--ckpt_path", str(bad)))
+    assert "cannot be read" in _one_line_error(result)
+
+
+# -- interruption ---------------------------------------------------------------------------------
+
+
+def test_atomic_checkpoint_io_keeps_the_old_file_when_a_save_fails(tmp_path, monkeypatch):
+    path = tmp_path / "last.ckpt"
+    io = AtomicCheckpointIO()
+    io.save_checkpoint({"epoch": 1}, path)
+
+    def crash(obj, f, *args, **kwargs):
+        f.write(b"half a checkpoint")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(torch, "save", crash)
+    with pytest.raises(OSError, match="disk full"):
+        io.save_checkpoint({"epoch": 2}, path)
+    monkeypatch.undo()
+    assert torch.load(path, weights_only=True) == {"epoch": 1}
+    assert [p.name for p in tmp_path.iterdir()] == ["last.ckpt"], "a partial file was left behind"
+
+
+def _start_slow_run(data_root, run_dir, *extra):
+    """A run slow enough to be interrupted after its first epoch."""
+    args = _args(data_root, run_dir, "--data.batch_size", "4", *extra, epochs=3)
+    return subprocess.Popen(
+        [sys.executable, str(REPO / "train.py"), *args],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+
+
+def _wait_for(path, process, timeout=240):
+    deadline = time.monotonic() + timeout
+    while not path.exists():
+        assert process.poll() is None, f"the run ended before {path.name} appeared: {process.communicate()}"
+        assert time.monotonic() < deadline, f"{path} did not appear"
+        time.sleep(0.05)
+
+
+@pytest.fixture(scope="module")
+def slow_data_root(tmp_path_factory):
+    return fake_fashion.write(tmp_path_factory.mktemp("slow"), n_train=1000, n_test=200)
+
+
+def test_train_killed_run_resumes_from_last_and_finishes_as_uninterrupted(slow_data_root, tmp_path):
+    run_dir = tmp_path / "killed"
+    process = _start_slow_run(slow_data_root, run_dir)
+    _wait_for(run_dir / "version_0" / "checkpoints" / "last.ckpt", process)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    epochs_saved = torch.load(run_dir / "version_0" / "checkpoints" / "last.ckpt", weights_only=False)["epoch"]
+    assert epochs_saved < 2, "the run finished before it could be killed"
+    resumed = _train_py(*_args(slow_data_root, run_dir, "--data.batch_size", "4", "--ckpt_path", "last", epochs=3))
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert "Restoring the run from" in resumed.stdout
+    whole = _train_py(*_args(slow_data_root, tmp_path / "whole", "--data.batch_size", "4", epochs=3))
+    assert whole.returncode == 0, whole.stderr[-3000:]
+    resumed_acc, whole_acc = _results(run_dir, version=1)["test_acc"], _results(tmp_path / "whole")["test_acc"]
+    assert abs(resumed_acc - whole_acc) <= 0.01, f"resumed {resumed_acc} vs uninterrupted {whole_acc}"
+
+
+def test_train_ctrl_c_stops_cleanly_and_keeps_the_last_checkpoint(slow_data_root, tmp_path):
+    process = _start_slow_run(slow_data_root, tmp_path)
+    last = tmp_path / "version_0" / "checkpoints" / "last.ckpt"
+    _wait_for(last, process)
+    process.send_signal(signal.SIGINT)
+    stdout, stderr = process.communicate(timeout=120)
+    assert process.returncode != 0
+    assert "Traceback" not in stderr, stderr[-3000:]
+    assert "KeyboardInterrupt" in stdout + stderr
+    checkpoint = torch.load(last, weights_only=False)
+    assert "state_dict" in checkpoint and checkpoint["epoch"] >= 0
+    assert not list(last.parent.glob(".*partial")), "a partial checkpoint was left behind"
+
+
+def test_train_ddp_on_two_cpu_processes(data_root, tmp_path):
+    result = _train_py(
+        *_args(data_root, tmp_path),
+        "--trainer.strategy", "ddp", "--trainer.devices", "2", "--trainer.accelerator", "cpu",
+        timeout=600,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    results = _results(tmp_path)
+    assert results["hyperparameters"]["trainer"]["devices"] == 2
+    assert results["test_acc"] > 0.5
+    assert len(results["epochs"]) == 2
