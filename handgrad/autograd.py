@@ -186,7 +186,7 @@ class SoftmaxCrossEntropy(Function):
 
     The target distribution row by row is a (M, C), the seed's one-hot generalised:
 
-    - class index t: a = w_t (1 − ε) onehot(t) + (ε / C) w, and a = 0 on rows with t = ignore_index;
+    - class index t: a = (1 − ε) w_t onehot(t) + (ε / C) w, and a = 0 on rows with t = ignore_index;
     - probabilities q: a = w ∘ ((1 − ε) q + ε / C).
 
     'mean' divides the sum by D = Σ_rows w_t over rows not ignored (class indices) or by M
@@ -201,10 +201,23 @@ class SoftmaxCrossEntropy(Function):
     @staticmethod
     def forward(x, target, weight, ignore_index, label_smoothing, reduction):
         xf = x.float() if x.dtype in (torch.float16, torch.bfloat16) else x
-        shifted = xf - xf.amax(1, keepdim=True)             # log-sum-exp trick: exp(shifted) ≤ 1
-        log_p = shifted - shifted.exp().sum(1, keepdim=True).log()       # (M, C)
-        a, denominator = _target_distribution(log_p, target, weight, ignore_index, label_smoothing)
-        rows = _row_losses(log_p, a, target, weight, ignore_index, label_smoothing)     # (M,)
+        log_p = torch.log_softmax(xf, 1)                     # x − max − log Σ exp(x − max): no overflow
+        eps, n_classes = label_smoothing, x.shape[1]
+        if target.is_floating_point():
+            rows = -(_probability_target(target, weight, eps, log_p.dtype) * log_p).sum(1)     # (M,)
+            denominator = x.shape[0]
+        else:
+            kept, t, w_t = _class_index_rows(target, weight, ignore_index, log_p.dtype)
+            rows = -log_p.gather(1, t.unsqueeze(1)).squeeze(1)                    # −log p_t, (M,)
+            if weight is not None:
+                rows = rows * w_t
+            if eps > 0:
+                smooth = -(log_p if weight is None else log_p * weight.to(log_p.dtype)).sum(1)
+                rows = (1 - eps) * rows + eps / n_classes * smooth               # −Σ_c a_c log p_c
+            # Summed term by term on kept rows only, as PyTorch does: a NaN or −inf logit that the
+            # loss never uses (an ignored row, a masked class) must not turn 0 · (−inf) into NaN.
+            rows = rows.where(kept, 0)
+            denominator = w_t.sum()
         if reduction == "sum":
             loss = rows.sum()
         elif reduction == "mean":
@@ -235,18 +248,30 @@ class SoftmaxCrossEntropy(Function):
         backward is itself differentiated: log p = x − lse(x) contributes g_log_p − p Σ_c g_log_p.
         """
         log_p, target, weight = ctx.saved_tensors
+        eps, n_classes = ctx.label_smoothing, log_p.shape[1]
         grad_x = grad_target = None
-        if g is not None:
-            a, denominator = _target_distribution(
-                log_p, target, weight, ctx.ignore_index, ctx.label_smoothing
-            )
-            r = _row_scale(g.to(log_p.dtype), target, ctx.ignore_index, ctx.reduction, denominator)
+        if g is not None and target.is_floating_point():
+            a = _probability_target(target, weight, eps, log_p.dtype)                # (M, C)
+            r = _row_scale(g.to(log_p.dtype), ctx.reduction, log_p.shape[0], log_p.shape[0])
             if ctx.needs_input_grad[0]:
-                p = log_p.exp()                              # softmax(x), (M, C)
-                grad_x = r * (a.sum(1, keepdim=True) * p - a)    # dL/dx = r (s p − a), (M, C)
+                grad_x = r * (a.sum(1, keepdim=True) * log_p.exp() - a)    # dL/dx = r (s p − a), (M, C)
             if ctx.needs_input_grad[1]:
-                w = 1 if weight is None else weight
-                grad_target = -r * (1 - ctx.label_smoothing) * w * log_p    # dL/dq, (M, C)
+                w = 1 if weight is None else weight.to(log_p.dtype)
+                grad_target = -r * (1 - eps) * w * log_p                     # dL/dq, (M, C)
+        elif g is not None and ctx.needs_input_grad[0]:
+            kept, t, w_t = _class_index_rows(target, weight, ctx.ignore_index, log_p.dtype)
+            r = _row_scale(g.to(log_p.dtype), ctx.reduction, w_t.sum(), log_p.shape[0])
+            r = r.where(kept.unsqueeze(1), 0)                                # ignored rows: no gradient
+            rw = r if weight is None else r * w_t.unsqueeze(1)               # r w_t, (M, 1)
+            p = log_p.exp()                                                  # softmax(x), (M, C)
+            if eps == 0:
+                grad_x = p * rw                                              # r w_t p ...
+            else:
+                w = 1 if weight is None else weight.to(log_p.dtype)
+                w_sum = n_classes if weight is None else w.sum()
+                s = (1 - eps) * rw + (eps / n_classes) * w_sum * r           # r s, (M, 1)
+                grad_x = p * s - (eps / n_classes) * r * w                   # ... − r (ε / C) w
+            grad_x = grad_x.scatter_add(1, t.unsqueeze(1), -(1 - eps) * rw)  # ... − r (1 − ε) w_t onehot(t)
         if g_log_p is not None and ctx.needs_input_grad[0]:
             p = log_p.exp()
             through_log_p = g_log_p - p * g_log_p.sum(1, keepdim=True)     # d log p / dx, (M, C)
@@ -262,16 +287,26 @@ class SoftmaxCrossEntropy(Function):
         """Forward mode: d log p = dx − Σ_c p dx (per row), dL_row = −Σ_c (a d log p + da log p),
         da = (1 − ε) w dq for probability targets; then reduced as the loss is."""
         log_p, target, weight = ctx.saved_tensors
-        a, denominator = _target_distribution(log_p, target, weight, ctx.ignore_index, ctx.label_smoothing)
+        eps, n_classes = ctx.label_smoothing, log_p.shape[1]
         if dx is None:
             d_log_p = torch.zeros_like(log_p)
         else:
             dx = dx.to(log_p.dtype)
             d_log_p = dx - (log_p.exp() * dx).sum(1, keepdim=True)          # (M, C)
-        d_rows = -(a * d_log_p).sum(1)                                      # (M,)
-        if dq is not None:
-            da = (1 - ctx.label_smoothing) * dq.to(log_p.dtype)
-            d_rows = d_rows - ((da if weight is None else da * weight) * log_p).sum(1)
+        if target.is_floating_point():
+            d_rows = -(_probability_target(target, weight, eps, log_p.dtype) * d_log_p).sum(1)
+            if dq is not None:
+                da = (1 - eps) * dq.to(log_p.dtype)
+                d_rows = d_rows - ((da if weight is None else da * weight) * log_p).sum(1)
+            denominator = log_p.shape[0]
+        else:
+            kept, t, w_t = _class_index_rows(target, weight, ctx.ignore_index, log_p.dtype)
+            d_rows = -(1 - eps) * w_t * d_log_p.gather(1, t.unsqueeze(1)).squeeze(1)
+            if eps > 0:
+                w = 1 if weight is None else weight.to(log_p.dtype)
+                d_rows = d_rows - eps / n_classes * (d_log_p * w).sum(1)
+            d_rows = d_rows.where(kept, 0)
+            denominator = w_t.sum()
         if ctx.reduction == "sum":
             d_loss = d_rows.sum()
         elif ctx.reduction == "mean":
@@ -281,60 +316,33 @@ class SoftmaxCrossEntropy(Function):
         return d_loss.to(ctx.x_dtype), d_log_p
 
 
-def _target_distribution(log_p, target, weight, ignore_index, label_smoothing):
-    """The coefficients a (M, C) of −Σ a log p, and the 'mean' denominator D (a 0-d tensor)."""
-    eps = label_smoothing
-    n_classes = log_p.shape[1]
-    w = None if weight is None else weight.to(log_p.dtype)
-    if target.is_floating_point():                           # class probabilities q, (M, C)
-        q = target.to(log_p.dtype)
-        if eps > 0:
-            q = q * (1 - eps) + eps / n_classes
-        a = q if w is None else q * w
-        return a, torch.tensor(float(log_p.shape[0]), dtype=log_p.dtype, device=log_p.device)
-    kept = target != ignore_index                            # (M,) rows that count
-    t = target.where(kept, 0).unsqueeze(1)                   # (M, 1), a safe index where ignored
-    w_t = kept.to(log_p.dtype).unsqueeze(1)                  # (M, 1) weight of each row's class
-    if w is not None:
-        w_t = w_t * w.gather(0, t.squeeze(1)).unsqueeze(1)
-    a = torch.zeros_like(log_p).scatter(1, t, w_t * (1 - eps))     # w_t (1 − ε) onehot(t)
+def _probability_target(q, weight, eps, dtype):
+    """a = w ∘ ((1 − ε) q + ε / C), (M, C)."""
+    q = q.to(dtype)
     if eps > 0:
-        spread = kept.to(log_p.dtype).unsqueeze(1) * (eps / n_classes)   # (M, 1)
-        a = a + (spread if w is None else spread * w)
-    return a, w_t.sum()
+        q = q * (1 - eps) + eps / q.shape[1]
+    return q if weight is None else q * weight.to(dtype)
 
 
-def _row_losses(log_p, a, target, weight, ignore_index, label_smoothing):
-    """−Σ_c a_c log p_c per row, (M,). For class indices it is summed as PyTorch sums it,
-    −(1 − ε) w_t log p_t − (ε / C) Σ_c w_c log p_c on kept rows and 0 on ignored ones, so that a
-    −inf or NaN logit the loss does not use (a masked class, an ignored row) cannot make 0 · (−inf)."""
-    if target.is_floating_point():
-        return -(a * log_p).sum(1)
+def _class_index_rows(target, weight, ignore_index, dtype):
+    """kept (M,) rows that count, t (M,) their class (0 where ignored), w_t (M,) their weight (0 where ignored)."""
     kept = target != ignore_index
     t = target.where(kept, 0)
-    w = None if weight is None else weight.to(log_p.dtype)
-    nll = -log_p.gather(1, t.unsqueeze(1)).squeeze(1)                  # −log p_t, (M,)
-    rows = nll if w is None else w.gather(0, t) * nll
-    if label_smoothing > 0:
-        smooth = -(log_p if w is None else log_p * w).sum(1)            # −Σ_c w_c log p_c, (M,)
-        rows = (1 - label_smoothing) * rows + label_smoothing / log_p.shape[1] * smooth
-    return rows.where(kept, 0)
+    w_t = kept.to(dtype) if weight is None else weight.to(dtype).gather(0, t).where(kept, 0)
+    return kept, t, w_t
 
 
-def _row_scale(g, target, ignore_index, reduction, denominator):
-    """r (M, 1): how much each row's loss moves L; zero, not 0/0, on ignored rows under 'mean'."""
+def _row_scale(g, reduction, denominator, n_rows):
+    """r (M, 1): how much each row's loss moves L (g, g / D or g_row)."""
     if reduction == "none":
         return g.unsqueeze(1)
-    if reduction == "sum":
-        return g.expand(target.shape[0]).unsqueeze(1)
-    if target.is_floating_point():
-        return (g / denominator).expand(target.shape[0]).unsqueeze(1)
-    kept = (target != ignore_index).unsqueeze(1)
-    # D = 0 only when every row is ignored; dividing by 1 instead keeps 0/0 out of the graph
-    # (a NaN there would reach double backward) without changing any value that is used.
-    r = g / denominator.where(denominator != 0, 1)
-    return r.expand(target.shape[0]).unsqueeze(1).where(kept, 0)
-
+    if reduction == "mean":
+        # D = 0 only when every row is ignored, and then every r is masked away: dividing by 1
+        # instead keeps 0/0 out of the graph (double backward would see NaN) and changes nothing.
+        if isinstance(denominator, torch.Tensor):
+            denominator = denominator.where(denominator != 0, 1)
+        g = g / denominator
+    return g.expand(n_rows).unsqueeze(1)
 
 
 def _without_jvp(function):
