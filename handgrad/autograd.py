@@ -12,6 +12,7 @@ returned as an extra output, which is also what makes its second derivative flow
 same hand-written backward.
 """
 
+import inspect
 import math
 import types
 
@@ -47,34 +48,43 @@ class Linear(Function):
 
     @staticmethod
     def backward(ctx, g):
-        """dL/dx = g W, dL/dW = gᵀ x, dL/db = Σ g.
-
-        Shapes: g (*, out), x (*, in), W (out, in). The leading dimensions * are flattened into
-        one batch dimension N, so gᵀ x sums the outer products of all N rows, and Σ g sums g over
-        every dimension along which b was broadcast.
-        """
+        """dL/dx = g W, dL/dW = gᵀ x, dL/db = Σ g (see ``_linear_backward``)."""
         x, W = ctx.saved_tensors
-        grad_x = grad_W = grad_b = None
-        if ctx.needs_input_grad[0]:
-            grad_x = g.matmul(W)                             # dL/dx = g W, (*, in)
-        if ctx.needs_input_grad[1]:
-            grad_W = _matrix(g).t().mm(_matrix(x))           # dL/dW = gᵀ x, (out, in)
-        if ctx.bias_shape is not None and ctx.needs_input_grad[2]:
-            grad_b = g.sum_to_size(ctx.bias_shape)           # dL/db = Σ g, b's shape
-        return grad_x, grad_W, grad_b
+        return _linear_backward(ctx, g, x, W)
 
     @staticmethod
     def jvp(ctx, dx, dW, db):
         """Forward mode: dy = dx Wᵀ + x dWᵀ + db, (*, out)."""
         x, W = ctx.saved_tensors
-        terms = []
-        if dx is not None:
-            terms.append(Linear.forward(dx, W))
-        if dW is not None:
-            terms.append(Linear.forward(x, dW))
-        if db is not None:
-            terms.append(db)
-        return sum(terms[1:], terms[0])
+        return _linear_jvp(x, W, dx, dW, db)
+
+
+def _linear_backward(ctx, g, x, W):
+    """dL/dx = g W, dL/dW = gᵀ x, dL/db = Σ g, each only if asked for.
+
+    Shapes: g (*, out), x (*, in), W (out, in). The leading dimensions * are flattened into one
+    batch dimension N, so gᵀ x sums the outer products of all N rows, and Σ g sums g over every
+    dimension along which b was broadcast.
+    """
+    grad_x = grad_W = grad_b = None
+    if ctx.needs_input_grad[0]:
+        grad_x = g.matmul(W)                                 # dL/dx = g W, (*, in)
+    if ctx.needs_input_grad[1]:
+        grad_W = _matrix(g).t().mm(_matrix(x))               # dL/dW = gᵀ x, (out, in)
+    if ctx.bias_shape is not None and ctx.needs_input_grad[2]:
+        grad_b = g.sum_to_size(ctx.bias_shape)               # dL/db = Σ g, b's shape
+    return grad_x, grad_W, grad_b
+
+
+def _linear_jvp(x, W, dx, dW, db):
+    terms = []
+    if dx is not None:
+        terms.append(Linear.forward(dx, W))
+    if dW is not None:
+        terms.append(Linear.forward(x, dW))
+    if db is not None:
+        terms.append(db)
+    return sum(terms[1:], terms[0])
 
 
 class Sigmoid(Function):
@@ -95,13 +105,18 @@ class Sigmoid(Function):
     def backward(ctx, g):
         """dL/dz = g · σ(z)(1 − σ(z)) = g · y(1 − y); g, y and dL/dz all of shape (*)."""
         (y,) = ctx.saved_tensors
-        return g * y * (1 - y)                               # dL/dz = g y (1 − y), (*)
+        return _sigmoid_backward(g, y)
 
     @staticmethod
     def jvp(ctx, dz):
         """Forward mode: dy = y (1 − y) dz, (*)."""
         (y,) = ctx.saved_tensors
         return dz * y * (1 - y)
+
+
+def _sigmoid_backward(g, y):
+    gy = g * y
+    return torch.addcmul(gy, gy, y, value=-1)                # dL/dz = g y − g y y = g y (1 − y), (*)
 
 
 class ReLU(Function):
@@ -124,54 +139,119 @@ class ReLU(Function):
 
     @staticmethod
     def backward(ctx, g):
-        """dL/dz = g · 1[z > 0]; g, y and dL/dz all of shape (*).
-
-        Written as "zero where y ≤ 0" rather than a product with the indicator, so that an infinite
-        g stays finite where the unit is off and a NaN input passes its gradient on, as in PyTorch.
-        """
+        """dL/dz = g · 1[z > 0]; g, y and dL/dz all of shape (*)."""
         (y,) = ctx.saved_tensors
-        return g.masked_fill(y <= 0, 0), None                # dL/dz = g · 1[z > 0], (*)
+        return g * _on(y), None                              # dL/dz = g · 1[z > 0], (*)
 
     @staticmethod
     def jvp(ctx, dz, _):
         """Forward mode: dy = dz · 1[z > 0], (*); in place when the op was."""
         (y,) = ctx.saved_tensors
-        return dz.masked_fill_(y <= 0, 0) if ctx.inplace else dz.masked_fill(y <= 0, 0)
+        return dz.mul_(_on(y)) if ctx.inplace else dz * _on(y)
 
 
-class Dropout(Function):
-    """y = x ∘ m / (1 − p) with m a given boolean keep-mask (drawn by ``handgrad.functional.dropout``)."""
+def _on(y):
+    """1[z > 0] from y = max(z, 0), as a float tensor: y ≥ 0, so sign(y) is 1 exactly where z > 0.
+    A NaN input gives a NaN output, counted as on so that its gradient passes, as in PyTorch.
+
+    Plain float arithmetic on purpose: on the CPU the boolean-mask ops (masked_fill, where) run
+    without vector instructions and cost ~25× a multiplication (``python -m handgrad.bench``).
+    The one difference from PyTorch: an infinite or NaN g at a unit that is off gives NaN, not 0.
+    """
+    return y.nan_to_num(nan=1.0).sign_()
+
+
+class LinearSigmoid(Function):
+    """y = σ(x Wᵀ + b): the seed's hidden layer lⁱ = φ(lⁱ⁻¹ Wⁱ + bⁱ) as one Function.
+
+    The same derivatives as ``Linear`` then ``Sigmoid``, in one call with one output tensor (the
+    sigmoid is applied in place to the product), which is what ``handgrad.models`` runs.
+    """
 
     generate_vmap_rule = True
 
     @staticmethod
-    def forward(x, keep, scale, inplace=False):
-        if inplace:
-            return x.mul_(scale).masked_fill_(~keep, 0)
-        return torch.where(keep, x * scale, 0)
+    def forward(x, W, b=None):
+        return Linear.forward(x, W, b).sigmoid_()
 
     @staticmethod
     def setup_context(ctx, inputs, output):
-        x, keep, scale, inplace = inputs
-        if inplace:
-            ctx.mark_dirty(x)
-        ctx.save_for_backward(keep)                          # 1 byte per element
-        ctx.save_for_forward(keep)
-        ctx.scale, ctx.inplace = scale, inplace
+        x, W, b = inputs
+        ctx.save_for_backward(x, W, output)
+        ctx.save_for_forward(x, W, output)
+        ctx.bias_shape = None if b is None else b.shape
 
     @staticmethod
     def backward(ctx, g):
-        """dL/dx = g ∘ m / (1 − p); g, m and dL/dx all of shape (*)."""
-        (keep,) = ctx.saved_tensors
-        return torch.where(keep, g * ctx.scale, 0), None, None, None     # dL/dx = g m / (1 − p)
+        """dL/dz = g · y(1 − y), then dL/dx = (dL/dz) W, dL/dW = (dL/dz)ᵀ x, dL/db = Σ dL/dz."""
+        x, W, y = ctx.saved_tensors
+        return _linear_backward(ctx, _sigmoid_backward(g, y), x, W)
+
+    @staticmethod
+    def jvp(ctx, dx, dW, db):
+        """Forward mode: dy = y (1 − y) (dx Wᵀ + x dWᵀ + db)."""
+        x, W, y = ctx.saved_tensors
+        return _linear_jvp(x, W, dx, dW, db) * y * (1 - y)
+
+
+class LinearReLU(Function):
+    """y = max(x Wᵀ + b, 0): the quickstart's hidden layer as one Function (see ``LinearSigmoid``)."""
+
+    generate_vmap_rule = True
+
+    @staticmethod
+    def forward(x, W, b=None):
+        return Linear.forward(x, W, b).relu_()
+
+    @staticmethod
+    def setup_context(ctx, inputs, output):
+        x, W, b = inputs
+        ctx.save_for_backward(x, W, output)
+        ctx.save_for_forward(x, W, output)
+        ctx.bias_shape = None if b is None else b.shape
+
+    @staticmethod
+    def backward(ctx, g):
+        """dL/dz = g · 1[z > 0], then dL/dx = (dL/dz) W, dL/dW = (dL/dz)ᵀ x, dL/db = Σ dL/dz."""
+        x, W, y = ctx.saved_tensors
+        return _linear_backward(ctx, g * _on(y), x, W)
+
+    @staticmethod
+    def jvp(ctx, dx, dW, db):
+        """Forward mode: dy = 1[z > 0] (dx Wᵀ + x dWᵀ + db)."""
+        x, W, y = ctx.saved_tensors
+        return _linear_jvp(x, W, dx, dW, db) * _on(y)
+
+
+class Dropout(Function):
+    """y = x ∘ m with m = keep / (1 − p) a given scaled keep-mask (drawn by ``handgrad.functional.dropout``)."""
+
+    generate_vmap_rule = True
+
+    @staticmethod
+    def forward(x, m, inplace=False):
+        return x.mul_(m) if inplace else x * m
+
+    @staticmethod
+    def setup_context(ctx, inputs, output):
+        x, m, inplace = inputs
+        if inplace:
+            ctx.mark_dirty(x)
+        ctx.save_for_backward(m)
+        ctx.save_for_forward(m)
+        ctx.inplace = inplace
+
+    @staticmethod
+    def backward(ctx, g):
+        """dL/dx = g ∘ m, m = keep / (1 − p); g, m and dL/dx all of shape (*)."""
+        (m,) = ctx.saved_tensors
+        return g * m, None, None                             # dL/dx = g keep / (1 − p), (*)
 
     @staticmethod
     def jvp(ctx, dx, *_):
-        """Forward mode: dy = dx ∘ m / (1 − p), (*)."""
-        (keep,) = ctx.saved_tensors
-        if ctx.inplace:
-            return dx.mul_(ctx.scale).masked_fill_(~keep, 0)
-        return torch.where(keep, dx * ctx.scale, 0)
+        """Forward mode: dy = dx ∘ m, (*)."""
+        (m,) = ctx.saved_tensors
+        return dx.mul_(m) if ctx.inplace else dx * m
 
 
 class SoftmaxCrossEntropy(Function):
@@ -207,24 +287,25 @@ class SoftmaxCrossEntropy(Function):
             rows = -(_probability_target(target, weight, eps, log_p.dtype) * log_p).sum(1)     # (M,)
             denominator = x.shape[0]
         else:
-            kept, t, w_t = _class_index_rows(target, weight, ignore_index, log_p.dtype)
-            rows = -log_p.gather(1, t.unsqueeze(1)).squeeze(1)                    # −log p_t, (M,)
-            if weight is not None:
-                rows = rows * w_t
-            if eps > 0:
-                smooth = -(log_p if weight is None else log_p * weight.to(log_p.dtype)).sum(1)
-                rows = (1 - eps) * rows + eps / n_classes * smooth               # −Σ_c a_c log p_c
-            # Summed term by term on kept rows only, as PyTorch does: a NaN or −inf logit that the
-            # loss never uses (an ignored row, a masked class) must not turn 0 · (−inf) into NaN.
-            rows = rows.where(kept, 0)
-            denominator = w_t.sum()
+            w = None if weight is None else _as(weight, log_p.dtype)
+            # −w_t log p_t, summed or averaged over the rows that are not ignored (D = Σ w_t).
+            loss = torch.nn.functional.nll_loss(log_p, target, w, ignore_index=ignore_index, reduction=reduction)
+            if eps > 0:                                      # −Σ_c a_c log p_c = (1 − ε) nll + (ε / C) smooth
+                kept, _, w_t = _class_index_rows(target, weight, ignore_index, log_p.dtype)
+                # Only on kept rows, as PyTorch does: a NaN or −inf logit in an ignored row must
+                # not turn 0 · (−inf) into NaN.
+                smooth = (-(log_p if w is None else log_p * w).sum(1)).where(kept, 0)
+                smooth = smooth if reduction == "none" else smooth.sum()
+                smooth = smooth / w_t.sum() if reduction == "mean" else smooth
+                loss = (1 - eps) * loss + eps / n_classes * smooth
+            return _as(loss, x.dtype), log_p
         if reduction == "sum":
             loss = rows.sum()
         elif reduction == "mean":
             loss = rows.sum() / denominator
         else:
             loss = rows
-        return loss.to(x.dtype), log_p
+        return _as(loss, x.dtype), log_p
 
     @staticmethod
     def setup_context(ctx, inputs, output):
@@ -252,22 +333,22 @@ class SoftmaxCrossEntropy(Function):
         grad_x = grad_target = None
         if g is not None and target.is_floating_point():
             a = _probability_target(target, weight, eps, log_p.dtype)                # (M, C)
-            r = _row_scale(g.to(log_p.dtype), ctx.reduction, log_p.shape[0], log_p.shape[0])
+            r = _row_scale(_as(g, log_p.dtype), ctx.reduction, log_p.shape[0], log_p.shape[0])
             if ctx.needs_input_grad[0]:
                 grad_x = r * (a.sum(1, keepdim=True) * log_p.exp() - a)    # dL/dx = r (s p − a), (M, C)
             if ctx.needs_input_grad[1]:
-                w = 1 if weight is None else weight.to(log_p.dtype)
+                w = 1 if weight is None else _as(weight, log_p.dtype)
                 grad_target = -r * (1 - eps) * w * log_p                     # dL/dq, (M, C)
         elif g is not None and ctx.needs_input_grad[0]:
             kept, t, w_t = _class_index_rows(target, weight, ctx.ignore_index, log_p.dtype)
-            r = _row_scale(g.to(log_p.dtype), ctx.reduction, w_t.sum(), log_p.shape[0])
-            r = r.where(kept.unsqueeze(1), 0)                                # ignored rows: no gradient
+            r = _row_scale(_as(g, log_p.dtype), ctx.reduction, w_t.sum(), log_p.shape[0])
+            r = r * kept.unsqueeze(1)                                        # ignored rows: no gradient
             rw = r if weight is None else r * w_t.unsqueeze(1)               # r w_t, (M, 1)
             p = log_p.exp()                                                  # softmax(x), (M, C)
             if eps == 0:
                 grad_x = p * rw                                              # r w_t p ...
             else:
-                w = 1 if weight is None else weight.to(log_p.dtype)
+                w = 1 if weight is None else _as(weight, log_p.dtype)
                 w_sum = n_classes if weight is None else w.sum()
                 s = (1 - eps) * rw + (eps / n_classes) * w_sum * r           # r s, (M, 1)
                 grad_x = p * s - (eps / n_classes) * r * w                   # ... − r (ε / C) w
@@ -277,9 +358,9 @@ class SoftmaxCrossEntropy(Function):
             through_log_p = g_log_p - p * g_log_p.sum(1, keepdim=True)     # d log p / dx, (M, C)
             grad_x = through_log_p if grad_x is None else grad_x + through_log_p
         if grad_x is not None:
-            grad_x = grad_x.to(ctx.x_dtype)
+            grad_x = _as(grad_x, ctx.x_dtype)
         if grad_target is not None:
-            grad_target = grad_target.to(target.dtype)
+            grad_target = _as(grad_target, target.dtype)
         return grad_x, grad_target, None, None, None, None
 
     @staticmethod
@@ -291,19 +372,19 @@ class SoftmaxCrossEntropy(Function):
         if dx is None:
             d_log_p = torch.zeros_like(log_p)
         else:
-            dx = dx.to(log_p.dtype)
+            dx = _as(dx, log_p.dtype)
             d_log_p = dx - (log_p.exp() * dx).sum(1, keepdim=True)          # (M, C)
         if target.is_floating_point():
             d_rows = -(_probability_target(target, weight, eps, log_p.dtype) * d_log_p).sum(1)
             if dq is not None:
-                da = (1 - eps) * dq.to(log_p.dtype)
+                da = (1 - eps) * _as(dq, log_p.dtype)
                 d_rows = d_rows - ((da if weight is None else da * weight) * log_p).sum(1)
             denominator = log_p.shape[0]
         else:
             kept, t, w_t = _class_index_rows(target, weight, ctx.ignore_index, log_p.dtype)
             d_rows = -(1 - eps) * w_t * d_log_p.gather(1, t.unsqueeze(1)).squeeze(1)
             if eps > 0:
-                w = 1 if weight is None else weight.to(log_p.dtype)
+                w = 1 if weight is None else _as(weight, log_p.dtype)
                 d_rows = d_rows - eps / n_classes * (d_log_p * w).sum(1)
             d_rows = d_rows.where(kept, 0)
             denominator = w_t.sum()
@@ -313,22 +394,27 @@ class SoftmaxCrossEntropy(Function):
             d_loss = d_rows.sum() / denominator
         else:
             d_loss = d_rows
-        return d_loss.to(ctx.x_dtype), d_log_p
+        return _as(d_loss, ctx.x_dtype), d_log_p
+
+
+def _as(t, dtype):
+    """t in dtype, without a call when it already is (float32 and float64: always)."""
+    return t if t.dtype == dtype else t.to(dtype)
 
 
 def _probability_target(q, weight, eps, dtype):
     """a = w ∘ ((1 − ε) q + ε / C), (M, C)."""
-    q = q.to(dtype)
+    q = _as(q, dtype)
     if eps > 0:
         q = q * (1 - eps) + eps / q.shape[1]
-    return q if weight is None else q * weight.to(dtype)
+    return q if weight is None else q * _as(weight, dtype)
 
 
 def _class_index_rows(target, weight, ignore_index, dtype):
     """kept (M,) rows that count, t (M,) their class (0 where ignored), w_t (M,) their weight (0 where ignored)."""
     kept = target != ignore_index
     t = target.where(kept, 0)
-    w_t = kept.to(dtype) if weight is None else weight.to(dtype).gather(0, t).where(kept, 0)
+    w_t = _as(kept, dtype) if weight is None else _as(weight, dtype).gather(0, t).where(kept, 0)
     return kept, t, w_t
 
 
@@ -358,5 +444,8 @@ def _without_jvp(function):
 
 
 traceable = types.ModuleType(__name__ + ".traceable", "The Functions without jvp, for torch.compile.")
-for _function in (Linear, Sigmoid, ReLU, Dropout, SoftmaxCrossEntropy):
+for _function in (Linear, Sigmoid, ReLU, LinearSigmoid, LinearReLU, Dropout, SoftmaxCrossEntropy):
     setattr(traceable, _function.__name__, _without_jvp(_function))
+    # With setup_context, Function.apply binds its arguments to forward's signature on every call,
+    # and building that signature was a third of the cost of a call; build it once instead.
+    _function.forward.__signature__ = inspect.signature(_function.forward)

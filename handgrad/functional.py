@@ -10,7 +10,7 @@ from torch.nn import _reduction
 
 from handgrad import autograd
 
-__all__ = ["linear", "sigmoid", "relu", "dropout", "cross_entropy"]
+__all__ = ["linear", "linear_sigmoid", "linear_relu", "sigmoid", "relu", "dropout", "cross_entropy"]
 
 _REDUCTIONS = ("none", "mean", "sum")
 
@@ -21,43 +21,67 @@ def linear(input, weight, bias=None):
     Shapes: input (*, in), weight (out, in) or (in,), bias broadcastable to (*, out); output
     (*, out), or (*) for a 1-D weight.
     """
-    _check_tensor("linear", "input", input)
-    _check_tensor("linear", "weight", weight)
+    input, weight, bias = _linear_arguments("linear", input, weight, bias)
+    if weight.dim() == 1:
+        return _functions().Linear.apply(input, weight.unsqueeze(0), None).squeeze(-1)
+    return _functions().Linear.apply(input, weight, bias)
+
+
+def linear_sigmoid(input, weight, bias=None):
+    """y = σ(x Wᵀ + b), the same as ``sigmoid(linear(input, weight, bias))`` in one Function.
+
+    Shapes: input (*, in), weight (out, in), bias broadcastable to (*, out); output (*, out).
+    """
+    input, weight, bias = _linear_arguments("linear_sigmoid", input, weight, bias, weight_1d=False)
+    return _functions().LinearSigmoid.apply(input, weight, bias)
+
+
+def linear_relu(input, weight, bias=None):
+    """y = max(x Wᵀ + b, 0), the same as ``relu(linear(input, weight, bias))`` in one Function.
+
+    Shapes: input (*, in), weight (out, in), bias broadcastable to (*, out); output (*, out).
+    """
+    input, weight, bias = _linear_arguments("linear_relu", input, weight, bias, weight_1d=False)
+    return _functions().LinearReLU.apply(input, weight, bias)
+
+
+def _linear_arguments(fn, input, weight, bias, weight_1d=True):
+    """Check linear's arguments; return them cast as autocast would cast them."""
+    _check_tensor(fn, "input", input)
+    _check_tensor(fn, "weight", weight)
     if input.dim() == 0:
-        raise RuntimeError("linear: input must have at least 1 dimension (*, in_features), got a 0-d tensor")
-    if weight.dim() not in (1, 2):
-        raise RuntimeError(
-            f"linear: weight must be 2-D (out_features, in_features) or 1-D (in_features,), "
-            f"got shape {tuple(weight.shape)}"
-        )
+        raise RuntimeError(f"{fn}: input must have at least 1 dimension (*, in_features), got a 0-d tensor")
+    if weight.dim() != 2 and not (weight_1d and weight.dim() == 1):
+        expected = "2-D (out_features, in_features) or 1-D (in_features,)" if weight_1d else "2-D (out_features, in_features)"
+        raise RuntimeError(f"{fn}: weight must be {expected}, got shape {tuple(weight.shape)}")
     if input.shape[-1] != weight.shape[-1]:
         raise RuntimeError(
-            f"linear: input has {input.shape[-1]} features in its last dimension "
+            f"{fn}: input has {input.shape[-1]} features in its last dimension "
             f"(shape {tuple(input.shape)}) but weight of shape {tuple(weight.shape)} expects "
             f"{weight.shape[-1]}"
         )
     tensors = {"input": input, "weight": weight}
     if bias is not None:
-        _check_tensor("linear", "bias", bias)
+        _check_tensor(fn, "bias", bias)
         if weight.dim() == 1:
-            raise RuntimeError("linear: a 1-D weight takes no bias (torch.nn.functional.linear refuses it too)")
+            raise RuntimeError(f"{fn}: a 1-D weight takes no bias (torch.nn.functional.linear refuses it too)")
         out_shape = (*input.shape[:-1], weight.shape[0])
-        try:
-            broadcasts = torch.broadcast_shapes(bias.shape, out_shape) == out_shape
-        except RuntimeError:
-            broadcasts = False
+        if bias.shape == out_shape[-1:]:
+            broadcasts = True                                 # the usual (out,) bias: no need to ask
+        else:
+            try:
+                broadcasts = torch.broadcast_shapes(bias.shape, out_shape) == out_shape
+            except RuntimeError:
+                broadcasts = False
         if not broadcasts:
             raise RuntimeError(
-                f"linear: bias of shape {tuple(bias.shape)} does not broadcast to the output shape "
+                f"{fn}: bias of shape {tuple(bias.shape)} does not broadcast to the output shape "
                 f"{out_shape}; expected a bias of shape ({weight.shape[0]},) for "
                 f"{weight.shape[0]} out_features"
             )
         tensors["bias"] = bias
-    _check_same_dtype_and_device("linear", tensors)
-    input, weight, bias = _autocast_to_lower_precision(input, weight, bias)
-    if weight.dim() == 1:
-        return _functions().Linear.apply(input, weight.unsqueeze(0), None).squeeze(-1)
-    return _functions().Linear.apply(input, weight, bias)
+    _check_same_dtype_and_device(fn, tensors)
+    return _autocast_to_lower_precision(input, weight, bias)
 
 
 def sigmoid(input):
@@ -77,9 +101,10 @@ def relu(input, inplace=False):
 def dropout(input, p=0.5, training=True, inplace=False):
     """y = x ∘ m / (1 − p), m ~ Bernoulli(1 − p) elementwise, in training; y = x otherwise.
 
-    As ``torch.nn.functional.dropout``. On the CPU the mask is drawn exactly as the built-in draws
-    it, so the same seed drops the same elements; CUDA's built-in uses a fused kernel whose random
-    stream differs, so there the masks differ (the distribution does not).
+    As ``torch.nn.functional.dropout``. On the CPU the mask is drawn and scaled exactly as the
+    built-in does it, so the same seed drops the same elements and gives the same numbers; CUDA's
+    built-in uses a fused kernel whose random stream differs, so there the masks differ (their
+    distribution does not).
     """
     _check_tensor("dropout", "input", input)
     if not 0.0 <= p <= 1.0:
@@ -88,10 +113,11 @@ def dropout(input, p=0.5, training=True, inplace=False):
         return input
     if not input.is_floating_point():
         raise TypeError(f"dropout: input must be floating point, got {input.dtype}")
-    keep = torch.empty_like(input).bernoulli_(1.0 - p).bool()            # m, same draw as torch on CPU
-    # 1 / (1 − p) rounded to the input's dtype first, as the built-in's scaled mask is.
-    scale = 0.0 if p == 1.0 else torch.tensor(1.0 / (1.0 - p), dtype=input.dtype).item()
-    return _functions().Dropout.apply(input, keep, scale, inplace)
+    if p == 1.0:
+        m = torch.zeros_like(input)                          # drops everything, draws nothing
+    else:
+        m = torch.empty_like(input).bernoulli_(1.0 - p).div_(1.0 - p)    # keep / (1 − p)
+    return _functions().Dropout.apply(input, m, inplace)
 
 
 def cross_entropy(
@@ -152,13 +178,12 @@ def cross_entropy(
     if input.device.type != "meta" and _autocast_enabled(input.device.type):
         input, weight = input.float(), None if weight is None else weight.float()
         target = target.float() if probabilities else target
-    x = input.movedim(class_dim, -1).reshape(-1, n_classes)                  # (M, C)
-    if probabilities:
-        t = target.movedim(class_dim, -1).reshape(-1, n_classes)             # (M, C)
-    else:
-        t = target.reshape(-1).long()                                        # (M,)
+    x, t = input, target if probabilities or target.dtype == torch.long else target.long()
+    if input.dim() != 2:                                     # to one row per prediction: (M, C)
+        x = input.movedim(class_dim, -1).reshape(-1, n_classes)
+        t = t.movedim(class_dim, -1).reshape(-1, n_classes) if probabilities else t.reshape(-1)
     loss, _ = _functions().SoftmaxCrossEntropy.apply(x, t, weight, ignore_index, label_smoothing, reduction)
-    if reduction == "none":
+    if reduction == "none" and input.dim() != 2:
         return loss.reshape(input.shape[:class_dim] + input.shape[class_dim + 1:])
     return loss
 
@@ -217,7 +242,10 @@ def _check_target(input, target, class_dim, n_classes, ignore_index):
             f"{tuple(input.shape)}: class-index targets must have shape {tuple(class_free_shape)} "
             f"(input without its class dimension {class_dim})"
         )
-    if _can_inspect_values(target):
+    if target.numel() and _can_inspect_values(target):
+        low, high = (int(v) for v in torch.aminmax(target))   # one pass; the exact test only if needed
+        if low >= 0 and high < n_classes:
+            return False
         bad = (target != ignore_index) & ((target < 0) | (target >= n_classes))
         if bad.any():
             value = target[bad].flatten()[0].item()

@@ -51,7 +51,7 @@ class QuickstartNetwork(torch.nn.Module):
         super().__init__()
         nn = _layers(impl)
         self.flatten = torch.nn.Flatten()
-        self.linear_relu_stack = torch.nn.Sequential(
+        self.linear_relu_stack = nn.Sequential(
             nn.Linear(SIZES[0], SIZES[1]),
             nn.ReLU(),
             *_dropout(nn, dropout),
@@ -79,7 +79,7 @@ class BasicNetwork(torch.nn.Module):
         super().__init__()
         nn = _layers(impl)
         self.flatten = torch.nn.Flatten()
-        self.layers = torch.nn.Sequential(
+        self.layers = nn.Sequential(
             nn.Linear(SIZES[0], SIZES[1], bias=False),
             nn.Linear(SIZES[1], SIZES[2], bias=False),
             nn.Linear(SIZES[2], SIZES[3], bias=False),
@@ -108,7 +108,7 @@ class BetterNetwork(torch.nn.Module):
         super().__init__()
         nn = _layers(impl)
         self.flatten = torch.nn.Flatten()
-        self.layers = torch.nn.Sequential(
+        self.layers = nn.Sequential(
             nn.Linear(SIZES[0], SIZES[1]),
             nn.Sigmoid(),
             *_dropout(nn, dropout),

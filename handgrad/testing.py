@@ -43,8 +43,14 @@ def _reseeded(dropout):
     return run
 
 
+def _then(activation):
+    return lambda input, weight, bias=None: activation(torch_F.linear(input, weight, bias))
+
+
 OPS = {
     "linear": (hand_F.linear, torch_F.linear),
+    "linear_sigmoid": (hand_F.linear_sigmoid, _then(torch.sigmoid)),
+    "linear_relu": (hand_F.linear_relu, _then(torch.relu)),
     "sigmoid": (hand_F.sigmoid, torch.sigmoid),
     "relu": (hand_F.relu, torch_F.relu),
     "dropout": (_reseeded(hand_F.dropout), _reseeded(torch_F.dropout)),
@@ -101,7 +107,7 @@ def _away_from_zero(t):
     return t.sign() * (t.abs() + 0.1)
 
 
-def _linear_cases():
+def _linear_cases(op="linear"):
     def make(x_shape, out=3, bias=True, weight_1d=False, bias_shape=None):
         def draw(gen):
             x = _randn(gen, *x_shape)
@@ -112,16 +118,18 @@ def _linear_cases():
             return Problem(tensors, {}, tuple(tensors))
         return draw
 
-    return [
-        Case("linear", "(N, in)", make((8, 5))),
-        Case("linear", "(N, in) no bias", make((8, 5), bias=False)),
-        Case("linear", "(in,) unbatched", make((5,))),
-        Case("linear", "(B, T, in)", make((2, 3, 5))),
-        Case("linear", "(0, in) empty batch", make((0, 5))),
-        Case("linear", "(N, 0) no features", make((4, 0))),
-        Case("linear", "1-D weight", make((4, 5), bias=False, weight_1d=True)),
-        Case("linear", "(N, out) broadcast bias", make((4, 5), bias_shape=(4, 3))),
+    cases = [
+        Case(op, "(N, in)", make((8, 5))),
+        Case(op, "(N, in) no bias", make((8, 5), bias=False)),
+        Case(op, "(in,) unbatched", make((5,))),
+        Case(op, "(B, T, in)", make((2, 3, 5))),
+        Case(op, "(0, in) empty batch", make((0, 5))),
+        Case(op, "(N, 0) no features", make((4, 0))),
+        Case(op, "(N, out) broadcast bias", make((4, 5), bias_shape=(4, 3))),
     ]
+    if op == "linear":
+        cases.append(Case(op, "1-D weight", make((4, 5), bias=False, weight_1d=True)))
+    return cases
 
 
 def _elementwise_cases(op, transform=lambda t: t):
@@ -217,6 +225,8 @@ def _cross_entropy_cases():
 
 CASES = (
     _linear_cases()
+    + _linear_cases("linear_sigmoid")
+    + _linear_cases("linear_relu")
     + _elementwise_cases("sigmoid")
     + _elementwise_cases("relu", transform=_away_from_zero)
     + _dropout_cases()
@@ -433,8 +443,20 @@ def _reference_dropout(t, options, v, problem):
     return y, ({} if v is None else {"input": reference.dropout_backward(v, keep, options["p"])})
 
 
+def _reference_linear_then(forward, backward):
+    def run(t, options, v, problem):
+        z, _ = _reference_linear(t, options, None, problem)
+        y = forward(z)
+        if v is None:
+            return y, {}
+        return y, _reference_linear(t, options, backward(v, y), problem)[1]
+    return run
+
+
 _REFERENCES = {
     "linear": _reference_linear,
+    "linear_sigmoid": _reference_linear_then(reference.sigmoid_forward, reference.sigmoid_backward),
+    "linear_relu": _reference_linear_then(reference.relu_forward, reference.relu_backward),
     "sigmoid": _reference_elementwise(reference.sigmoid_forward, reference.sigmoid_backward),
     "relu": _reference_elementwise(reference.relu_forward, reference.relu_backward),
     "dropout": _reference_dropout,

@@ -389,7 +389,7 @@ class NestedNet(torch.nn.Module):
         return self.criterion(self.forward(x), target) + internal
 
 
-REPLACEMENTS = {getattr(torch.nn, name): getattr(handgrad.nn, name) for name in MODULE_NAMES}
+REPLACEMENTS = {getattr(torch.nn, name): getattr(handgrad.nn, name) for name in (*MODULE_NAMES, "Sequential")}
 
 
 def _nested(dtype, device):
@@ -525,3 +525,36 @@ def test_convert_sgd_steps_track_builtin(name, dtype):
         )
     moved = [n for n, p in model.named_parameters() if not torch.equal(p, initial[n])]
     assert moved, f"{name}: SGD through the pre-convert optimizer changed no parameter"
+
+
+# -- Sequential: Linear + activation fused -------------------------------------------------------
+
+
+def _stack(nn, activation):
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Linear(5, 7), getattr(nn, activation)(), nn.Linear(7, 3), nn.Dropout(0.0)).double()
+
+
+@pytest.mark.parametrize("activation", ["Sigmoid", "ReLU"])
+def test_sequential_fuses_linear_and_activation_and_matches_torch(activation, device):
+    gen = torch.Generator().manual_seed(1)
+    x = _randn(gen, 6, 5, device=device)
+    hand, builtin = _stack(handgrad.nn, activation).to(device), _stack(torch.nn, activation).to(device)
+    out = hand(x)
+    fused = {"Sigmoid": "LinearSigmoidBackward", "ReLU": "LinearReLUBackward"}[activation]
+    assert type(out.grad_fn.next_functions[0][0]).__name__ == fused or any(
+        type(f[0]).__name__ == fused for f in out.grad_fn.next_functions
+    ), f"Linear + {activation} did not run as one fused Function"
+    assert isinstance(hand, torch.nn.Sequential) and hand.state_dict().keys() == builtin.state_dict().keys()
+    _compare_module(builtin, hand, [x], torch.float64, f"Sequential(Linear, {activation}, Linear)")
+
+
+def test_sequential_runs_hooked_modules_one_by_one():
+    seen = []
+    hand = _stack(handgrad.nn, "Sigmoid")
+    hand[1].register_forward_hook(lambda module, inputs, output: seen.append(output.detach()))
+    x = torch.randn(4, 5, dtype=torch.float64)
+    out = hand(x)
+    assert len(seen) == 1, "a forward hook on the activation was skipped by the fused path"
+    torch.testing.assert_close(seen[0], torch.sigmoid(torch.nn.functional.linear(x, hand[0].weight, hand[0].bias)))
+    torch.testing.assert_close(out, _stack(torch.nn, "Sigmoid")(x))
