@@ -139,20 +139,24 @@ def per_class_table(per_class):
 
 
 def plot_learning_curve(epochs, path):
+    """Loss per epoch, and validation accuracy per epoch when the run had a validation set."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     x = [e["epoch"] + 1 for e in epochs]
-    fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(10, 4))
+    validated = any(e["val_loss"] is not None for e in epochs)
+    fig, axes = plt.subplots(1, 2 if validated else 1, figsize=(10 if validated else 5, 4), squeeze=False)
+    ax_loss = axes[0][0]
     ax_loss.plot(x, [e["train_loss"] for e in epochs], marker="o", label="train_loss")
-    if any(e["val_loss"] is not None for e in epochs):
+    if validated:
         ax_loss.plot(x, [e["val_loss"] for e in epochs], marker="o", label="val_loss")
+        ax_acc = axes[0][1]
         ax_acc.plot(x, [e["val_acc"] for e in epochs], marker="o", color="tab:green", label="val_acc")
+        ax_acc.set(xlabel="epoch", ylabel="accuracy", title="validation accuracy")
     ax_loss.set(xlabel="epoch", ylabel="cross-entropy", title="loss")
-    ax_acc.set(xlabel="epoch", ylabel="accuracy", title="validation accuracy")
-    for ax in (ax_loss, ax_acc):
+    for ax in axes[0]:
         ax.grid(alpha=0.3)
         ax.legend()
     fig.tight_layout()
