@@ -161,18 +161,10 @@ def _on(y):
     return y.nan_to_num(nan=1.0).sign_()
 
 
-class LinearSigmoid(Function):
-    """y = σ(x Wᵀ + b): the seed's hidden layer lⁱ = φ(lⁱ⁻¹ Wⁱ + bⁱ) as one Function.
-
-    The same derivatives as ``Linear`` then ``Sigmoid``, in one call with one output tensor (the
-    sigmoid is applied in place to the product), which is what ``handgrad.models`` runs.
-    """
+class _LinearThenActivation(Function):
+    """What the fused Functions share: they keep x and W for the linear part, y for the activation."""
 
     generate_vmap_rule = True
-
-    @staticmethod
-    def forward(x, W, b=None):
-        return Linear.forward(x, W, b).sigmoid_()
 
     @staticmethod
     def setup_context(ctx, inputs, output):
@@ -180,6 +172,18 @@ class LinearSigmoid(Function):
         ctx.save_for_backward(x, W, output)
         ctx.save_for_forward(x, W, output)
         ctx.bias_shape = None if b is None else b.shape
+
+
+class LinearSigmoid(_LinearThenActivation):
+    """y = σ(x Wᵀ + b): the seed's hidden layer lⁱ = φ(lⁱ⁻¹ Wⁱ + bⁱ) as one Function.
+
+    The same derivatives as ``Linear`` then ``Sigmoid``, in one call with one output tensor (the
+    sigmoid is applied in place to the product), which is what ``handgrad.models`` runs.
+    """
+
+    @staticmethod
+    def forward(x, W, b=None):
+        return Linear.forward(x, W, b).sigmoid_()
 
     @staticmethod
     def backward(ctx, g):
@@ -194,21 +198,12 @@ class LinearSigmoid(Function):
         return _linear_jvp(x, W, dx, dW, db) * y * (1 - y)
 
 
-class LinearReLU(Function):
+class LinearReLU(_LinearThenActivation):
     """y = max(x Wᵀ + b, 0): the quickstart's hidden layer as one Function (see ``LinearSigmoid``)."""
-
-    generate_vmap_rule = True
 
     @staticmethod
     def forward(x, W, b=None):
         return Linear.forward(x, W, b).relu_()
-
-    @staticmethod
-    def setup_context(ctx, inputs, output):
-        x, W, b = inputs
-        ctx.save_for_backward(x, W, output)
-        ctx.save_for_forward(x, W, output)
-        ctx.bias_shape = None if b is None else b.shape
 
     @staticmethod
     def backward(ctx, g):
@@ -439,7 +434,8 @@ def _without_jvp(function):
     twin in ``handgrad.autograd.traceable``, which ``handgrad.functional`` uses while compiling. Forward,
     setup_context and backward are the very same functions.
     """
-    body = {k: v for k, v in vars(function).items() if k not in ("jvp", "__dict__", "__weakref__")}
+    own = function.__mro__[: function.__mro__.index(Function)]      # the class and its handgrad bases
+    body = {k: v for cls in reversed(own) for k, v in vars(cls).items() if k not in ("jvp", "__dict__", "__weakref__")}
     return type(function.__name__, (Function,), body)
 
 

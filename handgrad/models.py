@@ -19,9 +19,15 @@ def _layers(impl):
     return IMPLS[impl]
 
 
-def _dropout(nn, p):
-    """A Dropout layer when p > 0, none otherwise: with p = 0 the module names stay the seed's."""
-    return [nn.Dropout(p)] if p > 0 else []
+def _stack(nn, activation, bias=True, dropout=0.0):
+    """784-512-512-10: Linear layers, each hidden one followed by the activation and, when
+    dropout > 0, a Dropout (with dropout = 0 the module names stay the seed's)."""
+    layers = []
+    for i, (n_in, n_out) in enumerate(zip(SIZES[:-1], SIZES[1:])):
+        layers.append(nn.Linear(n_in, n_out, bias=bias))
+        if activation is not None and i < len(SIZES) - 2:
+            layers += [activation()] + ([nn.Dropout(dropout)] if dropout > 0 else [])
+    return nn.Sequential(*layers)
 
 
 def _seed_init(module):
@@ -51,15 +57,7 @@ class QuickstartNetwork(torch.nn.Module):
         super().__init__()
         nn = _layers(impl)
         self.flatten = torch.nn.Flatten()
-        self.linear_relu_stack = nn.Sequential(
-            nn.Linear(SIZES[0], SIZES[1]),
-            nn.ReLU(),
-            *_dropout(nn, dropout),
-            nn.Linear(SIZES[1], SIZES[2]),
-            nn.ReLU(),
-            *_dropout(nn, dropout),
-            nn.Linear(SIZES[2], SIZES[3]),
-        )
+        self.linear_relu_stack = _stack(nn, nn.ReLU, dropout=dropout)
 
     def forward(self, x):
         return self.linear_relu_stack(self.flatten(x))
@@ -79,11 +77,7 @@ class BasicNetwork(torch.nn.Module):
         super().__init__()
         nn = _layers(impl)
         self.flatten = torch.nn.Flatten()
-        self.layers = nn.Sequential(
-            nn.Linear(SIZES[0], SIZES[1], bias=False),
-            nn.Linear(SIZES[1], SIZES[2], bias=False),
-            nn.Linear(SIZES[2], SIZES[3], bias=False),
-        )
+        self.layers = _stack(nn, activation=None, bias=False)
         _seed_init(self)
 
     def forward(self, x):
@@ -108,15 +102,7 @@ class BetterNetwork(torch.nn.Module):
         super().__init__()
         nn = _layers(impl)
         self.flatten = torch.nn.Flatten()
-        self.layers = nn.Sequential(
-            nn.Linear(SIZES[0], SIZES[1]),
-            nn.Sigmoid(),
-            *_dropout(nn, dropout),
-            nn.Linear(SIZES[1], SIZES[2]),
-            nn.Sigmoid(),
-            *_dropout(nn, dropout),
-            nn.Linear(SIZES[2], SIZES[3]),
-        )
+        self.layers = _stack(nn, nn.Sigmoid, dropout=dropout)
         _seed_init(self)
 
     def forward(self, x):
