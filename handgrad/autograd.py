@@ -116,7 +116,9 @@ class Sigmoid(Function):
 
 def _sigmoid_backward(g, y):
     gy = g * y
-    return torch.addcmul(gy, gy, y, value=-1)                # dL/dz = g y − g y y = g y (1 − y), (*)
+    if torch.is_grad_enabled():                              # this backward is being differentiated
+        return torch.addcmul(gy, gy, y, value=-1)
+    return gy.addcmul_(gy, y, value=-1)                      # dL/dz = g y − g y y = g y (1 − y), (*)
 
 
 class ReLU(Function):
@@ -141,13 +143,19 @@ class ReLU(Function):
     def backward(ctx, g):
         """dL/dz = g · 1[z > 0]; g, y and dL/dz all of shape (*)."""
         (y,) = ctx.saved_tensors
-        return g * _on(y), None                              # dL/dz = g · 1[z > 0], (*)
+        return _relu_backward(g, y), None
 
     @staticmethod
     def jvp(ctx, dz, _):
         """Forward mode: dy = dz · 1[z > 0], (*); in place when the op was."""
         (y,) = ctx.saved_tensors
         return dz.mul_(_on(y)) if ctx.inplace else dz * _on(y)
+
+
+def _relu_backward(g, y):
+    if torch.is_grad_enabled():                              # this backward is being differentiated
+        return g * _on(y)
+    return _on(y).mul_(g)                                    # dL/dz = g · 1[z > 0], (*)
 
 
 def _on(y):
@@ -209,7 +217,7 @@ class LinearReLU(_LinearThenActivation):
     def backward(ctx, g):
         """dL/dz = g · 1[z > 0], then dL/dx = (dL/dz) W, dL/dW = (dL/dz)ᵀ x, dL/db = Σ dL/dz."""
         x, W, y = ctx.saved_tensors
-        return _linear_backward(ctx, g * _on(y), x, W)
+        return _linear_backward(ctx, _relu_backward(g, y), x, W)
 
     @staticmethod
     def jvp(ctx, dx, dW, db):
