@@ -129,15 +129,7 @@ def check_checkpoint_matches(ckpt_path, model):
 
 def main(args=None):
     try:
-        cli = HandgradCLI(
-            LitClassifier,
-            FashionMNISTDataModule,
-            run=False,
-            args=args,
-            seed_everything_default=0,
-            trainer_defaults={"callbacks": [RunReport()]},
-            save_config_kwargs={"overwrite": True},
-        )
+        cli = _cli(args)
         trainer, model, data = cli.trainer, cli.model, cli.datamodule
         ckpt_path = resolve_checkpoint(cli.config.ckpt_path, cli.config.trainer.default_root_dir)
         if ckpt_path is not None:
@@ -154,3 +146,18 @@ def main(args=None):
         print(per_class_table(model.per_class_accuracy), end="")
         print(f"Run written to {report.run_dir}")
     return trainer
+
+
+def _cli(args):
+    try:
+        return HandgradCLI(
+            LitClassifier,
+            FashionMNISTDataModule,
+            run=False,
+            args=args,
+            seed_everything_default=0,
+            trainer_defaults={"callbacks": [RunReport()]},
+            save_config_kwargs={"overwrite": True},
+        )
+    except ValueError as error:                              # an option our classes refuse
+        raise RunError(str(error)) from None

@@ -5,6 +5,8 @@ Lightning. With ``impl="hand"`` every layer and the loss run hand-derived backwa
 ``impl="torch"`` the same network runs on torch.nn's built-ins, for comparison.
 """
 
+from typing import Literal
+
 import lightning as L
 import torch
 import torchmetrics
@@ -35,13 +37,13 @@ class LitClassifier(L.LightningModule):
 
     def __init__(
         self,
-        network: str = "better",
-        impl: str = "hand",
-        optimizer: str = "adam",
+        network: Literal["quickstart", "basic", "better"] = "better",
+        impl: Literal["hand", "torch"] = "hand",
+        optimizer: Literal["sgd", "adam", "adamw"] = "adam",
         lr: float = 1e-3,
         momentum: float = 0.0,
         weight_decay: float = 0.0,
-        scheduler: str = "cosine",
+        scheduler: Literal["none", "cosine"] = "cosine",
         dropout: float = 0.0,
         label_smoothing: float = 0.0,
     ):

@@ -259,6 +259,23 @@ def _one_line_error(result):
     return errors[0]
 
 
+@pytest.mark.parametrize(
+    "option, message",
+    [
+        (["--model.network", "resnet"], "model.network"),
+        (["--model.dropout", "1.5"], "error: dropout must be in [0, 1), got 1.5"),
+        (["--data.val_size", "70000"], "error: val_size must be in [0, 60000), got 70000"),
+    ],
+    ids=["unknown network", "dropout 1.5", "val_size too large"],
+)
+def test_train_bad_option_is_a_short_error(data_root, tmp_path, capsys, option, message):
+    with pytest.raises(SystemExit) as exit:
+        cli.main(_args(data_root, tmp_path, *option))
+    assert exit.value.code == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err, err[-2000:]
+
+
 def test_train_missing_dataset_is_one_line_error(tmp_path):
     result = _train_py(*_args(tmp_path / "empty", tmp_path / "runs"), "--data.download", "false")
     assert "Fashion-MNIST is not available" in _one_line_error(result)
