@@ -330,9 +330,9 @@ def test_atomic_checkpoint_io_keeps_the_old_file_when_a_save_fails(tmp_path, mon
     assert [p.name for p in tmp_path.iterdir()] == ["last.ckpt"], "a partial file was left behind"
 
 
-def _start_slow_run(data_root, run_dir, *extra):
+def _start_slow_run(data_root, run_dir, epochs=3):
     """A run slow enough to be interrupted after its first epoch."""
-    args = _args(data_root, run_dir, "--data.batch_size", "4", *extra, epochs=3)
+    args = _args(data_root, run_dir, "--data.batch_size", "4", epochs=epochs)
     return subprocess.Popen(
         [sys.executable, str(REPO / "train.py"), *args],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO,
@@ -354,29 +354,32 @@ def slow_data_root(tmp_path_factory):
 
 
 def test_train_killed_run_resumes_from_last_and_finishes_as_uninterrupted(slow_data_root, tmp_path):
+    epochs = ["--data.batch_size", "4"]
     run_dir = tmp_path / "killed"
-    process = _start_slow_run(slow_data_root, run_dir)
+    process = _start_slow_run(slow_data_root, run_dir, epochs=6)
     _wait_for(run_dir / "version_0" / "checkpoints" / "last.ckpt", process)
     process.send_signal(signal.SIGKILL)
     process.wait()
     epochs_saved = torch.load(run_dir / "version_0" / "checkpoints" / "last.ckpt", weights_only=False)["epoch"]
-    assert epochs_saved < 2, "the run finished before it could be killed"
-    resumed = _train_py(*_args(slow_data_root, run_dir, "--data.batch_size", "4", "--ckpt_path", "last", epochs=3))
+    assert epochs_saved < 5, "the run finished before it could be killed"
+    resumed = _train_py(*_args(slow_data_root, run_dir, *epochs, "--ckpt_path", "last", epochs=6))
     assert resumed.returncode == 0, resumed.stderr[-3000:]
-    assert "Restoring the run from" in resumed.stdout
-    whole = _train_py(*_args(slow_data_root, tmp_path / "whole", "--data.batch_size", "4", epochs=3))
+    assert f"Restoring the run from {run_dir}/version_0/checkpoints/last.ckpt" in resumed.stdout
+    whole = _train_py(*_args(slow_data_root, tmp_path / "whole", *epochs, epochs=6))
     assert whole.returncode == 0, whole.stderr[-3000:]
     resumed_acc, whole_acc = _results(run_dir, version=1)["test_acc"], _results(tmp_path / "whole")["test_acc"]
     assert abs(resumed_acc - whole_acc) <= 0.01, f"resumed {resumed_acc} vs uninterrupted {whole_acc}"
+    assert len(_results(run_dir, version=1)["epochs"]) == 6
 
 
 def test_train_ctrl_c_stops_cleanly_and_keeps_the_last_checkpoint(slow_data_root, tmp_path):
-    process = _start_slow_run(slow_data_root, tmp_path)
+    # Far more epochs than it will run: Ctrl-C must land mid-run even if this process is slow to look.
+    process = _start_slow_run(slow_data_root, tmp_path, epochs=50)
     last = tmp_path / "version_0" / "checkpoints" / "last.ckpt"
     _wait_for(last, process)
     process.send_signal(signal.SIGINT)
     stdout, stderr = process.communicate(timeout=120)
-    assert process.returncode != 0
+    assert process.returncode != 0, f"the run was not interrupted: {stdout[-2000:]}"
     assert "Traceback" not in stderr, stderr[-3000:]
     assert "KeyboardInterrupt" in stdout + stderr
     checkpoint = torch.load(last, weights_only=False)
