@@ -4,7 +4,8 @@ Notation follows the seed: ``x`` is a layer's input, ``W`` its weight stored (ou
 ``torch.nn.Linear``, ``b`` its bias, ``z`` a pre-activation, ``y`` an output and ``g = dL/dy`` the
 gradient arriving from the layer above. Every backward is made of plain tensor arithmetic (never the
 built-in op's autograd or its ``*_backward`` kernel), so it is itself differentiable: double
-backward and ``torch.func`` transforms (``grad``, ``vmap``, ``jacrev``) work through it.
+backward and ``torch.func`` transforms (``grad``, ``vmap``, ``jacrev``) work through it. Each
+Function also has a hand-written ``jvp`` (forward mode: ``jacfwd``, ``hessian``).
 
 Forward is split from ``setup_context`` as ``torch.func`` requires, and only inputs and outputs are
 saved; a quantity backward needs that is neither (the log-probabilities of the cross-entropy) is
@@ -163,7 +164,8 @@ def _on(y):
     A NaN input gives a NaN output, counted as on so that its gradient passes, as in PyTorch.
 
     Plain float arithmetic on purpose: on the CPU the boolean-mask ops (masked_fill, where) run
-    without vector instructions and cost ~25× a multiplication (``python -m handgrad.bench``).
+    without vector instructions and cost ~25× a multiplication (2.2 ms against 0.07 ms on a
+    (1024, 512) tensor, one thread, on the README's machine).
     The one difference from PyTorch: an infinite or NaN g at a unit that is off gives NaN, not 0.
     """
     return y.nan_to_num(nan=1.0).sign_()
