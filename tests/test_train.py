@@ -337,6 +337,9 @@ def _start_slow_run(data_root, run_dir, epochs=3):
         [sys.executable, str(REPO / "train.py"), *args],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO,
         env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        # A test suite started in the background inherits SIGINT ignored, and Python then never
+        # turns Ctrl-C into KeyboardInterrupt: give the run a terminal's default disposition.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
 
 
