@@ -6,6 +6,7 @@ Hypothesis draws the shapes, options, dtype and a seed; torch draws the tensors 
 (``testing.compare_with_builtin`` seeds its generator with it and draws the upstream gradient).
 """
 
+import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -96,16 +97,11 @@ def _elementwise_problem(spec):
     return make
 
 
+@pytest.mark.parametrize("op", ["sigmoid", "relu"])
 @settings(max_examples=60, deadline=None)
 @given(spec=elementwise_specs(), dtype=st.sampled_from(ELEMENTWISE_DTYPES), seed=seeds)
-def test_sigmoid_matches_torch(spec, dtype, seed):
-    _check_matches_torch("sigmoid", spec, _elementwise_problem(spec), dtype, seed)
-
-
-@settings(max_examples=60, deadline=None)
-@given(spec=elementwise_specs(), dtype=st.sampled_from(ELEMENTWISE_DTYPES), seed=seeds)
-def test_relu_matches_torch(spec, dtype, seed):
-    _check_matches_torch("relu", spec, _elementwise_problem(spec), dtype, seed)
+def test_elementwise_op_matches_torch(op, spec, dtype, seed):
+    _check_matches_torch(op, spec, _elementwise_problem(spec), dtype, seed)
 
 
 # -- cross_entropy -------------------------------------------------------------------------------
