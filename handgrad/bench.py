@@ -28,6 +28,7 @@ samples included, is written to the JSON file.
 """
 
 import argparse
+import inspect
 import itertools
 import json
 import math
@@ -47,8 +48,9 @@ from torch.utils.data import DataLoader
 from torchvision.transforms import ToTensor
 
 import handgrad.nn
-from handgrad import functional, models
+from handgrad import cli, functional, models
 from handgrad.data import FashionMNISTDataModule, TensorBatches
+from handgrad.lit import LitClassifier, build_optimizer, build_scheduler
 
 ROOT = Path(__file__).resolve().parents[1]
 NETWORKS = ("quickstart", "basic", "better")
@@ -63,7 +65,15 @@ MODES = {
     "quick": dict(repeats=6, sample_s=0.01, data_repeats=1, data_fraction=0.1, recipe_epochs=1,
                   process_warmup=0, process_repeats=1, process_epochs=1),
 }
-RECIPE = dict(network="better", lr=1e-3, batch_size=128, val_size=5000, epochs=10, seed=0)
+
+
+def _defaults(cls):
+    return {k: p.default for k, p in inspect.signature(cls.__init__).parameters.items() if k != "self"}
+
+
+# `python train.py` with no arguments, read from the classes' own defaults.
+RECIPE = {**_defaults(LitClassifier), **_defaults(FashionMNISTDataModule),
+          "epochs": cli.DEFAULT_MAX_EPOCHS, "seed": cli.DEFAULT_SEED}
 
 
 # ---------------------------------------------------------------------------------------- timing
@@ -351,17 +361,18 @@ class RecipeRun:
     """The default recipe's training loop for one impl, advanced a chunk of steps at a time."""
 
     def __init__(self, impl, datamodule, device):
-        torch.manual_seed(RECIPE["seed"])
-        self.model = models.build(RECIPE["network"], impl).to(device)
-        self.loss_fn = loss_functions()[impl]
+        r = RECIPE
+        torch.manual_seed(r["seed"])
+        self.model = models.build(r["network"], impl, r["dropout"]).to(device)
+        self.loss_fn = (handgrad.nn if impl == "hand" else torch.nn).CrossEntropyLoss(label_smoothing=r["label_smoothing"])
         self.epoch = 0
         self.batches = TensorBatches(
-            *datamodule.train_set, batch_size=RECIPE["batch_size"], shuffle=True, seed=RECIPE["seed"],
+            *datamodule.train_set, batch_size=r["batch_size"], shuffle=r["shuffle"], seed=r["seed"],
             epoch=lambda: self.epoch, pad=True,
         )
-        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=RECIPE["lr"])
-        total_steps = RECIPE["epochs"] * len(self.batches)          # the whole recipe's schedule
-        self.scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(self.optimizer, T_max=total_steps)
+        self.optimizer = build_optimizer(self.model.parameters(), r["optimizer"], r["lr"], r["momentum"], r["weight_decay"])
+        total_steps = r["epochs"] * len(self.batches)               # the whole recipe's schedule
+        self.scheduler = build_scheduler(self.optimizer, r["scheduler"], total_steps)
         self.x_test, self.y_test = datamodule.test_set
         self.train_s, self.curve, self.reached = 0.0, [], {}
 
@@ -377,7 +388,8 @@ class RecipeRun:
                 loss = self.loss_fn(self.model(x), y)
                 loss.backward()
                 self.optimizer.step()
-                self.scheduler.step()
+                if self.scheduler is not None:
+                    self.scheduler.step()
         self.train_s += timed(run, device)[0]
 
     @torch.no_grad()
@@ -392,7 +404,8 @@ class RecipeRun:
 
 def bench_time_to_accuracy(device, mode, data_dir):
     datamodule = FashionMNISTDataModule(
-        str(data_dir), batch_size=RECIPE["batch_size"], val_size=RECIPE["val_size"], download=False
+        str(data_dir), batch_size=RECIPE["batch_size"], val_size=RECIPE["val_size"],
+        normalize=RECIPE["normalize"], download=False,
     )
     datamodule.setup()
     for name in ("train_set", "test_set"):

@@ -22,6 +22,8 @@ from handgrad.data import DatasetError, FashionMNISTDataModule
 from handgrad.lit import LitClassifier
 
 DEFAULT_ROOT_DIR = "runs"
+DEFAULT_MAX_EPOCHS = 8
+DEFAULT_SEED = 0
 _TENSORBOARD = RequirementCache("tensorboard")
 
 
@@ -41,7 +43,7 @@ class HandgradCLI(LightningCLI):
         parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")
         parser.set_defaults(
             {
-                "trainer.max_epochs": 10,
+                "trainer.max_epochs": DEFAULT_MAX_EPOCHS,
                 "trainer.default_root_dir": DEFAULT_ROOT_DIR,
                 "checkpoint.monitor": "val_acc",
                 "checkpoint.mode": "max",
@@ -155,7 +157,7 @@ def _cli(args):
             FashionMNISTDataModule,
             run=False,
             args=args,
-            seed_everything_default=0,
+            seed_everything_default=DEFAULT_SEED,
             trainer_defaults={"callbacks": [RunReport()]},
             save_config_kwargs={"overwrite": True},
         )

@@ -98,15 +98,23 @@ class LitClassifier(L.LightningModule):
 
     def configure_optimizers(self):
         hp = self.hparams
-        params = self.model.parameters()
-        if hp.optimizer == "sgd":
-            optimizer = torch.optim.SGD(params, lr=hp.lr, momentum=hp.momentum, weight_decay=hp.weight_decay)
-        elif hp.optimizer == "adam":
-            optimizer = torch.optim.Adam(params, lr=hp.lr, weight_decay=hp.weight_decay)
-        else:
-            optimizer = torch.optim.AdamW(params, lr=hp.lr, weight_decay=hp.weight_decay)
-        if hp.scheduler == "none":
+        optimizer = build_optimizer(self.model.parameters(), hp.optimizer, hp.lr, hp.momentum, hp.weight_decay)
+        scheduler = build_scheduler(optimizer, hp.scheduler, self.trainer.estimated_stepping_batches)
+        if scheduler is None:
             return optimizer
-        steps = self.trainer.estimated_stepping_batches
-        cosine = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(1, steps))
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": cosine, "interval": "step"}}
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+
+def build_optimizer(params, optimizer, lr, momentum=0.0, weight_decay=0.0):
+    if optimizer == "sgd":
+        return torch.optim.SGD(params, lr=lr, momentum=momentum, weight_decay=weight_decay)
+    if optimizer == "adam":
+        return torch.optim.Adam(params, lr=lr, weight_decay=weight_decay)
+    return torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
+
+
+def build_scheduler(optimizer, scheduler, total_steps):
+    """None for a constant learning rate; for ``cosine``, a decay to 0 over ``total_steps`` steps."""
+    if scheduler == "none":
+        return None
+    return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(1, total_steps))
