@@ -42,7 +42,7 @@ class BadInput:
     torch_class: type = None         # torch's class where it is an accident handgrad does not copy
 
 
-# (op, case): op names the test that runs the case.
+# (op, case): the op is the first word of the test id.
 BAD_INPUTS = [
     # -- linear ------------------------------------------------------------------------------------
     ("linear", BadInput(
@@ -187,8 +187,8 @@ BAD_INPUTS = [
 ]
 
 
-def _params(op):
-    return [pytest.param(case, id=case.id) for case_op, case in BAD_INPUTS if case_op == op]
+def _params():
+    return [pytest.param(case, id=f"{op}: {case.id}") for op, case in BAD_INPUTS]
 
 
 def _raised(call, namespaces):
@@ -222,43 +222,13 @@ def _check_class_matches_torch(case):
     )
 
 
-@pytest.mark.parametrize("case", _params("linear"))
-def test_linear_bad_input_names_the_problem(case):
+@pytest.mark.parametrize("case", _params())
+def test_bad_input_names_the_problem(case):
     _check_message(case)
 
 
-@pytest.mark.parametrize("case", _params("linear"))
-def test_linear_bad_input_raises_torchs_exception_class(case):
-    _check_class_matches_torch(case)
-
-
-@pytest.mark.parametrize("case", _params("sigmoid"))
-def test_sigmoid_bad_input_names_the_problem(case):
-    _check_message(case)
-
-
-@pytest.mark.parametrize("case", _params("sigmoid"))
-def test_sigmoid_bad_input_raises_torchs_exception_class(case):
-    _check_class_matches_torch(case)
-
-
-@pytest.mark.parametrize("case", _params("relu"))
-def test_relu_bad_input_names_the_problem(case):
-    _check_message(case)
-
-
-@pytest.mark.parametrize("case", _params("relu"))
-def test_relu_bad_input_raises_torchs_exception_class(case):
-    _check_class_matches_torch(case)
-
-
-@pytest.mark.parametrize("case", _params("cross_entropy"))
-def test_cross_entropy_bad_input_names_the_problem(case):
-    _check_message(case)
-
-
-@pytest.mark.parametrize("case", _params("cross_entropy"))
-def test_cross_entropy_bad_input_raises_torchs_exception_class(case):
+@pytest.mark.parametrize("case", _params())
+def test_bad_input_raises_torchs_exception_class(case):
     _check_class_matches_torch(case)
 
 
