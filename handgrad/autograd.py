@@ -290,7 +290,7 @@ class SoftmaxCrossEntropy(Function):
         eps, n_classes = label_smoothing, x.shape[1]
         if target.is_floating_point():
             rows = -(_probability_target(target, weight, eps, log_p.dtype) * log_p).sum(1)     # (M,)
-            denominator = x.shape[0]
+            loss = _reduce(rows, reduction, x.shape[0])
         else:
             w = None if weight is None else _as(weight, log_p.dtype)
             # −w_t log p_t, summed or averaged over the rows that are not ignored (D = Σ w_t).
@@ -300,16 +300,7 @@ class SoftmaxCrossEntropy(Function):
                 # Only on kept rows, as PyTorch does: a NaN or −inf logit in an ignored row must
                 # not turn 0 · (−inf) into NaN.
                 smooth = (-(log_p if w is None else log_p * w).sum(1)).where(kept, 0)
-                smooth = smooth if reduction == "none" else smooth.sum()
-                smooth = smooth / w_t.sum() if reduction == "mean" else smooth
-                loss = (1 - eps) * loss + eps / n_classes * smooth
-            return _as(loss, x.dtype), log_p
-        if reduction == "sum":
-            loss = rows.sum()
-        elif reduction == "mean":
-            loss = rows.sum() / denominator
-        else:
-            loss = rows
+                loss = (1 - eps) * loss + eps / n_classes * _reduce(smooth, reduction, w_t.sum())
         return _as(loss, x.dtype), log_p
 
     @staticmethod
@@ -393,13 +384,14 @@ class SoftmaxCrossEntropy(Function):
                 d_rows = d_rows - eps / n_classes * (d_log_p * w).sum(1)
             d_rows = d_rows.where(kept, 0)
             denominator = w_t.sum()
-        if ctx.reduction == "sum":
-            d_loss = d_rows.sum()
-        elif ctx.reduction == "mean":
-            d_loss = d_rows.sum() / denominator
-        else:
-            d_loss = d_rows
-        return _as(d_loss, ctx.x_dtype), d_log_p
+        return _as(_reduce(d_rows, ctx.reduction, denominator), ctx.x_dtype), d_log_p
+
+
+def _reduce(rows, reduction, denominator):
+    """The per-row losses (M,) reduced: summed, summed / D ('mean'), or kept ('none')."""
+    if reduction == "none":
+        return rows
+    return rows.sum() if reduction == "sum" else rows.sum() / denominator
 
 
 def _as(t, dtype):

@@ -7,6 +7,7 @@ holds, and state dicts load in both directions.
 """
 
 import torch
+from torch.nn.modules import module as torch_module
 
 from handgrad import functional as F
 
@@ -139,8 +140,6 @@ _FUSED = {Sigmoid: F.linear_sigmoid, ReLU: F.linear_relu}
 
 
 def _has_hooks(module):
-    from torch.nn.modules import module as torch_module
-
     return bool(
         module._forward_hooks or module._forward_pre_hooks or module._backward_hooks
         or module._backward_pre_hooks or torch_module._global_forward_hooks
