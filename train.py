@@ -10,7 +10,7 @@ Each run writes runs/version_<N>/: checkpoints, metrics.csv, results.json, learn
 per_class_accuracy.md.
 """
 
-from handgrad.cli import main
+from handgrad.training.cli import main
 
 if __name__ == "__main__":
     main()

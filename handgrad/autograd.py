@@ -188,7 +188,7 @@ class LinearSigmoid(_LinearThenActivation):
     """y = σ(x Wᵀ + b): the seed's hidden layer lⁱ = φ(lⁱ⁻¹ Wⁱ + bⁱ) as one Function.
 
     The same derivatives as ``Linear`` then ``Sigmoid``, in one call with one output tensor (the
-    sigmoid is applied in place to the product), which is what ``handgrad.models`` runs.
+    sigmoid is applied in place to the product), which is what ``handgrad.training.models`` runs.
     """
 
     @staticmethod

@@ -48,9 +48,10 @@ from torch.utils.data import DataLoader
 from torchvision.transforms import ToTensor
 
 import handgrad.nn
-from handgrad import cli, functional, models
-from handgrad.data import FashionMNISTDataModule, TensorBatches
-from handgrad.lit import LitClassifier, build_optimizer, build_scheduler
+from handgrad import functional
+from handgrad.training import cli, models
+from handgrad.training.data import FashionMNISTDataModule, TensorBatches
+from handgrad.training.lit import LitClassifier, build_optimizer, build_scheduler
 
 ROOT = Path(__file__).resolve().parents[1]
 NETWORKS = ("quickstart", "basic", "better")

@@ -1,5 +1,5 @@
 """A small, learnable stand-in for Fashion-MNIST, written in torchvision's raw IDX format so the real
-loading code (torchvision.datasets.FashionMNIST and handgrad.data) runs without the 30 MB files."""
+loading code (torchvision.datasets.FashionMNIST and handgrad.training.data) runs without the 30 MB files."""
 
 import gzip
 import struct

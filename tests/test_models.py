@@ -8,7 +8,8 @@ import pytest
 import torch
 
 import handgrad.nn
-from handgrad import models, reference, testing
+from handgrad import reference, testing
+from handgrad.training import models
 
 NETWORKS = ("quickstart", "basic", "better")
 IMPLS = ("hand", "torch")

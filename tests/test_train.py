@@ -14,10 +14,10 @@ import pytest
 import torch
 
 import handgrad.nn
-from handgrad import cli
-from handgrad.callbacks import AtomicCheckpointIO
-from handgrad.data import CLASSES, DatasetError, FashionMNISTDataModule, TensorBatches
-from handgrad.lit import LitClassifier
+from handgrad.training import cli
+from handgrad.training.callbacks import AtomicCheckpointIO
+from handgrad.training.data import CLASSES, DatasetError, FashionMNISTDataModule, TensorBatches
+from handgrad.training.lit import LitClassifier
 from tests import fake_fashion
 
 REPO = Path(__file__).resolve().parents[1]

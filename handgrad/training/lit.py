@@ -1,6 +1,6 @@
 """The LightningModule: one of the seed's networks, its loss and optimiser, and torchmetrics.
 
-The network itself is a plain ``nn.Module`` from ``handgrad.models``; this class only wires it to
+The network itself is a plain ``nn.Module`` from ``handgrad.training.models``; this class only wires it to
 Lightning. With ``impl="hand"`` every layer and the loss run hand-derived backward passes; with
 ``impl="torch"`` the same network runs on torch.nn's built-ins, for comparison.
 """
@@ -12,8 +12,8 @@ import torch
 import torchmetrics
 
 import handgrad.nn
-from handgrad import models
-from handgrad.data import CLASSES
+from handgrad.training import models
+from handgrad.training.data import CLASSES
 
 OPTIMIZERS = ("sgd", "adam", "adamw")
 SCHEDULERS = ("none", "cosine")

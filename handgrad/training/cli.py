@@ -17,9 +17,9 @@ from lightning.pytorch.cli import LightningCLI
 from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 from lightning_utilities.core.imports import RequirementCache
 
-from handgrad.callbacks import AtomicCheckpointIO, RunReport, per_class_table
-from handgrad.data import DatasetError, FashionMNISTDataModule
-from handgrad.lit import LitClassifier
+from handgrad.training.callbacks import AtomicCheckpointIO, RunReport, per_class_table
+from handgrad.training.data import DatasetError, FashionMNISTDataModule
+from handgrad.training.lit import LitClassifier
 
 DEFAULT_ROOT_DIR = "runs"
 DEFAULT_MAX_EPOCHS = 8
