@@ -44,7 +44,7 @@ class RunReport(L.Callback):
 
     - ``results.json``: hyperparameters, test_acc, test_loss, per-class test accuracy and, per
       epoch, training wall time, samples/s, mean train_loss, val_loss and val_acc;
-    - ``learning_curve.png``: loss and accuracy per epoch;
+    - ``learning_curve.png``: loss and validation accuracy per epoch, and the test accuracy;
     - ``per_class_accuracy.md``: test accuracy for each Fashion-MNIST class.
 
     The per-epoch history is kept in checkpoints, so a resumed run reports every epoch.
@@ -119,7 +119,7 @@ class RunReport(L.Callback):
         if pl_module.per_class_accuracy:
             (out / "per_class_accuracy.md").write_text(per_class_table(pl_module.per_class_accuracy))
         if self.epochs:
-            plot_learning_curve(self.epochs, out / "learning_curve.png")
+            plot_learning_curve(self.epochs, results["test_acc"], out / "learning_curve.png")
 
 
 def _public(hparams):
@@ -138,27 +138,38 @@ def per_class_table(per_class):
     return f"| class | test accuracy |\n| --- | --- |\n{rows}\n"
 
 
-def plot_learning_curve(epochs, path):
-    """Loss per epoch, and validation accuracy per epoch when the run had a validation set."""
+def learning_curve(epochs, test_acc=None):
+    """The figure of ``learning_curve.png``: training (and validation) loss per epoch on the left;
+    validation accuracy per epoch and the final test accuracy on the right; epochs counted from 1."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
     x = [e["epoch"] + 1 for e in epochs]
-    validated = any(e["val_loss"] is not None for e in epochs)
-    fig, axes = plt.subplots(1, 2 if validated else 1, figsize=(10 if validated else 5, 4), squeeze=False)
-    ax_loss = axes[0][0]
+    fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(10, 4))
     ax_loss.plot(x, [e["train_loss"] for e in epochs], marker="o", label="train_loss")
-    if validated:
+    if any(e["val_loss"] is not None for e in epochs):
         ax_loss.plot(x, [e["val_loss"] for e in epochs], marker="o", label="val_loss")
-        ax_acc = axes[0][1]
         ax_acc.plot(x, [e["val_acc"] for e in epochs], marker="o", color="tab:green", label="val_acc")
-        ax_acc.set(xlabel="epoch", ylabel="accuracy", title="validation accuracy")
+    if test_acc is not None:
+        ax_acc.plot([x[-1]], [test_acc], marker="*", markersize=14, linestyle="none", color="tab:red",
+                    label=f"test_acc {test_acc:.4f}")
     ax_loss.set(xlabel="epoch", ylabel="cross-entropy", title="loss")
-    for ax in axes[0]:
+    ax_acc.set(xlabel="epoch", ylabel="accuracy", title="accuracy")
+    for ax in (ax_loss, ax_acc):
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.set_xlim(0.5, x[-1] + 0.5)
         ax.grid(alpha=0.3)
         ax.legend()
     fig.tight_layout()
+    return fig
+
+
+def plot_learning_curve(epochs, test_acc, path):
+    import matplotlib.pyplot as plt
+
+    fig = learning_curve(epochs, test_acc)
     fig.savefig(path, dpi=100)
     plt.close(fig)

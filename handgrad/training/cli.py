@@ -1,17 +1,24 @@
 """``python train.py``: LightningCLI that fits, then tests, with errors reported in one line.
 
-Every run writes into its own ``<default_root_dir>/version_<N>/``: ``checkpoints/`` (``last.ckpt``
-and the best by val_acc), ``metrics.csv`` (and TensorBoard events when tensorboard is installed),
-``config.yaml``, ``results.json``, ``learning_curve.png`` and ``per_class_accuracy.md``.
-``--ckpt_path last`` resumes from the newest ``last.ckpt`` under ``default_root_dir``.
+Every option is checked before anything is trained or written (by jsonargparse's types, by the
+classes' own checks and by the Trainer's); a bad one ends the program with one line
+``error: ...`` on stderr and exit status 2. Every run writes into its own
+``<default_root_dir>/version_<N>/``: ``checkpoints/`` (``last.ckpt`` and the best by val_acc),
+``metrics.csv`` (and TensorBoard events when tensorboard is installed), ``config.yaml``,
+``results.json``, ``learning_curve.png`` and ``per_class_accuracy.md``. ``--ckpt_path last``
+resumes from the newest ``last.ckpt`` under ``default_root_dir``.
 """
 
+import logging
 import sys
 import tempfile
+import warnings
 from pathlib import Path
 from typing import Optional
 
 import torch
+from jsonargparse import ArgumentError
+from lightning.fabric.utilities.exceptions import MisconfigurationException
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.cli import LightningCLI
 from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
@@ -19,7 +26,7 @@ from lightning_utilities.core.imports import RequirementCache
 
 from handgrad.training.callbacks import AtomicCheckpointIO, RunReport, per_class_table
 from handgrad.training.data import DatasetError, FashionMNISTDataModule
-from handgrad.training.lit import LitClassifier
+from handgrad.training.lit import FIT_METRICS, LitClassifier
 
 DEFAULT_ROOT_DIR = "runs"
 DEFAULT_MAX_EPOCHS = 8
@@ -55,11 +62,19 @@ class HandgradCLI(LightningCLI):
 
     def before_instantiate_classes(self):
         config = self.config
-        _check_writable(Path(config.trainer.default_root_dir))
-        if config.data.val_size == 0 and config.checkpoint.monitor == "val_acc":
-            # No validation set (the seed's setting): the best checkpoint is simply the latest.
-            config.checkpoint.monitor = None
-            config.checkpoint.filename = "epoch{epoch}"
+        if config.data.val_size == 0:
+            # No validation set (the seed's setting): no validation loop (rather than an empty one,
+            # which Lightning warns about), and the best checkpoint is simply the latest.
+            config.trainer.limit_val_batches = 0
+            if config.checkpoint.monitor == "val_acc":
+                config.checkpoint.monitor = None
+                config.checkpoint.filename = "epoch{epoch}"
+        # ModelCheckpoint would only find out at the end of the first epoch.
+        monitorable = [m for m in FIT_METRICS if config.data.val_size or not m.startswith("val_")]
+        if config.checkpoint.monitor not in (None, *monitorable):
+            raise RunError(
+                f"checkpoint.monitor must be one of {monitorable} (or null), got {config.checkpoint.monitor!r}"
+            )
 
     def instantiate_trainer(self, **kwargs):
         if not self.config.trainer.get("plugins"):
@@ -130,12 +145,20 @@ def check_checkpoint_matches(ckpt_path, model):
 
 
 def main(args=None):
+    _quiet()
     try:
         cli = _cli(args)
         trainer, model, data = cli.trainer, cli.model, cli.datamodule
+        _check_writable(Path(cli.config.trainer.default_root_dir))
         ckpt_path = resolve_checkpoint(cli.config.ckpt_path, cli.config.trainer.default_root_dir)
         if ckpt_path is not None:
             epochs = check_checkpoint_matches(ckpt_path, model)
+            if trainer.max_epochs not in (None, -1) and epochs >= trainer.max_epochs:
+                print(
+                    f"The run in {ckpt_path} already finished its {epochs} epochs (--trainer.max_epochs "
+                    f"{trainer.max_epochs}): nothing to do; a larger --trainer.max_epochs trains it further"
+                )
+                return trainer
             if trainer.is_global_zero:
                 print(f"Restoring the run from {ckpt_path} ({epochs} epochs done)", flush=True)
         trainer.fit(model, datamodule=data, ckpt_path=ckpt_path)
@@ -151,6 +174,7 @@ def main(args=None):
 
 
 def _cli(args):
+    """Parse, check and instantiate everything; a bad option or config file raises RunError."""
     try:
         return HandgradCLI(
             LitClassifier,
@@ -160,6 +184,32 @@ def _cli(args):
             seed_everything_default=DEFAULT_SEED,
             trainer_defaults={"callbacks": [RunReport()]},
             save_config_kwargs={"overwrite": True},
+            # The model builds its own optimiser and schedule (--model.optimizer, --model.scheduler):
+            # LightningCLI's --optimizer and --lr_scheduler would replace them behind results.json's back.
+            auto_configure_optimizers=False,
+            # Raise instead of printing the whole usage before the message.
+            parser_kwargs={"exit_on_error": False},
         )
-    except ValueError as error:                              # an option our classes refuse
-        raise RunError(str(error)) from None
+    except ArgumentError as error:                           # jsonargparse: a type, a key, a file
+        raise RunError(f"{_one_line(error)} (python train.py --help lists every option)") from None
+    except (ValueError, TypeError, MisconfigurationException) as error:  # refused by a class or the Trainer
+        raise RunError(_one_line(error)) from None
+
+
+def _one_line(error):
+    return " ".join(line.strip() for line in str(error).splitlines() if line.strip())
+
+
+class _DropAdvertisements(logging.Filter):
+    def filter(self, record):
+        return not record.getMessage().startswith(("💡 Tip:", "Loading `train_dataloader` to estimate"))
+
+
+_DROP_ADVERTISEMENTS = _DropAdvertisements()
+
+
+def _quiet():
+    """Keep Lightning from printing what a user of train.py cannot act on: its tips (advertisements
+    for its cloud services), a note on how it counts steps, and a deprecation inside Lightning."""
+    logging.getLogger("lightning.pytorch.utilities.rank_zero").addFilter(_DROP_ADVERTISEMENTS)
+    warnings.filterwarnings("ignore", r"`isinstance\(treespec, LeafSpec\)` is deprecated", FutureWarning)

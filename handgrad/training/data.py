@@ -62,10 +62,10 @@ class FashionMNISTDataModule(L.LightningDataModule):
 
     Args:
         data_dir: the root holding ``FashionMNIST/raw/`` (the four original ``.gz`` files)
-        batch_size: images per training step
-        eval_batch_size: images per validation and test step (it changes no result, only speed)
-        val_size: training images held out for validation by a fixed random split; 0 trains on all
-            60,000 and skips validation (the seed's setting)
+        batch_size: images per training step, ≥ 1
+        eval_batch_size: images per validation and test step, ≥ 1 (it changes no result, only speed)
+        val_size: training images held out for validation by a fixed random split, in [0, 60000);
+            0 trains on all 60,000 and skips validation (the seed's setting)
         normalize: standardise pixels with the training set's mean and std; ``False`` keeps the
             seed's scaling to [0, 1] (``ToTensor``)
         shuffle: reshuffle the training set every epoch (the seed's quickstart does not)
@@ -83,8 +83,10 @@ class FashionMNISTDataModule(L.LightningDataModule):
         download: bool = True,
     ):
         super().__init__()
-        if batch_size < 1 or eval_batch_size < 1:
-            raise ValueError(f"batch sizes must be at least 1, got {batch_size} and {eval_batch_size}")
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+        if eval_batch_size < 1:
+            raise ValueError(f"eval_batch_size must be at least 1, got {eval_batch_size}")
         if not 0 <= val_size < 60000:
             raise ValueError(f"val_size must be in [0, 60000), got {val_size}")
         self.save_hyperparameters()

@@ -5,6 +5,7 @@ Lightning. With ``impl="hand"`` every layer and the loss run hand-derived backwa
 ``impl="torch"`` the same network runs on torch.nn's built-ins, for comparison.
 """
 
+import math
 from typing import Literal
 
 import lightning as L
@@ -17,6 +18,7 @@ from handgrad.training.data import CLASSES
 
 OPTIMIZERS = ("sgd", "adam", "adamw")
 SCHEDULERS = ("none", "cosine")
+FIT_METRICS = ("train_loss", "val_loss", "val_acc")            # what a checkpoint can monitor
 
 
 class LitClassifier(L.LightningModule):
@@ -28,11 +30,15 @@ class LitClassifier(L.LightningModule):
         impl: ``hand`` (handgrad's hand-derived layers) or ``torch`` (torch.nn built-ins)
         optimizer: ``sgd``, ``adam`` or ``adamw``
         lr: learning rate
-        momentum: SGD momentum (0 is the seed's plain SGD)
-        weight_decay: L2 penalty (decoupled for adamw)
+        momentum: SGD momentum, ≥ 0 (0 is the seed's plain SGD; only ``sgd`` has one)
+        weight_decay: L2 penalty, ≥ 0 (decoupled for adamw)
         scheduler: ``none`` (constant lr, the seed's) or ``cosine`` (decay to 0 over the run, per step)
-        dropout: dropout probability after each hidden activation (0: none, as in the seed)
-        label_smoothing: ε of the training cross-entropy (0: the seed's loss)
+        dropout: dropout probability after each hidden activation, in [0, 1) (0: none, as in the seed)
+        label_smoothing: ε of the training cross-entropy, in [0, 1] (0: the seed's loss)
+
+    Raises:
+        ValueError: for an option out of its range, or one that would do nothing (momentum without
+            sgd, dropout in the basic network), naming the option and what it accepts.
     """
 
     def __init__(
@@ -52,8 +58,16 @@ class LitClassifier(L.LightningModule):
             raise ValueError(f"optimizer must be one of {OPTIMIZERS}, got {optimizer!r}")
         if scheduler not in SCHEDULERS:
             raise ValueError(f"scheduler must be one of {SCHEDULERS}, got {scheduler!r}")
-        if lr <= 0:
-            raise ValueError(f"lr must be positive, got {lr}")
+        if not 0 < lr < math.inf:
+            raise ValueError(f"lr must be a positive number, got {lr}")
+        if not 0 <= momentum < math.inf:
+            raise ValueError(f"momentum must be a number >= 0, got {momentum}")
+        if momentum and optimizer != "sgd":
+            raise ValueError(f"momentum is an option of sgd only, got momentum={momentum} with {optimizer}")
+        if not 0 <= weight_decay < math.inf:
+            raise ValueError(f"weight_decay must be a number >= 0, got {weight_decay}")
+        if not 0 <= label_smoothing <= 1:
+            raise ValueError(f"label_smoothing must be in [0, 1], got {label_smoothing}")
         self.save_hyperparameters()
         self.model = models.build(network, impl, dropout)
         layers = handgrad.nn if impl == "hand" else torch.nn
