@@ -3,6 +3,7 @@ written in torchvision's raw format (tests/fake_fashion.py), so the real loading
 
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -15,7 +16,7 @@ import torch
 
 import handgrad.nn
 from handgrad.training import cli
-from handgrad.training.callbacks import AtomicCheckpointIO
+from handgrad.training.callbacks import AtomicCheckpointIO, learning_curve
 from handgrad.training.data import CLASSES, DatasetError, FashionMNISTDataModule, TensorBatches
 from handgrad.training.lit import LitClassifier
 from tests import fake_fashion
@@ -188,10 +189,50 @@ def test_lit_classifier_training_step_equals_the_torch_impl():
         torch.testing.assert_close(p.grad, q.grad, msg=lambda m: f"{name}.grad: {m}")
 
 
-@pytest.mark.parametrize("bad", [{"optimizer": "rmsprop"}, {"scheduler": "step"}, {"lr": 0.0}, {"network": "resnet"}])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {"optimizer": "rmsprop"}, {"scheduler": "step"}, {"network": "resnet"}, {"lr": 0.0}, {"lr": float("nan")},
+        {"momentum": -0.1, "optimizer": "sgd"}, {"momentum": 0.9, "optimizer": "adam"}, {"weight_decay": -1e-4},
+        {"label_smoothing": 2.0}, {"label_smoothing": -0.1}, {"dropout": 1.0}, {"dropout": -0.5},
+    ],
+    ids=str,
+)
 def test_lit_classifier_rejects_bad_options(bad):
     with pytest.raises(ValueError, match=list(bad)[0]):
         LitClassifier(**bad)
+
+
+@pytest.mark.parametrize("bad", [{"batch_size": 0}, {"eval_batch_size": 0}, {"val_size": -1}, {"val_size": 60000}], ids=str)
+def test_datamodule_rejects_bad_options(bad):
+    with pytest.raises(ValueError, match=list(bad)[0]):
+        FashionMNISTDataModule(**bad)
+
+
+# -- the learning curve ---------------------------------------------------------------------------
+
+
+def _epochs(n, validated):
+    return [
+        {"epoch": e, "train_loss": 1.0 / (e + 1), "val_loss": 1.1 / (e + 1) if validated else None,
+         "val_acc": 0.8 + 0.01 * e if validated else None}
+        for e in range(n)
+    ]
+
+
+@pytest.mark.parametrize("n, validated", [(1, True), (3, True), (1, False), (3, False), (30, True)])
+def test_learning_curve_shows_losses_accuracies_and_integer_epochs(n, validated):
+    figure = learning_curve(_epochs(n, validated), test_acc=0.875)
+    ax_loss, ax_acc = figure.axes
+    shown = {line.get_label() for ax in figure.axes for line in ax.get_lines()}
+    expected = {"train_loss", "test_acc 0.8750"} | ({"val_loss", "val_acc"} if validated else set())
+    assert shown == expected
+    (test_marker,) = [line for line in ax_acc.get_lines() if line.get_label().startswith("test_acc")]
+    assert list(test_marker.get_xdata()) == [n] and list(test_marker.get_ydata()) == [0.875]
+    for ax in figure.axes:
+        low, high = ax.get_xlim()
+        ticks = [t for t in ax.get_xticks() if low <= t <= high]
+        assert ticks and all(t == int(t) and 1 <= t <= n for t in ticks), f"{ax.get_title()} epoch ticks: {ticks}"
 
 
 # -- train.py end to end --------------------------------------------------------------------------
@@ -252,11 +293,21 @@ def test_train_impl_torch_matches_impl_hand(data_root, tmp_path):
 
 
 def _one_line_error(result):
-    assert result.returncode != 0, result.stdout[-2000:]
+    assert result.returncode == 2, result.stdout[-2000:] + result.stderr[-3000:]
     assert "Traceback" not in result.stderr, result.stderr[-3000:]
     errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
     assert len(errors) == 1, result.stderr[-3000:]
     return errors[0]
+
+
+def _refused(args, capsys):
+    """The one line that cli.main prints on stderr before it exits with status 2."""
+    with pytest.raises(SystemExit) as exit:
+        cli.main(args)
+    err = capsys.readouterr().err
+    assert exit.value.code == 2, err[-2000:]
+    assert len(err.splitlines()) == 1 and err.startswith("error: "), f"not one line 'error: ...':\n{err[-3000:]}"
+    return err.strip()
 
 
 @pytest.mark.parametrize(
@@ -264,21 +315,116 @@ def _one_line_error(result):
     [
         (["--model.network", "resnet"], "model.network"),
         (["--model.dropout", "1.5"], "error: dropout must be in [0, 1), got 1.5"),
+        (["--model.label_smoothing", "2"], "error: label_smoothing must be in [0, 1], got 2.0"),
+        (["--model.label_smoothing", "-0.1"], "error: label_smoothing must be in [0, 1], got -0.1"),
+        (["--model.lr", "0"], "error: lr must be a positive number, got 0.0"),
+        (["--model.lr", "fast"], 'model.lr": Expected a <class \'float\'>. Got value: fast'),
+        (["--model.optimizer", "sgd", "--model.momentum", "-0.9"], "error: momentum must be a number >= 0, got -0.9"),
+        (["--model.momentum", "0.9"], "error: momentum is an option of sgd only, got momentum=0.9 with adam"),
+        (["--model.weight_decay", "-0.0001"], "error: weight_decay must be a number >= 0, got -0.0001"),
+        (["--data.batch_size", "0"], "error: batch_size must be at least 1, got 0"),
+        (["--data.eval_batch_size", "0"], "error: eval_batch_size must be at least 1, got 0"),
+        (["--data.batch_size", "1.5"], 'data.batch_size": Expected a <class \'int\'>. Got value: 1.5'),
         (["--data.val_size", "70000"], "error: val_size must be in [0, 60000), got 70000"),
+        (["--trainer.max_epochs", "-5"], "`max_epochs` must be a non-negative integer or -1. You passed in -5."),
+        (["--trainer.devices", "foo"], "`devices` selected with `CPUAccelerator` should be an int > 0."),
+        (["--checkpoint.monitor", "val_accuracy"], "checkpoint.monitor must be one of ['train_loss', 'val_loss', 'val_acc']"),
+        (["--data.val_size", "0", "--checkpoint.monitor", "val_loss"], "checkpoint.monitor must be one of ['train_loss']"),
+        (["--checkpoint.save_top_k", "-3"], "save_top_k=-3. Must be >= -1"),
+        (["--seed_everything", "-1"], "-1 is not in bounds, numpy accepts from 0 to 4294967295"),
+        (["--optimizer", "SGD", "--optimizer.lr", "0.1"], "error: unrecognized arguments: --optimizer SGD --optimizer.lr 0.1"),
+        (["--lr_scheduler", "StepLR"], "error: unrecognized arguments: --lr_scheduler StepLR"),
     ],
-    ids=["unknown network", "dropout 1.5", "val_size too large"],
+    ids=lambda option: " ".join(option) if isinstance(option, list) else None,
 )
-def test_train_bad_option_is_a_short_error(data_root, tmp_path, capsys, option, message):
+def test_train_bad_option_is_one_line_before_anything_is_written(data_root, tmp_path, capsys, option, message):
+    assert message in _refused(_args(data_root, tmp_path / "runs", *option), capsys)
+    assert not (tmp_path / "runs").exists(), "a refused run wrote into its log directory"
+
+
+def test_train_bad_option_from_the_command_line_exits_2_in_one_line(data_root, tmp_path):
+    result = _train_py(*_args(data_root, tmp_path / "runs", "--model.label_smoothing", "2"))
+    assert _one_line_error(result) == "error: label_smoothing must be in [0, 1], got 2.0"
+    assert not (tmp_path / "runs").exists(), "a refused run wrote into its log directory"
+
+
+@pytest.mark.parametrize(
+    "config, message",
+    [
+        ("model:\n  lr: fast\n", 'error: Parser key "model.lr": Expected a <class \'float\'>. Got value: fast'),
+        ("model:\n  learning_rate: 0.1\n", "error: Group 'model' does not accept option 'learning_rate'"),
+        ("model:\n  label_smoothing: 2\n", "error: label_smoothing must be in [0, 1], got 2"),
+        ("model: [unclosed\n", "error: Problems parsing config: while parsing a flow sequence"),
+    ],
+    ids=["lr: fast", "unknown key", "label_smoothing: 2", "not YAML"],
+)
+def test_train_bad_config_file_is_one_line_without_usage(data_root, tmp_path, capsys, config, message):
+    path = tmp_path / "config.yaml"
+    path.write_text(config)
+    assert _refused(_args(data_root, tmp_path / "runs", "--config", str(path)), capsys).startswith(message)
+    assert _refused(_args(data_root, tmp_path / "runs", "--config", str(tmp_path / "nope.yaml")), capsys).startswith(
+        "error: Parser key \"config\": File does not exist"
+    )
+    assert not (tmp_path / "runs").exists()
+
+
+def test_train_accelerator_this_machine_lacks_is_one_line(data_root, tmp_path, capsys, monkeypatch):
+    from lightning.pytorch.accelerators import CUDAAccelerator
+
+    monkeypatch.setattr(CUDAAccelerator, "is_available", staticmethod(lambda: False))
+    message = _refused(_args(data_root, tmp_path / "runs", "--trainer.accelerator", "cuda"), capsys)
+    assert "`CUDAAccelerator` can not run on your system" in message and "['cpu']" in message, message
+    assert not (tmp_path / "runs").exists()
+
+
+def test_train_offers_no_option_that_overrides_the_recipe(capsys):
     with pytest.raises(SystemExit) as exit:
-        cli.main(_args(data_root, tmp_path, *option))
-    assert exit.value.code == 2
-    err = capsys.readouterr().err
-    assert message in err and "Traceback" not in err, err[-2000:]
+        cli.main(["--help"])
+    assert exit.value.code == 0
+    out = capsys.readouterr().out
+    assert "--model.optimizer" in out and "--model.scheduler" in out
+    for option in ("--optimizer", "--lr_scheduler"):
+        assert not re.search(rf"(^|\s|\[){option}\b", out), f"--help offers {option}, which bypasses the model's own"
+
+
+def test_train_records_the_optimizer_it_trains_with(data_root, tmp_path):
+    trainer = cli.main(_args(data_root, tmp_path, "--model.optimizer", "sgd", "--model.lr", "0.05",
+                             "--model.momentum", "0.5", "--model.scheduler", "none", epochs=1))
+    (optimizer,) = trainer.optimizers
+    assert type(optimizer) is torch.optim.SGD and not trainer.lr_scheduler_configs
+    assert optimizer.param_groups[0]["lr"] == 0.05 and optimizer.param_groups[0]["momentum"] == 0.5
+    recorded = _results(tmp_path)["hyperparameters"]["model"]
+    assert (recorded["optimizer"], recorded["lr"], recorded["momentum"], recorded["scheduler"]) == ("sgd", 0.05, 0.5, "none")
+    config = (tmp_path / "version_0" / "config.yaml").read_text()
+    assert "optimizer: sgd" in config and "lr: 0.05" in config
+    assert not re.search(r"^(optimizer|lr_scheduler):", config, re.M), "config.yaml records a second optimizer"
+
+
+WARNING_LINE = re.compile(r"^\S+\.py:\d+: ", re.M)            # how Python and Lightning print a warning
+
+
+def test_train_is_quiet_and_does_not_resume_a_finished_run(data_root, tmp_path):
+    result = _train_py(*_args(data_root, tmp_path, epochs=1))
+    assert result.returncode == 0, result.stderr[-3000:]
+    output = result.stdout + result.stderr
+    assert "💡" not in output and "Tip:" not in output, output[-3000:]
+    assert not WARNING_LINE.search(output), f"a warning the user cannot act on:\n{output[-3000:]}"
+    files = sorted(p for p in tmp_path.rglob("*"))
+    again = _train_py(*_args(data_root, tmp_path, "--ckpt_path", "last", epochs=1))
+    assert again.returncode == 0, again.stderr[-3000:]
+    finished = [line for line in again.stdout.splitlines() if "already finished" in line]
+    assert finished == [
+        f"The run in {tmp_path}/version_0/checkpoints/last.ckpt already finished (epochs done: 1, "
+        "--trainer.max_epochs 1): nothing to resume; a larger --trainer.max_epochs trains it further"
+    ], again.stdout[-3000:]
+    assert "Restoring" not in again.stdout and "test_acc" not in again.stdout, "the finished run was run again"
+    assert sorted(p for p in tmp_path.rglob("*")) == files, "resuming a finished run wrote files"
 
 
 def test_train_missing_dataset_is_one_line_error(tmp_path):
     result = _train_py(*_args(tmp_path / "empty", tmp_path / "runs"), "--data.download", "false")
     assert "Fashion-MNIST is not available" in _one_line_error(result)
+    assert not list((tmp_path / "runs").glob("version_*")), "a run without data left a run directory"
 
 
 def test_train_unwritable_log_directory_is_one_line_error(data_root, tmp_path):

@@ -157,9 +157,10 @@ def learning_curve(epochs, test_acc=None):
         ax_acc.plot([x[-1]], [test_acc], marker="*", markersize=14, linestyle="none", color="tab:red",
                     label=f"test_acc {test_acc:.4f}")
     ax_loss.set(xlabel="epoch", ylabel="cross-entropy", title="loss")
-    ax_acc.set(xlabel="epoch", ylabel="accuracy", title="accuracy")
+    ax_acc.set(xlabel="epoch", ylabel="accuracy", title="accuracy (test: after the last epoch)")
+    ax_acc.set_ylim(top=min(ax_acc.get_ylim()[1], 1.005))        # no room above 100 %
     for ax in (ax_loss, ax_acc):
-        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True, min_n_ticks=1))
         ax.set_xlim(0.5, x[-1] + 0.5)
         ax.grid(alpha=0.3)
         ax.legend()

@@ -155,8 +155,8 @@ def main(args=None):
             epochs = check_checkpoint_matches(ckpt_path, model)
             if trainer.max_epochs not in (None, -1) and epochs >= trainer.max_epochs:
                 print(
-                    f"The run in {ckpt_path} already finished its {epochs} epochs (--trainer.max_epochs "
-                    f"{trainer.max_epochs}): nothing to do; a larger --trainer.max_epochs trains it further"
+                    f"The run in {ckpt_path} already finished (epochs done: {epochs}, --trainer.max_epochs "
+                    f"{trainer.max_epochs}): nothing to resume; a larger --trainer.max_epochs trains it further"
                 )
                 return trainer
             if trainer.is_global_zero:
