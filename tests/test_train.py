@@ -259,6 +259,15 @@ def test_train_writes_a_complete_run(data_root, tmp_path):
         assert column in header, f"metrics.csv lacks {column}"
 
 
+def test_train_last_checkpoint_is_the_last_epoch_even_when_the_best_is_older(data_root, tmp_path):
+    # Monitoring the highest training loss makes epoch 0 the best and every later epoch not.
+    cli.main(_args(data_root, tmp_path, "--checkpoint.monitor", "train_loss", "--checkpoint.mode", "max", epochs=3))
+    checkpoints = tmp_path / "version_0" / "checkpoints"
+    assert torch.load(checkpoints / "last.ckpt", weights_only=False)["epoch"] == 2
+    (best,) = checkpoints.glob("best-*.ckpt")
+    assert best.name.startswith("best-epoch0-"), best.name
+
+
 def test_train_same_seed_gives_identical_metrics(data_root, tmp_path):
     for name in ("a", "b"):
         cli.main(_args(data_root, tmp_path / name, "--seed_everything", "3"))
@@ -331,6 +340,7 @@ def _refused(args, capsys):
         (["--checkpoint.monitor", "val_accuracy"], "checkpoint.monitor must be one of ['train_loss', 'val_loss', 'val_acc']"),
         (["--data.val_size", "0", "--checkpoint.monitor", "val_loss"], "checkpoint.monitor must be one of ['train_loss']"),
         (["--checkpoint.save_top_k", "-3"], "save_top_k=-3. Must be >= -1"),
+        (["--checkpoint.save_last", "true"], "checkpoint.save_last: last.ckpt is written at the end of every epoch"),
         (["--seed_everything", "-1"], "-1 is not in bounds, numpy accepts from 0 to 4294967295"),
         (["--optimizer", "SGD", "--optimizer.lr", "0.1"], "error: unrecognized arguments: --optimizer SGD --optimizer.lr 0.1"),
         (["--lr_scheduler", "StepLR"], "error: unrecognized arguments: --lr_scheduler StepLR"),
@@ -403,22 +413,26 @@ def test_train_records_the_optimizer_it_trains_with(data_root, tmp_path):
 WARNING_LINE = re.compile(r"^\S+\.py:\d+: ", re.M)            # how Python and Lightning print a warning
 
 
-def test_train_is_quiet_and_does_not_resume_a_finished_run(data_root, tmp_path):
-    result = _train_py(*_args(data_root, tmp_path, epochs=1))
+def _quiet_run(result):
     assert result.returncode == 0, result.stderr[-3000:]
     output = result.stdout + result.stderr
     assert "💡" not in output and "Tip:" not in output, output[-3000:]
     assert not WARNING_LINE.search(output), f"a warning the user cannot act on:\n{output[-3000:]}"
-    files = sorted(p for p in tmp_path.rglob("*"))
-    again = _train_py(*_args(data_root, tmp_path, "--ckpt_path", "last", epochs=1))
-    assert again.returncode == 0, again.stderr[-3000:]
-    finished = [line for line in again.stdout.splitlines() if "already finished" in line]
-    assert finished == [
-        f"The run in {tmp_path}/version_0/checkpoints/last.ckpt already finished (epochs done: 1, "
-        "--trainer.max_epochs 1): nothing to resume; a larger --trainer.max_epochs trains it further"
-    ], again.stdout[-3000:]
-    assert "Restoring" not in again.stdout and "test_acc" not in again.stdout, "the finished run was run again"
-    assert sorted(p for p in tmp_path.rglob("*")) == files, "resuming a finished run wrote files"
+    return result.stdout
+
+
+def test_train_is_quiet_and_does_not_resume_a_finished_run(data_root, tmp_path):
+    _quiet_run(_train_py(*_args(data_root, tmp_path, epochs=1)))
+    resumed = _quiet_run(_train_py(*_args(data_root, tmp_path, "--ckpt_path", "last", epochs=2)))
+    assert f"Restoring the run from {tmp_path}/version_0/checkpoints/last.ckpt (1 epochs done)" in resumed
+    files = sorted(tmp_path.rglob("*"))
+    again = _quiet_run(_train_py(*_args(data_root, tmp_path, "--ckpt_path", "last", epochs=2)))
+    assert [line for line in again.splitlines() if "already finished" in line] == [
+        f"The run in {tmp_path}/version_1/checkpoints/last.ckpt already finished (epochs done: 2, "
+        "--trainer.max_epochs 2): nothing to resume; a larger --trainer.max_epochs trains it further"
+    ], again[-3000:]
+    assert "Restoring" not in again and "test_acc" not in again, "the finished run was run again"
+    assert sorted(tmp_path.rglob("*")) == files, "resuming a finished run wrote files"
 
 
 def test_train_missing_dataset_is_one_line_error(tmp_path):

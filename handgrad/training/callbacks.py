@@ -3,6 +3,7 @@
 - ``RunReport`` writes what a run leaves behind besides checkpoints and metrics: ``results.json``,
   the learning curve and the per-class accuracy table.
 - ``AtomicCheckpointIO`` makes checkpoint writes atomic on the local filesystem.
+- ``LastCheckpoint`` writes ``last.ckpt`` at the end of every epoch.
 """
 
 import json
@@ -13,6 +14,7 @@ from pathlib import Path
 
 import lightning as L
 import torch
+from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
 
@@ -37,6 +39,21 @@ class AtomicCheckpointIO(TorchCheckpointIO):
             os.replace(partial, path)
         finally:
             partial.unlink(missing_ok=True)
+
+
+class LastCheckpoint(ModelCheckpoint):
+    """``last.ckpt``, overwritten at the end of every training epoch: the state ``--ckpt_path last``
+    resumes from.
+
+    Since Lightning 2.6, ``ModelCheckpoint(save_last=True)`` rewrites ``last.ckpt`` only in the
+    epochs where it also saves a top-k checkpoint, so with a monitored metric that stops improving
+    ``last.ckpt`` falls behind the run. Being a subclass, this callback has a state key of its own
+    and sits beside the ``ModelCheckpoint`` that keeps the best checkpoints.
+    """
+
+    def __init__(self):
+        super().__init__(filename=self.CHECKPOINT_NAME_LAST, monitor=None, save_top_k=1,
+                         save_on_train_epoch_end=True, enable_version_counter=False)
 
 
 class RunReport(L.Callback):

@@ -24,7 +24,7 @@ from lightning.pytorch.cli import LightningCLI
 from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 from lightning_utilities.core.imports import RequirementCache
 
-from handgrad.training.callbacks import AtomicCheckpointIO, RunReport, per_class_table
+from handgrad.training.callbacks import AtomicCheckpointIO, LastCheckpoint, RunReport, per_class_table
 from handgrad.training.data import DatasetError, FashionMNISTDataModule
 from handgrad.training.lit import FIT_METRICS, LitClassifier
 
@@ -54,7 +54,6 @@ class HandgradCLI(LightningCLI):
                 "trainer.default_root_dir": DEFAULT_ROOT_DIR,
                 "checkpoint.monitor": "val_acc",
                 "checkpoint.mode": "max",
-                "checkpoint.save_last": True,
                 "checkpoint.filename": "best-epoch{epoch}-val_acc{val_acc:.4f}",
                 "checkpoint.auto_insert_metric_name": False,
             }
@@ -69,6 +68,10 @@ class HandgradCLI(LightningCLI):
             if config.checkpoint.monitor == "val_acc":
                 config.checkpoint.monitor = None
                 config.checkpoint.filename = "epoch{epoch}"
+        if config.checkpoint.save_last:
+            raise RunError(
+                "checkpoint.save_last: last.ckpt is written at the end of every epoch anyway; leave it false"
+            )
         # ModelCheckpoint would only find out at the end of the first epoch.
         monitorable = [m for m in FIT_METRICS if config.data.val_size or not m.startswith("val_")]
         if config.checkpoint.monitor not in (None, *monitorable):
@@ -182,7 +185,7 @@ def _cli(args):
             run=False,
             args=args,
             seed_everything_default=DEFAULT_SEED,
-            trainer_defaults={"callbacks": [RunReport()]},
+            trainer_defaults={"callbacks": [RunReport(), LastCheckpoint()]},
             save_config_kwargs={"overwrite": True},
             # The model builds its own optimiser and schedule (--model.optimizer, --model.scheduler):
             # LightningCLI's --optimizer and --lr_scheduler would replace them behind results.json's back.
@@ -210,6 +213,9 @@ _DROP_ADVERTISEMENTS = _DropAdvertisements()
 
 def _quiet():
     """Keep Lightning from printing what a user of train.py cannot act on: its tips (advertisements
-    for its cloud services), a note on how it counts steps, and a deprecation inside Lightning."""
+    for its cloud services), a note on how it counts steps, a deprecation inside Lightning, and, on
+    resuming, that the best checkpoints of the old run directory are not carried into the new one
+    (by design: a resumed run writes a version directory of its own)."""
     logging.getLogger("lightning.pytorch.utilities.rank_zero").addFilter(_DROP_ADVERTISEMENTS)
     warnings.filterwarnings("ignore", r"`isinstance\(treespec, LeafSpec\)` is deprecated", FutureWarning)
+    warnings.filterwarnings("ignore", r"The dirpath has changed from .* won't be reloaded")
