@@ -29,7 +29,7 @@ README = REPO / "README.md"
 CI = REPO / ".ci" / "run"
 # Set-up and this suite: CI runs them itself, in a fresh virtual environment.
 RUN_BY_CI = ('python -m venv .venv && . .venv/bin/activate && pip install -e ".[dev]"', "pytest -q")
-TIMEOUT_S = 1800                                  # a seed experiment at batch 1 takes minutes
+TIMEOUT_S = 3600                                  # a seed experiment at batch 1 takes minutes
 WARNING_LINE = re.compile(r"^\S+\.py:\d+: ", re.M)    # how Python and Lightning print a warning
 SHELL_LOOKING = re.compile(r"^\s*(\$ |python |python3 |pip |pytest|bash |handgrad-check)", re.M)
 
