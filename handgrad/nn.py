@@ -3,113 +3,20 @@
 Each class inherits everything but ``forward`` from its ``torch.nn`` parent: parameter names and
 shapes, ``reset_parameters`` (so the same ``torch.manual_seed`` gives the same initial weights),
 ``repr``, ``extra_repr`` and ``state_dict``. ``isinstance(handgrad.nn.Linear(...), torch.nn.Linear)``
-holds, and state dicts load in both directions.
+holds, and state dicts load in both directions. The classes are made from the registry
+(``handgrad.ops.OPS``: each op names the ``torch.nn`` classes it stands in for and their forward);
+``Sequential`` (which fuses a Linear with its activation), ``convert`` and ``coverage`` are here.
 """
+
+import dataclasses
 
 import torch
 from torch.nn.modules import module as torch_module
 
 from handgrad import functional as F
+from handgrad.ops import _registry
 
-__all__ = ["Linear", "Sigmoid", "ReLU", "Dropout", "CrossEntropyLoss", "Sequential", "convert"]
-
-
-class Linear(torch.nn.Linear):
-    r"""Applies y = xWᵀ + b with a hand-derived backward.
-
-    Args:
-        in_features: size of each input sample
-        out_features: size of each output sample
-        bias: if ``False``, the layer does not learn an additive bias. Default: ``True``
-        device, dtype: where and in what dtype the parameters are created
-
-    Shape:
-        - Input: (*, H_in) where * means any number of dimensions and H_in = in_features
-        - Output: (*, H_out) where H_out = out_features
-
-    Attributes:
-        weight: (out_features, in_features), initialised U(−√k, √k) with k = 1 / in_features
-        bias: (out_features), initialised U(−√k, √k)
-
-    Examples::
-
-        >>> m = handgrad.nn.Linear(20, 30)
-        >>> m(torch.randn(128, 20)).shape
-        torch.Size([128, 30])
-    """
-
-    def forward(self, input):
-        return F.linear(input, self.weight, self.bias)
-
-
-class Sigmoid(torch.nn.Sigmoid):
-    r"""Applies y = σ(x) = 1 / (1 + e⁻ˣ) elementwise, with backward dL/dx = g · y(1 − y).
-
-    Shape:
-        - Input: (*), any number of dimensions
-        - Output: (*), same shape as the input
-    """
-
-    def forward(self, input):
-        return F.sigmoid(input)
-
-
-class ReLU(torch.nn.ReLU):
-    r"""Applies y = max(x, 0) elementwise, with backward dL/dx = g · 1[x > 0].
-
-    Args:
-        inplace: overwrite the input instead of allocating the output. Default: ``False``
-
-    Shape:
-        - Input: (*), any number of dimensions
-        - Output: (*), same shape as the input
-    """
-
-    def forward(self, input):
-        return F.relu(input, inplace=self.inplace)
-
-
-class Dropout(torch.nn.Dropout):
-    r"""In training, zeroes each element with probability p and scales the rest by 1 / (1 − p);
-    the identity in eval mode. Backward: dL/dx = g ∘ m / (1 − p) with the same mask m.
-
-    Args:
-        p: probability of an element being zeroed. Default: 0.5
-        inplace: overwrite the input. Default: ``False``
-
-    Shape:
-        - Input: (*), any number of dimensions
-        - Output: (*), same shape as the input
-    """
-
-    def forward(self, input):
-        return F.dropout(input, self.p, self.training, self.inplace)
-
-
-class CrossEntropyLoss(torch.nn.CrossEntropyLoss):
-    r"""L = −Σ_c a_c log softmax(x)_c, with backward dL/dx = softmax(x) − onehot(y) (generalised).
-
-    Args:
-        weight: a manual rescaling weight per class, shape (C)
-        ignore_index: a class index whose targets contribute neither loss nor gradient
-        reduction: ``'none'`` | ``'mean'`` | ``'sum'``
-        label_smoothing: ε in [0, 1]; the target becomes (1 − ε) target + ε / C
-
-    Shape:
-        - Input: (C), (N, C) or (N, C, d_1, ..., d_K)
-        - Target: class indices (), (N) or (N, d_1, ..., d_K), or probabilities shaped as the input
-        - Output: scalar, or the input's shape without C when ``reduction='none'``
-    """
-
-    def forward(self, input, target):
-        return F.cross_entropy(
-            input,
-            target,
-            weight=self.weight,
-            ignore_index=self.ignore_index,
-            reduction=self.reduction,
-            label_smoothing=self.label_smoothing,
-        )
+globals().update(_registry.MODULES)
 
 
 class Sequential(torch.nn.Sequential):
@@ -126,7 +33,7 @@ class Sequential(torch.nn.Sequential):
         i = 0
         while i < len(modules):
             layer, activation = modules[i], modules[i + 1] if i + 1 < len(modules) else None
-            fused = _FUSED.get(type(activation)) if type(layer) is Linear else None
+            fused = _FUSED.get(type(activation)) if type(layer) is _registry.MODULES["Linear"] else None
             if fused is not None and not _has_hooks(layer) and not _has_hooks(activation):
                 input = fused(input, layer.weight, layer.bias)
                 i += 2
@@ -136,7 +43,7 @@ class Sequential(torch.nn.Sequential):
         return input
 
 
-_FUSED = {Sigmoid: F.linear_sigmoid, ReLU: F.linear_relu}
+_FUSED = {_registry.MODULES["Sigmoid"]: F.linear_sigmoid, _registry.MODULES["ReLU"]: F.linear_relu}
 
 
 def _has_hooks(module):
@@ -148,28 +55,115 @@ def _has_hooks(module):
     )
 
 
-_REPLACEMENTS = {
-    torch.nn.Linear: Linear,
-    torch.nn.Sigmoid: Sigmoid,
-    torch.nn.ReLU: ReLU,
-    torch.nn.Dropout: Dropout,
-    torch.nn.CrossEntropyLoss: CrossEntropyLoss,
-    torch.nn.Sequential: Sequential,
-}
+def _replacements():
+    return {**_registry.REPLACES, torch.nn.Sequential: Sequential}
 
 
-def convert(module):
-    """Make every ``torch.nn`` Linear, Sigmoid, ReLU, Dropout, CrossEntropyLoss and Sequential in
-    ``module`` run handgrad.
+# Modules that compute nothing themselves: their children do, or they only reshape.
+STRUCTURAL = (torch.nn.Sequential, torch.nn.ModuleList, torch.nn.ModuleDict, torch.nn.ParameterList,
+              torch.nn.ParameterDict, torch.nn.Flatten, torch.nn.Unflatten, torch.nn.Identity)
+
+
+@dataclasses.dataclass
+class Entry:
+    """One module of a model: its path, its class, and how its backward runs."""
+
+    path: str
+    cls: str
+    status: str          # "hand", "built-in" or "structural"
+    reason: str = ""
+
+
+@dataclasses.dataclass
+class Coverage:
+    """What runs hand-derived in a model, what stays on a built-in backward (and why), and what is
+    structural (containers, reshaping, modules of your own made of other modules)."""
+
+    entries: list
+
+    def of(self, status):
+        return [e for e in self.entries if e.status == status]
+
+    @property
+    def complete(self):
+        """True when nothing that computes is left on a built-in backward."""
+        return not self.of("built-in")
+
+    def __str__(self):
+        hand, builtin, structural = self.of("hand"), self.of("built-in"), self.of("structural")
+        lines = [f"hand-derived: {len(hand)} modules, built-in: {len(builtin)}, structural: {len(structural)}"]
+        width = max([len(e.path) for e in self.entries] + [6])
+        for e in self.entries:
+            reason = f"  ({e.reason})" if e.reason else ""
+            lines.append(f"  {e.path.ljust(width)}  {e.cls:<22}  {e.status}{reason}")
+        return "\n".join(lines)
+
+    __repr__ = __str__
+
+
+def _classify(module, replacements):
+    """(status, reason) of one module, before or after conversion."""
+    cls = type(module)
+    name = cls.__name__
+    if isinstance(module, STRUCTURAL):
+        return "structural", ""
+    unsupported = _unsupported(module)
+    if cls.__module__ == "handgrad.nn":
+        return ("built-in", unsupported) if unsupported else ("hand", "")
+    if cls in replacements:
+        return "built-in", unsupported or "not converted: run handgrad.nn.convert(model)"
+    torch_parent = next((c for c in cls.__mro__ if c in replacements), None)
+    if torch_parent is not None:
+        return "built-in", f"a subclass of torch.nn.{torch_parent.__name__} with a forward of its own, left as written"
+    if cls.__module__.startswith("torch.nn"):
+        return "built-in", f"handgrad has no hand-derived {name}"
+    own = [n for n, _ in module.named_parameters(recurse=False)] + [n for n, _ in module.named_buffers(recurse=False)]
+    if own:
+        return "built-in", f"a module of your own holding tensors ({', '.join(own[:3])}): its forward is not hand-derived"
+    return "structural", "made of its submodules"
+
+
+def _unsupported(module):
+    """Why this module's configuration runs on the built-in even as a handgrad class, or ""."""
+    check = _registry.UNSUPPORTED.get(next((c for c in type(module).__mro__ if c in _registry.UNSUPPORTED), None))
+    return (check(module) or "") if check else ""
+
+
+def coverage(module):
+    """A ``Coverage`` report of ``module``: by module path and class, what runs hand-derived, what
+    stays on a built-in backward (with the reason), and what is structural."""
+    replacements = _replacements()
+    entries = []
+    for path, sub in module.named_modules():
+        status, reason = _classify(sub, replacements)
+        entries.append(Entry(path or "(model)", type(sub).__name__, status, reason))
+    return Coverage(entries)
+
+
+def convert(module, strict=False):
+    """Make every ``torch.nn`` module of ``module`` that handgrad derives by hand run handgrad.
 
     Works in place on any model (nested containers, custom modules, torchvision models) and returns
     it. Each matching module has its class switched to the handgrad subclass, which holds exactly
     the same state, so parameters, buffers, hooks, devices and any optimizer already holding the
-    parameters are untouched. Only modules of exactly those classes are converted: a user's
-    subclass with a forward of its own is left alone.
+    parameters are untouched. Only modules of exactly those classes, in a configuration handgrad
+    supports, are converted: a user's subclass with a forward of its own is left alone.
+
+    With ``strict=True``, raises ``RuntimeError`` (and converts nothing) when anything that computes
+    would stay on a built-in backward; ``coverage(model)`` says what and why.
     """
+    replacements = _replacements()
+    if strict:
+        report = coverage(module)
+        gaps = [e for e in report.of("built-in") if not e.reason.startswith("not converted")]
+        if gaps:
+            listed = "; ".join(f"{e.path} ({e.cls}): {e.reason}" for e in gaps)
+            raise RuntimeError(f"convert(strict=True): {len(gaps)} module(s) would stay on a built-in backward: {listed}")
     for submodule in module.modules():
-        replacement = _REPLACEMENTS.get(type(submodule))
-        if replacement is not None:
+        replacement = replacements.get(type(submodule))
+        if replacement is not None and not _unsupported(submodule):
             submodule.__class__ = replacement
     return module
+
+
+__all__ = [*_registry.MODULES, "Sequential", "convert", "coverage", "Coverage"]

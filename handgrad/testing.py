@@ -1,19 +1,49 @@
-"""One source of truth for verification: tolerances per dtype, the input forms each op is checked
-on, and the comparisons against the torch built-in and the NumPy reference.
+"""Verify a hand-derived Function in one call: ``verify(function, reference, samples)``.
 
-Used by the test suite and by ``python -m handgrad.check`` alike, so what users run is what CI runs.
+``function`` applies your ``torch.autograd.Function`` (a functional face, such as
+``handgrad.functional.tanh``); ``reference`` is a callable with the same signature that computes
+the same thing another way (a torch built-in, or your own plain-torch formula); ``samples`` is a
+list of argument tuples (or ``Sample`` objects, which add keyword arguments and a name) of float64
+CPU tensors, the ones with ``requires_grad=True`` being differentiated::
+
+    x = torch.randn(6, 7, dtype=torch.float64, requires_grad=True)
+    report = handgrad.testing.verify(my_tanh, torch.tanh, [(x,)])
+    assert report.passed, report
+
+Per sample, on every device present (CPU, and CUDA where there is one):
+
+- ``reference``: output and the gradient of every differentiable input against the reference's,
+  for the same random upstream gradient, in float64, float32, bfloat16 and float16 (``TOLERANCES``);
+- ``numpy``: the same against a NumPy oracle, when one is given;
+- ``gradcheck``, ``gradgradcheck``: finite differences in float64, forward mode included where
+  every Function of the op defines ``jvp``;
+- ``vmap``: per-sample outputs and gradients with ``torch.func.vmap`` against a Python loop, where
+  the Functions support vmap;
+- ``compile``: ``torch.compile`` (AOTAutograd, which traces the backward too) gives the eager result;
+- ``strided``: non-contiguous inputs give the reference's result on the same inputs;
+- ``needs_input_grad``: backward returns None for every input that did not ask for a gradient;
+- ``hand_derived``: the output comes from a custom Function, no built-in ``*_backward`` kernel is
+  dispatched during backward (nor during double backward), and no built-in autograd node other
+  than reshaping and casting sits between the inputs and the output;
+- ``autocast``: under ``torch.autocast`` (CPU bfloat16; CUDA float16) the output and gradients
+  have the reference's dtypes and values.
+
+No samples, or no sample with an input that requires grad, is a failure, never a pass.
 """
 
+import contextlib
 import dataclasses
 import math
+import re
+import warnings
 from typing import Callable
 
 import numpy as np
 import torch
-import torch.nn.functional as torch_F
+from torch.autograd import Function
+from torch.utils._python_dispatch import TorchDispatchMode
 
-from handgrad import functional as hand_F
-from handgrad import reference
+__all__ = ["Sample", "ErrorInput", "Tolerance", "TOLERANCES", "DTYPES", "CHECKS", "verify", "Report", "available_devices", "difference", "randn"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -27,232 +57,111 @@ class Tolerance:
 TOLERANCES = {
     torch.float64: Tolerance(atol=1e-10, rtol=1e-7),
     torch.float32: Tolerance(atol=1e-5, rtol=1e-4),
-    torch.float16: Tolerance(atol=2e-3, rtol=4e-3),
     torch.bfloat16: Tolerance(atol=1e-2, rtol=3e-2),
+    torch.float16: Tolerance(atol=2e-3, rtol=4e-3),
 }
 DTYPES = tuple(TOLERANCES)
-
-# Dropout is compared on the same random mask: both sides draw it right after this seed.
-DROPOUT_SEED = 1234
-
-
-def _reseeded(dropout):
-    def run(input, p):
-        torch.manual_seed(DROPOUT_SEED)
-        return dropout(input, p)
-    return run
-
-
-def _then(activation):
-    return lambda input, weight, bias=None: activation(torch_F.linear(input, weight, bias))
-
-
-OPS = {
-    "linear": (hand_F.linear, torch_F.linear),
-    "linear_sigmoid": (hand_F.linear_sigmoid, _then(torch.sigmoid)),
-    "linear_relu": (hand_F.linear_relu, _then(torch.relu)),
-    "sigmoid": (hand_F.sigmoid, torch.sigmoid),
-    "relu": (hand_F.relu, torch_F.relu),
-    "dropout": (_reseeded(hand_F.dropout), _reseeded(torch_F.dropout)),
-    "cross_entropy": (hand_F.cross_entropy, torch_F.cross_entropy),
-}
+CHECKS = ("reference", "numpy", "gradcheck", "gradgradcheck", "vmap", "compile", "strided",
+          "needs_input_grad", "hand_derived", "autocast")
+_FLOAT64_CHECKS = CHECKS[2:]                 # run once per device, in float64
+AUTOCAST_DTYPES = {"cpu": torch.bfloat16, "cuda": torch.float16}
+SEED = 1234                                  # the global RNG is reseeded before every call (dropout)
 
 
 @dataclasses.dataclass
-class Problem:
-    """One call of an op: positional tensors by name, keyword options, and the tensors to differentiate."""
+class Sample:
+    """One call of the op under test.
 
-    tensors: dict
-    options: dict
-    wrt: tuple
+    Args:
+        args: positional arguments; float64 CPU tensors with ``requires_grad=True`` are differentiated
+        kwargs: keyword arguments (tensors among them are converted too, never differentiated)
+        name: how the report names it (default ``sample <i>``)
+        dtypes: the dtypes it is compared in (default: every dtype of ``TOLERANCES``), e.g. without
+            float16 where the result exceeds float16's range
+        reference_devices: device types on which it is compared with the reference and the NumPy
+            oracle (default: all); e.g. ``("cpu",)`` for dropout, whose CUDA built-in draws its
+            mask from another random stream
+        gradcheck: False where the value itself is NaN (a mean over nothing) and finite
+            differences mean nothing
+    """
 
-    def to(self, dtype=None, device=None):
-        moved = {
-            name: t.to(device=device, dtype=dtype if dtype is not None and t.is_floating_point() else None)
-            for name, t in self.tensors.items()
-        }
-        options = {
-            k: v.to(device=device, dtype=dtype) if isinstance(v, torch.Tensor) and v.is_floating_point() else v
-            for k, v in self.options.items()
-        }
-        return Problem(moved, options, self.wrt)
+    args: tuple
+    kwargs: dict = dataclasses.field(default_factory=dict)
+    name: str = ""
+    dtypes: tuple = None
+    reference_devices: tuple = None
+    gradcheck: bool = True
 
-    def leaves(self):
-        """Fresh leaf copies; those in ``wrt`` require grad."""
-        return {name: t.detach().clone().requires_grad_(name in self.wrt) for name, t in self.tensors.items()}
+    def tensors(self):
+        """(where, key, tensor) of every tensor argument: where is "args" or "kwargs"."""
+        found = [("args", i, a) for i, a in enumerate(self.args) if isinstance(a, torch.Tensor)]
+        return found + [("kwargs", k, v) for k, v in self.kwargs.items() if isinstance(v, torch.Tensor)]
+
+    def differentiable(self):
+        return [(where, key) for where, key, t in self.tensors() if where == "args" and t.requires_grad]
+
+    def call_args(self, dtype=None, device=None, replace=None):
+        """Fresh leaves: the sample's tensors in ``dtype`` (floating ones) on ``device``, those that
+        require grad requiring it; ``replace`` maps (where, key) to a tensor used as is."""
+        replace = replace or {}
+
+        def convert(where, key, value):
+            if (where, key) in replace:
+                return replace[(where, key)]
+            if not isinstance(value, torch.Tensor):
+                return value
+            floating = value.is_floating_point()
+            t = value.detach().to(device=device, dtype=dtype if floating and dtype else None, copy=True)
+            return t.requires_grad_(value.requires_grad and where == "args")
+
+        args = tuple(convert("args", i, a) for i, a in enumerate(self.args))
+        kwargs = {k: convert("kwargs", k, v) for k, v in self.kwargs.items()}
+        return args, kwargs
+
 
 
 @dataclasses.dataclass(frozen=True)
-class Case:
-    """A named input form of an op; ``make(generator)`` draws fresh float64 data for it on the CPU."""
+class ErrorInput:
+    """A call that must raise a clear exception (PyTorch OpInfo's ``error_inputs``).
 
-    op: str
-    form: str
-    make: Callable
-    differentiable: bool = True      # False where the value itself is NaN (a mean over nothing)
-    dtypes: tuple = None             # None: every dtype in TOLERANCES
-    builtin_devices: tuple = None    # None: compared with the built-in on every device
+    ``call(F, nn)`` makes the call with ``F`` a functional namespace and ``nn`` a module namespace,
+    handgrad's or torch's; handgrad must raise ``exception`` with a message matching the regular
+    expression ``message``, of the class torch raises (so ``except`` clauses written for torch catch
+    it) unless ``torch_accepts`` (torch computes a result where handgrad deliberately refuses) or
+    ``torch_class`` (torch's class, where it is an accident handgrad does not copy).
+    """
 
-    @property
-    def id(self):
-        return f"{self.op}[{self.form}]"
-
-
-def _randn(generator, *shape):
-    return torch.randn(shape, generator=generator, dtype=torch.float64)
-
-
-def _away_from_zero(t):
-    """Keep samples clear of a kink (ReLU at 0), where finite differences are meaningless."""
-    return t.sign() * (t.abs() + 0.1)
+    name: str
+    call: Callable
+    exception: type
+    message: str
+    torch_accepts: bool = False
+    torch_class: type = None
 
 
-def _linear_cases(op="linear"):
-    def make(x_shape, out=3, bias=True, weight_1d=False, bias_shape=None):
-        def draw(gen):
-            x = _randn(gen, *x_shape)
-            n_in = x_shape[-1]
-            tensors = {"input": x, "weight": _randn(gen, n_in) if weight_1d else _randn(gen, out, n_in)}
-            if bias:
-                tensors["bias"] = _randn(gen, *(bias_shape or (out,)))
-            return Problem(tensors, {}, tuple(tensors))
-        return draw
-
-    cases = [
-        Case(op, "(N, in)", make((8, 5))),
-        Case(op, "(N, in) no bias", make((8, 5), bias=False)),
-        Case(op, "(in,) unbatched", make((5,))),
-        Case(op, "(B, T, in)", make((2, 3, 5))),
-        Case(op, "(0, in) empty batch", make((0, 5))),
-        Case(op, "(N, 0) no features", make((4, 0))),
-        Case(op, "(N, out) broadcast bias", make((4, 5), bias_shape=(4, 3))),
-    ]
-    if op == "linear":
-        cases.append(Case(op, "1-D weight", make((4, 5), bias=False, weight_1d=True)))
-    return cases
+def _as_samples(samples):
+    out = []
+    for i, s in enumerate(samples):
+        if not isinstance(s, Sample):
+            s = Sample(tuple(s) if isinstance(s, (tuple, list)) else (s,))
+        if not s.name:
+            s = dataclasses.replace(s, name=f"sample {i}")
+        out.append(s)
+    return out
 
 
-def _elementwise_cases(op, transform=lambda t: t):
-    def make(shape, scale=1.0):
-        def draw(gen):
-            return Problem({"input": transform(_randn(gen, *shape)) * scale}, {}, ("input",))
-        return draw
-
-    return [
-        Case(op, "(N, D)", make((6, 7))),
-        Case(op, "(B, C, H, W)", make((2, 3, 4, 5))),
-        Case(op, "0-d", make(())),
-        Case(op, "(0, D) empty", make((0, 7))),
-        Case(op, "|x| ~ 1000", make((6, 7), scale=1000.0)),
-    ]
-
-
-def _dropout_cases():
-    def make(shape, p):
-        def draw(gen):
-            return Problem({"input": _randn(gen, *shape)}, {"p": p}, ("input",))
-        return draw
-
-    # On CUDA torch's fused dropout kernel draws its mask from another random stream.
-    cpu_only = ("cpu",)
-    return [
-        Case("dropout", "(N, D) p=0.3", make((40, 30), 0.3), builtin_devices=cpu_only),
-        Case("dropout", "(B, C, H, W) p=0.5", make((2, 3, 4, 5), 0.5), builtin_devices=cpu_only),
-        Case("dropout", "p=1 drops everything", make((6, 7), 1.0), builtin_devices=cpu_only),
-        Case("dropout", "(0, D) empty", make((0, 7), 0.5), builtin_devices=cpu_only),
-    ]
-
-
-def _cross_entropy_cases():
-    reductions = ("mean", "sum", "none")
-
-    def make(shape, probabilities=False, weight=False, ignore=None, smoothing=0.0, scale=1.0, offset=0.0,
-             all_ignored=False):
-        def draw(gen, reduction):
-            x = _randn(gen, *shape) * scale + offset
-            class_dim = 0 if len(shape) == 1 else 1
-            n_classes = shape[class_dim]
-            options = {"reduction": reduction, "label_smoothing": smoothing}
-            if weight:
-                options["weight"] = torch.rand(n_classes, generator=gen, dtype=torch.float64) + 0.1
-            if probabilities:
-                target = torch.softmax(_randn(gen, *shape), class_dim)
-                return Problem({"input": x, "target": target}, options, ("input", "target"))
-            target_shape = shape[:class_dim] + shape[class_dim + 1:]
-            target = torch.randint(0, n_classes, target_shape, generator=gen)
-            if ignore is not None:
-                options["ignore_index"] = ignore
-                drop = torch.rand(target_shape, generator=gen) < 0.3
-                target = torch.full_like(target, ignore) if all_ignored else target.masked_fill(drop, ignore)
-            return Problem({"input": x, "target": target}, options, ("input",))
-        return draw
-
-    forms = {  # form: (draw, differentiable, dtypes)
-        "(N, C) indices": make((8, 5)),
-        "(N, C) indices, weight": make((8, 5), weight=True),
-        "(N, C) indices, ignore_index": make((8, 5), ignore=-100),
-        "(N, C) indices, ignore_index=2": make((8, 5), ignore=2),
-        "(N, C) indices, label_smoothing": make((8, 5), smoothing=0.2),
-        "(N, C) indices, weight, ignore_index, label_smoothing": make((8, 5), weight=True, ignore=-100, smoothing=0.3),
-        "(C,) unbatched index": make((5,)),
-        "(N, C, d1, d2) indices, weight, ignore_index": make((2, 4, 3, 2), weight=True, ignore=-100),
-        "(N, C) probabilities": make((8, 5), probabilities=True),
-        "(N, C, d1) probabilities, weight, label_smoothing": make((2, 4, 3), probabilities=True, weight=True, smoothing=0.1),
-        "(C,) unbatched probabilities": make((5,), probabilities=True),
-        "(0, C) empty batch": make((0, 5)),
-        "all targets ignored": make((4, 5), ignore=-100, all_ignored=True),
-        "logits 1e4 + N(0, 1)": make((8, 5), offset=1e4),
-        "logits ~ N(0, 1e4)": make((8, 5), scale=1e4),
-        "logits ~ N(0, 1e-8)": make((8, 5), scale=1e-8),
-    }
-    # A mean over no rows is NaN by definition: nothing to differentiate.
-    nan_means = {"(0, C) empty batch", "all targets ignored"}
-    # Losses near 1e4 summed over rows pass float16's largest value, 65504.
-    no_half = {"logits ~ N(0, 1e4)": tuple(d for d in TOLERANCES if d != torch.float16)}
-    reduced = ("mean", "sum")
-    return [
-        Case(
-            "cross_entropy",
-            f"{form}, {reduction}",
-            lambda gen, m=m, r=reduction: m(gen, r),
-            differentiable=not (form in nan_means and reduction == "mean"),
-            dtypes=no_half.get(form) if reduction in reduced else None,
-        )
-        for form, m in forms.items()
-        for reduction in reductions
-    ]
-
-
-CASES = (
-    _linear_cases()
-    + _linear_cases("linear_sigmoid")
-    + _linear_cases("linear_relu")
-    + _elementwise_cases("sigmoid")
-    + _elementwise_cases("relu", transform=_away_from_zero)
-    + _dropout_cases()
-    + _cross_entropy_cases()
-)
-
-
-def cases(op=None):
-    return [c for c in CASES if op is None or c.op == op]
-
-
-def case_dtypes(case):
-    return case.dtypes or DTYPES
-
-
-def devices():
+def available_devices():
+    """"cpu", and "cuda" where a GPU is present."""
     return ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
 
 
-# -- comparisons -----------------------------------------------------------------------------------
+# -- comparing tensors ------------------------------------------------------------------------------
 
 
 @dataclasses.dataclass
 class Difference:
-    """How far one tensor of the hand op is from the expected one: max |hand − expected| and that
-    relative to the expected tensor's largest magnitude (elementwise ratios explode near zero)."""
+    """How far one tensor is from the expected one: max |actual − expected| and that relative to the
+    expected tensor's largest magnitude (elementwise ratios explode near zero)."""
 
     name: str
     max_abs: float
@@ -261,204 +170,715 @@ class Difference:
     special_mismatch: bool = False   # NaN or ±inf where the other tensor has none
 
     def __str__(self):
-        special = ", NaN/inf positions differ" if self.special_mismatch else ""
-        return f"{self.name}: max abs {self.max_abs:.3g}, max rel {self.max_rel:.3g}{special}"
+        if self.special_mismatch:
+            return f"{self.name}: NaN or inf in different places"
+        return f"{self.name}, max abs {self.max_abs:.3g}, max rel {self.max_rel:.3g}"
 
 
 def difference(name, actual, expected, tolerance):
-    """Compare two tensors: shapes and NaN positions must match, values within ``tolerance``."""
-    actual = torch.as_tensor(actual).detach().double().cpu()
-    expected = torch.as_tensor(expected).detach().double().cpu()
+    """Compare two tensors: shapes and NaN/inf positions must match, values within ``tolerance``."""
+    if actual is None or expected is None:
+        return Difference(f"{name} is None on one side only", math.inf, math.inf, actual is expected)
+    actual = torch.as_tensor(actual).detach().cpu().double()
+    expected = torch.as_tensor(expected).detach().cpu().double()
     if actual.shape != expected.shape:
-        return Difference(f"{name} (shape {tuple(actual.shape)} vs {tuple(expected.shape)})", math.inf, math.inf, False)
+        return Difference(f"{name} has shape {tuple(actual.shape)}, expected {tuple(expected.shape)}",
+                          math.inf, math.inf, False)
     if actual.numel() == 0:
         return Difference(name, 0.0, 0.0, True)
-    same_special = (actual.isnan() == expected.isnan()).all() and (
-        actual[actual.isinf()] == expected[actual.isinf()]
-    ).all() and (actual.isinf() == expected.isinf()).all()
+    same_special = bool(
+        (actual.isnan() == expected.isnan()).all()
+        and (actual.isinf() == expected.isinf()).all()
+        and (actual[actual.isinf()] == expected[actual.isinf()]).all()
+    )
     finite = actual.isfinite() & expected.isfinite()
     err = (actual - expected).abs()[finite]
     scale = expected.abs()[finite]
     max_abs = err.max().item() if err.numel() else 0.0
     max_rel = max_abs / max(scale.max().item(), torch.finfo(torch.float64).tiny) if err.numel() else 0.0
-    ok = bool(same_special) and bool((err <= tolerance.atol + tolerance.rtol * scale).all())
+    ok = same_special and bool((err <= tolerance.atol + tolerance.rtol * scale).all())
     return Difference(name, max_abs, max_rel, ok, special_mismatch=not same_special)
 
 
-def _outputs_and_grads(fn, problem, upstream_generator):
-    leaves = problem.leaves()
-    out = fn(*leaves.values(), **problem.options)
-    wanted = [leaves[name] for name in problem.wrt]
-    if not out.requires_grad or not wanted:
-        return out, {}, None
-    v = torch.randn(out.shape, generator=upstream_generator, dtype=torch.float64).to(out)
-    grads = torch.autograd.grad(out, wanted, v, allow_unused=True)
-    return out, {f"d{name}": g for name, g in zip(problem.wrt, grads)}, v
+# -- running a sample ---------------------------------------------------------------------------------
 
 
-def compare_with_builtin(case, dtype, device, seed=0):
-    """Run the hand op and the built-in on the same fresh random data and the same random upstream
-    gradient; return a ``Difference`` for the output and for the gradient of every input."""
-    problem = case.make(torch.Generator().manual_seed(seed)).to(dtype=dtype, device=device)
-    hand, builtin = OPS[case.op]
-    tolerance = TOLERANCES[dtype]
-    expected_out, expected_grads, _ = _outputs_and_grads(builtin, problem, torch.Generator().manual_seed(seed + 1))
-    out, grads, _ = _outputs_and_grads(hand, problem, torch.Generator().manual_seed(seed + 1))
-    diffs = [difference("output", out, expected_out, tolerance)]
-    if out.dtype != expected_out.dtype:
-        diffs.append(Difference(f"output dtype {out.dtype} vs {expected_out.dtype}", math.inf, math.inf, False))
-    for name, expected in expected_grads.items():
-        diffs.append(difference(name, grads[name], expected, tolerance))
-    return diffs
-
-
-def builtin_supports(case, dtype, device):
-    """Whether the torch built-in runs this case in this dtype on this device at all."""
-    if case.builtin_devices is not None and torch.device(device).type not in case.builtin_devices:
-        return False
-    problem = case.make(torch.Generator().manual_seed(0)).to(dtype=dtype, device=device)
+@contextlib.contextmanager
+def _seeded(device):
+    """The same random numbers for every call: the device's generator reseeded, then restored
+    (by hand rather than with ``torch.random.fork_rng``, which costs 40 times more per call)."""
+    cuda = torch.device(device).type == "cuda"
+    generator = torch.cuda.default_generators[torch.device(device).index or 0] if cuda else torch.default_generator
+    state = generator.get_state()
+    generator.manual_seed(SEED)
     try:
-        _outputs_and_grads(OPS[case.op][1], problem, torch.Generator().manual_seed(1))
-    except (RuntimeError, NotImplementedError):
-        return False
-    return True
+        yield
+    finally:
+        generator.set_state(state)
 
 
-def compare_with_reference(case, dtype, device, seed=0):
-    """Hand output and gradients (computed in ``dtype`` on ``device``) against the NumPy reference
-    (computed in float64 on the same data)."""
-    problem = case.make(torch.Generator().manual_seed(seed)).to(dtype=dtype, device=device)
-    out, grads, v = _outputs_and_grads(OPS[case.op][0], problem, torch.Generator().manual_seed(seed + 1))
-    expected_out, expected_grads = _REFERENCES[case.op](
-        {k: _numpy(t) for k, t in problem.tensors.items()},
-        {k: _numpy(t) if isinstance(t, torch.Tensor) else t for k, t in problem.options.items()},
-        None if v is None else _numpy(v),
-        problem,
-    )
-    tolerance = TOLERANCES[dtype]
-    diffs = [difference("output", out, torch.from_numpy(np.asarray(expected_out)), tolerance)]
-    for name, expected in expected_grads.items():
-        if f"d{name}" in grads:
-            diffs.append(difference(f"d{name}", grads[f"d{name}"], torch.from_numpy(np.asarray(expected)), tolerance))
+def _outputs(result):
+    return list(result) if isinstance(result, (tuple, list)) else [result]
+
+
+def _differentiable_outputs(outputs):
+    return [o for o in outputs if isinstance(o, torch.Tensor) and o.requires_grad]
+
+
+def _upstream(outputs, seed):
+    """A random upstream gradient for each differentiable output, drawn in float64."""
+    gen = torch.Generator().manual_seed(seed)
+    return [torch.randn(o.shape, generator=gen, dtype=torch.float64).to(o) for o in outputs]
+
+
+def _input_name(sample, where, key):
+    return f"input {key}" if where == "args" else f"keyword {key}"
+
+
+@dataclasses.dataclass
+class _Run:
+    outputs: list            # every output, tensors or not
+    grads: dict              # input name -> gradient (None when not connected)
+    upstream: list
+
+
+def _run(function, sample, dtype, device, seed, replace=None, create_graph=False):
+    """Call ``function`` on the sample and differentiate its outputs for a random upstream gradient."""
+    args, kwargs = sample.call_args(dtype, device, replace)
+    with _seeded(device):
+        outputs = _outputs(function(*args, **kwargs))
+    wrt_keys = sample.differentiable()
+    wrt = [args[key] for _, key in wrt_keys]
+    diff_outputs = _differentiable_outputs(outputs)
+    grads = {}
+    upstream = _upstream(diff_outputs, seed)
+    if wrt and diff_outputs:
+        found = torch.autograd.grad(diff_outputs, wrt, upstream, allow_unused=True, create_graph=create_graph)
+        grads = {_input_name(sample, w, k): g for (w, k), g in zip(wrt_keys, found)}
+    return _Run(outputs, grads, upstream)
+
+
+def _compare_runs(actual, expected, tolerance, against, dtypes_must_match=True):
+    """Differences for every output and gradient; a missing gradient counts as zeros."""
+    diffs = []
+    tensors = [(i, o) for i, o in enumerate(expected.outputs) if isinstance(o, torch.Tensor)]
+    for i, e in tensors:
+        a = actual.outputs[i] if i < len(actual.outputs) else None
+        name = "output" if len(expected.outputs) == 1 else f"output {i}"
+        if not isinstance(a, torch.Tensor):
+            diffs.append(Difference(f"{name} is missing", math.inf, math.inf, False))
+            continue
+        if dtypes_must_match and a.dtype != e.dtype:
+            diffs.append(Difference(f"{name} has dtype {a.dtype}, {against} gives {e.dtype}", math.inf, math.inf, False))
+        diffs.append(difference(f"{name} differs from {against}", a, e, tolerance))
+    for name, e in expected.grads.items():
+        a = actual.grads.get(name)
+        if a is None and e is None:
+            continue
+        a = torch.zeros_like(e) if a is None else a
+        e = torch.zeros_like(a) if e is None else e
+        if dtypes_must_match and a.dtype != e.dtype:
+            diffs.append(Difference(f"gradient of {name} has dtype {a.dtype}, {against} gives {e.dtype}",
+                                    math.inf, math.inf, False))
+        diffs.append(difference(f"gradient of {name} differs from {against}", a, e, tolerance))
     return diffs
 
 
-def gradchecks(case, device, seed=0):
-    """(gradcheck, gradgradcheck) in float64, each True or the error message; both also check
-    forward mode (``jvp``, and forward-over-reverse) against finite differences."""
-    problem = case.make(torch.Generator().manual_seed(seed)).to(device=device)
-    leaves = problem.leaves()
-    names = list(leaves)
-    hand = OPS[case.op][0]
+# -- the graph of a call -------------------------------------------------------------------------------
 
-    def fn(*wrt_tensors):
-        tensors = dict(leaves)
-        tensors.update(zip(problem.wrt, wrt_tensors))
-        return hand(*(tensors[n] for n in names), **problem.options)
-
-    inputs = tuple(leaves[n] for n in problem.wrt)
-    results = []
-    checks = (
-        lambda: torch.autograd.gradcheck(fn, inputs, check_forward_ad=True),
-        lambda: torch.autograd.gradgradcheck(fn, inputs, check_fwd_over_rev=True),
-    )
-    for check in checks:
-        try:
-            results.append(check())
-        except Exception as error:  # the message is the report
-            results.append(f"{type(error).__name__}: {error}")
-    return tuple(results)
+# Autograd nodes that only move, reshape or cast values: allowed around a hand Function.
+_STRUCTURAL = re.compile(
+    r"(View|UnsafeView|Reshape|ReshapeAlias|Unsqueeze|Squeeze|Expand|Permute|Transpose|T|Clone|ToCopy|"
+    r"Select|Slice|Alias|AsStrided|Unbind|Split|SplitWithSizes|Narrow|Detach|Flatten|Unflatten)Backward\d*"
+)
 
 
-def assert_all_ok(diffs, context):
+def _graph(outputs):
+    """(custom Function classes, names of built-in nodes) between the outputs and the leaves."""
+    seen, functions, builtin = set(), [], []
+    stack = [o.grad_fn for o in _differentiable_outputs(outputs) if o.grad_fn is not None]
+    while stack:
+        node = stack.pop()
+        if node is None or node in seen:
+            continue
+        seen.add(node)
+        cls = getattr(node, "_forward_cls", None)
+        name = type(node).__name__
+        if cls is not None:
+            functions.append(cls)
+        elif name != "AccumulateGrad":
+            builtin.append(name)
+        stack.extend(next_node for next_node, _ in node.next_functions)
+    return list(dict.fromkeys(functions)), builtin
+
+
+def _overrides(cls, method):
+    return getattr(cls, method, None) is not getattr(Function, method, None)
+
+
+def _has_jvp(functions):
+    return bool(functions) and all(_overrides(f, "jvp") for f in functions)
+
+
+def _supports_vmap(functions):
+    return bool(functions) and all(getattr(f, "generate_vmap_rule", False) or _overrides(f, "vmap") for f in functions)
+
+
+class _DispatchLog(TorchDispatchMode):
+    """Every aten op dispatched while active."""
+
+    def __init__(self):
+        super().__init__()
+        self.ops = []
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        self.ops.append(func.overloadpacket.__name__)
+        return func(*args, **(kwargs or {}))
+
+
+def builtin_backward_kernels(ops):
+    """The built-in backward kernels among dispatched op names (``sigmoid_backward``, ...)."""
+    return sorted({op for op in ops if "backward" in op})
+
+
+@contextlib.contextmanager
+def _recording_backward(functions):
+    """Record (Function, needs_input_grad, returned gradients) of every backward call of these Functions."""
+    calls, own = [], {cls: vars(cls).get("backward") for cls in functions}
+    for cls in functions:
+        def backward(ctx, *grads, _inner=cls.backward, _cls=cls):
+            returned = _inner(ctx, *grads)
+            calls.append((_cls, tuple(ctx.needs_input_grad), returned if isinstance(returned, tuple) else (returned,)))
+            return returned
+
+        cls.backward = staticmethod(backward)
+    try:
+        yield calls
+    finally:
+        for cls, backward in own.items():
+            if backward is None:
+                del cls.backward                     # inherited again
+            else:
+                cls.backward = backward
+
+
+# -- the checks --------------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass
+class Outcome:
+    """The result of one check on one sample: ``status`` is "pass", "FAIL" or "n/a"."""
+
+    check: str
+    sample: str
+    device: str
+    dtype: torch.dtype
+    status: str
+    detail: str = ""
+    diffs: list = dataclasses.field(default_factory=list)
+
+
+def _exception(error):
+    first = str(error).strip().splitlines()[0] if str(error).strip() else ""
+    return f"{type(error).__name__}: {first}"
+
+
+def _check_against(function, expected_fn, sample, dtype, device, seed, tolerance, against, dtypes_must_match=True):
+    """Run ``expected_fn()`` (a ``_Run``), then the function, and compare: "n/a" when the expected
+    side does not run, "FAIL" when the function raises where it does or any tensor differs."""
+    try:
+        expected = expected_fn()
+    except Exception as error:
+        return "n/a", f"{against} does not run in {dtype} on {device} ({_exception(error)})", []
+    try:
+        actual = _run(function, sample, dtype, device, seed)
+    except Exception as error:
+        return "FAIL", f"raised {_exception(error)} where {against} computes a result", []
+    diffs = _compare_runs(actual, expected, tolerance, against, dtypes_must_match)
     bad = [str(d) for d in diffs if not d.ok]
-    assert not bad, f"{context}: " + "; ".join(bad)
+    return ("FAIL" if bad else "pass"), "; ".join(bad), diffs
 
 
-# -- NumPy reference adapters: torch layout in, the seed's layout inside ---------------------------
+def _check_reference(function, reference, sample, dtype, device, seed, tolerances):
+    return _check_against(
+        function, lambda: _run(reference, sample, dtype, device, seed), sample, dtype, device, seed,
+        tolerances[dtype], "the reference",
+    )
 
 
-def _numpy(t):
-    t = t.detach().cpu()
-    return (t.double() if t.is_floating_point() else t).numpy()
+def _to_numpy(value):
+    if not isinstance(value, torch.Tensor):
+        return value
+    value = value.detach().cpu()
+    return (value.double() if value.is_floating_point() else value).numpy()
 
 
-def _sum_to(a, shape):
-    lead = a.ndim - len(shape)
-    a = a.sum(axis=tuple(range(lead))) if lead else a
-    return a.sum(axis=tuple(i for i, n in enumerate(shape) if n == 1 and a.shape[i] != 1), keepdims=True).reshape(shape)
+def _check_numpy(function, numpy_fn, sample, dtype, device, seed, tolerances):
+    """The oracle computes in float64 from the sample's values rounded to ``dtype``, and its vjp
+    takes the upstream gradient the function gets (drawn the same way, rounded the same way)."""
+    def expected():
+        args, kwargs = sample.call_args(dtype, device)
+        with _seeded(device):
+            out, vjp = numpy_fn(*map(_to_numpy, args), **{k: _to_numpy(v) for k, v in kwargs.items()})
+        outputs = [torch.from_numpy(np.asarray(o)) for o in _outputs(out)]
+        floating = [o for o in outputs if o.is_floating_point()]
+        upstream = [u.to(dtype).double() for u in _upstream(floating, seed)]
+        grads = {}
+        if sample.differentiable() and floating:
+            found = vjp(*(u.numpy() for u in upstream))
+            found = found if isinstance(found, (tuple, list)) else (found,)
+            for where, key in sample.differentiable():
+                grad = found[key] if key < len(found) else None
+                grads[_input_name(sample, where, key)] = None if grad is None else torch.from_numpy(np.asarray(grad))
+        return _Run(outputs, grads, upstream)
+
+    return _check_against(function, expected, sample, dtype, device, seed, tolerances[dtype], "the NumPy oracle",
+                          dtypes_must_match=False)
 
 
-def _reference_linear(t, options, v, problem):
-    x, W, b = t["input"], t["weight"], t.get("bias")
-    W2 = W if W.ndim == 2 else W[None]                       # (out, in); a 1-D weight is one row
-    x2 = x.reshape(math.prod(x.shape[:-1]), x.shape[-1])
-    out2 = reference.linear_forward(x2, W2.T)                # the seed's l = x W with W (in, out)
-    out_shape = x.shape[:-1] + ((W.shape[0],) if W.ndim == 2 else ())
-    out = out2.reshape(out_shape) + (0 if b is None else b)
-    if v is None:
-        return out, {}
-    v2 = v.reshape(x2.shape[0], W2.shape[0])
-    dx, dW, _ = reference.linear_backward(v2, x2, W2.T)
-    grads = {"input": dx.reshape(x.shape), "weight": dW.T.reshape(W.shape)}
-    if b is not None:
-        grads["bias"] = _sum_to(v, b.shape)
-    return out, grads
+def _function_of_differentiable(function, sample, device, replace=None):
+    """(f, inputs): f takes the differentiable tensors only, the other arguments held fixed."""
+    args, kwargs = sample.call_args(torch.float64, device, replace)
+    keys = [key for _, key in sample.differentiable()]
+
+    def f(*wrt):
+        call = list(args)
+        for key, t in zip(keys, wrt):
+            call[key] = t
+        with _seeded(device):
+            return function(*call, **kwargs)
+
+    return f, tuple(args[key] for key in keys)
 
 
-def _reference_elementwise(forward, backward):
-    def run(t, options, v, problem):
-        y = forward(t["input"])
-        return y, ({} if v is None else {"input": backward(v, y)})
-    return run
+def _check_gradchecks(function, sample, device, functions):
+    if not sample.gradcheck:
+        return {name: ("n/a", "the value is NaN by definition") for name in ("gradcheck", "gradgradcheck")}
+    f, inputs = _function_of_differentiable(function, sample, device)
+    forward_mode = _has_jvp(functions)
+    results = {}
+    checks = {
+        "gradcheck": lambda: torch.autograd.gradcheck(f, inputs, check_forward_ad=forward_mode),
+        "gradgradcheck": lambda: torch.autograd.gradgradcheck(f, inputs, check_fwd_over_rev=forward_mode),
+    }
+    for name, check in checks.items():
+        try:
+            check()
+            results[name] = ("pass", "forward mode included" if forward_mode else "")
+        except Exception as error:
+            results[name] = ("FAIL", _exception(error))
+    return results
 
 
-def _reference_cross_entropy(t, options, v, problem):
-    x, target = t["input"], t["target"]
-    class_dim = 0 if x.ndim == 1 else 1
-    n_classes = x.shape[class_dim]
-    x2 = np.moveaxis(x, class_dim, -1).reshape(-1, n_classes)
-    probabilities = np.issubdtype(target.dtype, np.floating)
-    t2 = np.moveaxis(target, class_dim, -1).reshape(-1, n_classes) if probabilities else target.reshape(-1)
-    kwargs = dict(options)
-    out = reference.cross_entropy_forward(x2, t2, **kwargs)
-    class_free = x.shape[:class_dim] + x.shape[class_dim + 1:]
-    if options.get("reduction") == "none":
-        out = out.reshape(class_free)
-    if v is None:
-        return out, {}
-    dx2, dt2 = reference.cross_entropy_backward(v.reshape(-1) if v.ndim else v, x2, t2, **kwargs)
-    unflatten = lambda a: np.moveaxis(a.reshape(class_free + (n_classes,)), -1, class_dim)
-    grads = {"input": unflatten(dx2)}
-    if dt2 is not None:
-        grads["target"] = unflatten(dt2)
-    return out, grads
+def _batched(value, copies=3):
+    """``copies`` versions of a tensor stacked along a new dimension 0: itself, then scaled copies."""
+    if not isinstance(value, torch.Tensor):
+        return value
+    if not value.is_floating_point():
+        return torch.stack([value] * copies)
+    scales = [1.0, 0.5, 1.5][:copies]
+    return torch.stack([value.detach() * s for s in scales]).requires_grad_(value.requires_grad)
 
 
-def _reference_dropout(t, options, v, problem):
-    x = problem.tensors["input"]                             # the mask is drawn on x's device, in x's dtype
-    torch.manual_seed(DROPOUT_SEED)
-    keep = _numpy(torch.empty_like(x).bernoulli_(1 - options["p"]).bool())
-    y = reference.dropout_forward(t["input"], keep, options["p"])
-    return y, ({} if v is None else {"input": reference.dropout_backward(v, keep, options["p"])})
+def _check_vmap(function, sample, device, functions, seed):
+    if not _supports_vmap(functions):
+        return "n/a", "its Functions define no vmap rule", []
+    args, kwargs = sample.call_args(torch.float64, device)
+    batched_args = [_batched(a) for a in args]
+    keys = [key for _, key in sample.differentiable()]
+    tensor_positions = [i for i, a in enumerate(args) if isinstance(a, torch.Tensor)]
+    copies = 3
+
+    def per_sample(*tensors):
+        call = list(args)
+        for i, t in zip(tensor_positions, tensors):
+            call[i] = t
+        return function(*call, **kwargs)
+
+    def value_and_grads(*tensors_and_v):
+        tensors, v = tensors_and_v[: len(tensor_positions)], tensors_and_v[len(tensor_positions):]
+        wrt_index = [tensor_positions.index(k) for k in keys]
+
+        def of_wrt(*wrt):
+            full = list(tensors)
+            for j, t in zip(wrt_index, wrt):
+                full[j] = t
+            return tuple(o for o in _outputs(per_sample(*full)) if isinstance(o, torch.Tensor) and o.is_floating_point())
+
+        outs, vjp_fn = torch.func.vjp(of_wrt, *[tensors[j] for j in wrt_index])
+        return outs, vjp_fn(tuple(v))
+
+    try:
+        with _seeded(device):
+            probe = [o for o in _outputs(per_sample(*[args[i] for i in tensor_positions]))
+                     if isinstance(o, torch.Tensor) and o.is_floating_point()]
+        gen = torch.Generator().manual_seed(seed)
+        vs = [torch.randn((copies, *o.shape), generator=gen, dtype=torch.float64).to(o) for o in probe]
+        tensors = [batched_args[i].detach() for i in tensor_positions]
+        with _seeded(device):
+            outs, grads = torch.func.vmap(value_and_grads, randomness="same")(*tensors, *vs)
+    except Exception as error:
+        return "FAIL", f"under vmap: {_exception(error)}", []
+    diffs = []
+    tolerance = TOLERANCES[torch.float64]
+    for b in range(copies):
+        loop_tensors = [t[b] for t in tensors]
+        with _seeded(device):
+            loop_outs, loop_grads = value_and_grads(*loop_tensors, *[v[b] for v in vs])
+        for i, (o, lo) in enumerate(zip(outs, loop_outs)):
+            diffs.append(difference(f"output {i} of batch element {b} under vmap differs from the loop", o[b], lo, tolerance))
+        for key, g, lg in zip(keys, grads, loop_grads):
+            diffs.append(difference(f"per-sample gradient of input {key}, batch element {b}, under vmap differs "
+                                    f"from the loop", g[b], lg, tolerance))
+    bad = [str(d) for d in diffs if not d.ok]
+    return ("FAIL" if bad else "pass"), "; ".join(bad), diffs
 
 
-def _reference_linear_then(forward, backward):
-    def run(t, options, v, problem):
-        z, _ = _reference_linear(t, options, None, problem)
-        y = forward(z)
-        if v is None:
-            return y, {}
-        return y, _reference_linear(t, options, backward(v, y), problem)[1]
-    return run
+def _check_compile(function, sample, device, seed, fullgraph):
+    eager = _run(function, sample, torch.float64, device, seed)
+    torch._dynamo.reset()
+    compiled = torch.compile(function, backend="aot_eager", fullgraph=fullgraph, dynamic=False)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            result = _run(compiled, sample, torch.float64, device, seed)
+    except Exception as error:
+        return "FAIL", f"under torch.compile: {_exception(error)}", []
+    finally:
+        torch._dynamo.reset()
+    diffs = _compare_runs(result, eager, TOLERANCES[torch.float64], "the eager result")
+    bad = [str(d) for d in diffs if not d.ok]
+    return ("FAIL" if bad else "pass"), "; ".join(bad), diffs
 
 
-_REFERENCES = {
-    "linear": _reference_linear,
-    "linear_sigmoid": _reference_linear_then(reference.sigmoid_forward, reference.sigmoid_backward),
-    "linear_relu": _reference_linear_then(reference.relu_forward, reference.relu_backward),
-    "sigmoid": _reference_elementwise(reference.sigmoid_forward, reference.sigmoid_backward),
-    "relu": _reference_elementwise(reference.relu_forward, reference.relu_backward),
-    "dropout": _reference_dropout,
-    "cross_entropy": _reference_cross_entropy,
-}
+def _noncontiguous(t):
+    """The same values laid out as no kernel expects: every other element of a buffer, and for two
+    dimensions or more, the last two transposed in memory (so that no ``view`` can flatten it)."""
+    shape = t.shape if t.dim() < 2 else (*t.shape[:-2], t.shape[-1], t.shape[-2])
+    with torch.no_grad():
+        strided = torch.empty((*shape, 2), dtype=t.dtype, device=t.device)[..., 0]
+        strided = strided if t.dim() < 2 else strided.transpose(-1, -2)
+        strided.copy_(t)
+    return strided.requires_grad_(t.requires_grad)
+
+
+def _check_strided(function, reference, sample, device, seed, compared):
+    """The function on non-contiguous inputs against the reference on the same inputs (a random op
+    such as dropout draws its mask in memory order, as PyTorch's does); where the reference is not
+    compared on this device, against the function's own result on contiguous inputs."""
+    args, kwargs = sample.call_args(torch.float64, device)
+    replace = {("args", i): _noncontiguous(a) for i, a in enumerate(args)
+               if isinstance(a, torch.Tensor) and a.dim() >= 1 and a.numel() > 1}
+    replace.update({("kwargs", k): _noncontiguous(v).requires_grad_(False) for k, v in kwargs.items()
+                    if isinstance(v, torch.Tensor) and v.dim() >= 1 and v.numel() > 1})
+    if not replace:
+        return "n/a", "no tensor argument with more than one element", []
+    if compared:
+        expected, against = _run(reference, sample, torch.float64, device, seed, replace=replace), "the reference"
+    else:
+        expected, against = _run(function, sample, torch.float64, device, seed), "contiguous inputs"
+    try:
+        strided = _run(function, sample, torch.float64, device, seed, replace=replace)
+    except Exception as error:
+        return "FAIL", f"non-contiguous inputs: {_exception(error)}", []
+    diffs = _compare_runs(strided, expected, TOLERANCES[torch.float64], against)
+    bad = [f"non-contiguous inputs: {d}" for d in diffs if not d.ok]
+    return ("FAIL" if bad else "pass"), "; ".join(bad), diffs
+
+
+def _check_needs_input_grad(function, sample, device, functions, seed):
+    if not functions:
+        return "n/a", "no custom Function in the graph", []
+    keys = sample.differentiable()
+    problems = []
+    for only in keys:
+        args, kwargs = sample.call_args(torch.float64, device)
+        args = tuple(a.detach().requires_grad_(i == only[1]) if isinstance(a, torch.Tensor) and a.is_floating_point()
+                     else a for i, a in enumerate(args))
+        with _seeded(device):
+            outputs = _differentiable_outputs(_outputs(function(*args, **kwargs)))
+        if not outputs:
+            continue
+        with _recording_backward(functions) as calls:
+            torch.autograd.grad(outputs, [args[only[1]]], _upstream(outputs, seed), allow_unused=True)
+        for cls, needs, returned in calls:
+            extra = [i for i, (need, g) in enumerate(zip(needs, returned)) if not need and g is not None]
+            if extra:
+                problems.append(
+                    f"{cls.__name__}.backward returned a gradient for its input(s) {extra}, which did not ask "
+                    f"for one (only input {only[1]} of the op requires grad; ctx.needs_input_grad = {list(needs)})"
+                )
+    return ("FAIL" if problems else "pass"), "; ".join(dict.fromkeys(problems)), []
+
+
+def _check_hand_derived(function, sample, device, seed):
+    args, kwargs = sample.call_args(torch.float64, device)
+    with _seeded(device):
+        outputs = _outputs(function(*args, **kwargs))
+    functions, builtin = _graph(outputs)
+    problems = []
+    if not functions:
+        problems.append("the output does not come from a custom autograd Function"
+                        + (f" (its graph holds only built-in nodes: {', '.join(sorted(set(builtin)))})" if builtin else ""))
+    computing = sorted({n for n in builtin if not _STRUCTURAL.fullmatch(n)})
+    if computing:
+        problems.append(f"built-in autograd nodes compute part of the result: {', '.join(computing)}")
+    diff_outputs = _differentiable_outputs(outputs)
+    wrt = [args[key] for _, key in sample.differentiable()]
+    if diff_outputs and wrt:
+        with _DispatchLog() as first:
+            grads = torch.autograd.grad(diff_outputs, wrt, _upstream(diff_outputs, seed), allow_unused=True,
+                                        create_graph=True)
+        ops = first.ops
+        connected = [g for g in grads if g is not None and g.requires_grad]
+        if connected:
+            with _DispatchLog() as second:
+                torch.autograd.grad(sum((g * g).sum() for g in connected), wrt, allow_unused=True)
+            ops = ops + second.ops
+        kernels = builtin_backward_kernels(ops)
+        if kernels:
+            problems.append(f"built-in backward kernels ran during backward: {', '.join(kernels)}")
+    return ("FAIL" if problems else "pass"), "; ".join(problems), functions
+
+
+def _check_autocast(function, reference, sample, device, seed, tolerances):
+    dtype = AUTOCAST_DTYPES[torch.device(device).type]
+    if sample.dtypes is not None and dtype not in sample.dtypes:
+        return "n/a", f"not compared in {dtype}", []
+
+    def under_autocast(fn):
+        def run(*args, **kwargs):
+            with torch.autocast(torch.device(device).type, dtype=dtype):
+                return fn(*args, **kwargs)
+        return run
+
+    return _check_against(
+        under_autocast(function), lambda: _run(under_autocast(reference), sample, torch.float32, device, seed),
+        sample, torch.float32, device, seed, tolerances[dtype], f"the reference under autocast({dtype})",
+    )
+
+
+# -- verify and its report -----------------------------------------------------------------------------
+
+
+def verify(function, reference, samples, *, numpy=None, name=None, dtypes=DTYPES, devices=None, checks=CHECKS,
+           tolerances=None, fullgraph=False, seed=0):
+    """Verify a hand-derived ``function`` against ``reference`` on ``samples``; returns a ``Report``.
+
+    Args:
+        function: callable that applies a hand-derived ``torch.autograd.Function``
+        reference: callable with the same signature computing the same thing another way
+        samples: list of argument tuples or ``Sample`` objects, float64 CPU tensors; those with
+            ``requires_grad=True`` are differentiated
+        numpy: optional NumPy oracle ``numpy(*args, **kwargs) -> (output, vjp)``, tensors passed as
+            float64 (or integer) arrays; ``vjp(*g)`` returns the gradient of each positional argument
+            (None where there is none)
+        name: the name the report gives the function (default: its ``__name__``)
+        dtypes: dtypes of the comparisons (default: float64, float32, bfloat16, float16)
+        devices: devices (default: "cpu", and "cuda" where available)
+        checks: which checks to run (default: all of ``CHECKS``)
+        tolerances: per-dtype ``Tolerance`` overriding ``TOLERANCES``
+        fullgraph: require ``torch.compile`` to capture the function in one graph
+        seed: seed of the upstream gradients
+
+    Returns:
+        ``Report``: ``.passed``, ``.failures`` (one sentence per failed check) and, printed, the same
+        table ``handgrad-check`` prints.
+    """
+    name = name or _name_of(function)
+    samples = _as_samples(samples)
+    unknown = sorted(set(checks) - set(CHECKS))
+    if unknown:
+        raise ValueError(f"verify: unknown checks {unknown}; choose from {CHECKS}")
+    tolerances = {**TOLERANCES, **(tolerances or {})}
+    outcomes, problems = [], []
+    if not samples:
+        problems.append(f"{name}: no samples were given, so nothing was verified")
+    elif not any(s.differentiable() for s in samples):
+        problems.append(f"{name}: no sample has an input with requires_grad=True, so no gradient was verified")
+    for sample in samples:
+        for where, key, t in sample.tensors():
+            if t.is_floating_point() and (t.dtype != torch.float64 or t.device.type != "cpu"):
+                problems.append(f"{name} [{sample.name}]: {_input_name(sample, where, key)} is {t.dtype} on "
+                                f"{t.device}; samples are float64 CPU tensors (verify converts them)")
+    if problems:
+        return Report(name, outcomes, problems)
+    with _one_thread():
+        for device in devices or available_devices():
+            for sample in samples:
+                outcomes += _verify_sample(function, reference, numpy, sample, device, dtypes, checks, tolerances,
+                                           fullgraph, seed)
+    return Report(name, outcomes, [])
+
+
+@contextlib.contextmanager
+def _one_thread():
+    """Samples are small: one CPU thread computes them fastest, and on a busy machine a parallel
+    kernel waiting for its threads can take a thousand times longer (8 ms for an (8, 5) log_softmax
+    with 2 threads on a loaded 2-core machine, 5 µs with one)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _name_of(function):
+    """``MyTanh`` for ``MyTanh.apply``, else the function's own name."""
+    owner = getattr(function, "__self__", None)
+    if isinstance(owner, type):
+        return owner.__name__
+    return getattr(function, "__name__", type(function).__name__)
+
+
+def _verify_sample(function, reference, numpy_fn, sample, device, dtypes, checks, tolerances, fullgraph, seed):
+    outcomes = []
+    device_type = torch.device(device).type
+    compared = sample.reference_devices is None or device_type in sample.reference_devices
+    for dtype in dtypes:
+        if sample.dtypes is not None and dtype not in sample.dtypes:
+            continue
+        if "reference" in checks and compared:
+            status, detail, diffs = _check_reference(function, reference, sample, dtype, device, seed, tolerances)
+            outcomes.append(Outcome("reference", sample.name, device, dtype, status, detail, diffs))
+        if "numpy" in checks and numpy_fn is not None and compared:
+            status, detail, diffs = _check_numpy(function, numpy_fn, sample, dtype, device, seed, tolerances)
+            outcomes.append(Outcome("numpy", sample.name, device, dtype, status, detail, diffs))
+    if not sample.differentiable() or not set(checks) & set(_FLOAT64_CHECKS) or torch.float64 not in dtypes:
+        return outcomes
+
+    def add(check, status, detail="", diffs=()):
+        outcomes.append(Outcome(check, sample.name, device, torch.float64, status, detail, list(diffs)))
+
+    try:
+        status, detail, functions = _check_hand_derived(function, sample, device, seed)
+    except Exception as error:
+        add("hand_derived", "FAIL", f"raised {_exception(error)}")
+        return outcomes
+    if "hand_derived" in checks:
+        add("hand_derived", status, detail)
+    if {"gradcheck", "gradgradcheck"} & set(checks):
+        for check, (status, detail) in _check_gradchecks(function, sample, device, functions).items():
+            if check in checks:
+                add(check, status, detail)
+    runners = {
+        "vmap": lambda: _check_vmap(function, sample, device, functions, seed),
+        "compile": lambda: _check_compile(function, sample, device, seed, fullgraph),
+        "strided": lambda: _check_strided(function, reference, sample, device, seed, compared),
+        "needs_input_grad": lambda: _check_needs_input_grad(function, sample, device, functions, seed),
+        "autocast": lambda: (_check_autocast(function, reference, sample, device, seed, tolerances)
+                             if compared else ("n/a", "not compared with the reference on this device", [])),
+    }
+    for check, run in runners.items():
+        if check in checks:
+            try:
+                add(check, *run())
+            except Exception as error:
+                add(check, "FAIL", f"raised {_exception(error)}")
+            if check == "autocast":                 # reported in the row of the autocast dtype
+                outcomes[-1].dtype = AUTOCAST_DTYPES[device_type]
+    return outcomes
+
+
+_COLUMNS = ("reference", "numpy", "gradcheck", "gradgradcheck", "vmap", "compile", "strided", "needs_input_grad",
+            "hand_derived", "autocast")
+_HEADERS = {"reference": "vs reference abs / rel", "numpy": "vs NumPy abs / rel", "gradgradcheck": "gradgrad",
+            "needs_input_grad": "needs_grad", "hand_derived": "hand"}
+
+
+class Report:
+    """What ``verify`` found: ``passed``, ``failures``, ``rows`` (one per device and dtype), and a
+    table when printed (``str(report)``), the same one ``handgrad-check`` prints."""
+
+    def __init__(self, name, outcomes, problems):
+        self.name = name
+        self.outcomes = outcomes
+        self.problems = problems
+
+    @property
+    def failures(self):
+        found = list(self.problems)
+        for o in self.outcomes:
+            if o.status == "FAIL":
+                dtype = str(o.dtype).removeprefix("torch.")
+                found.append(f"{self.name} {o.device} {dtype} [{o.sample}]: {o.check}: {o.detail}")
+        return found
+
+    @property
+    def passed(self):
+        return not self.problems and bool(self.outcomes) and all(o.status != "FAIL" for o in self.outcomes)
+
+    def __bool__(self):
+        return self.passed
+
+    @property
+    def rows(self):
+        rows = {}
+        for o in self.outcomes:
+            key = (o.device, o.dtype)
+            row = rows.setdefault(key, {"function": self.name, "device": o.device,
+                                        "dtype": str(o.dtype).removeprefix("torch."), "samples": set(),
+                                        **{c: None for c in _COLUMNS}})
+            row["samples"].add(o.sample)
+            cell = row[o.check] or {"status": "n/a", "max_abs": 0.0, "max_rel": 0.0, "count": 0}
+            if o.status == "FAIL" or (o.status == "pass" and cell["status"] == "n/a"):
+                cell["status"] = o.status
+            if o.status != "n/a":
+                cell["count"] += 1
+            for d in o.diffs:
+                if math.isfinite(d.max_abs):
+                    cell["max_abs"] = max(cell["max_abs"], d.max_abs)
+                    cell["max_rel"] = max(cell["max_rel"], d.max_rel)
+            row[o.check] = cell
+        out = []
+        for (device, dtype), row in sorted(rows.items(), key=lambda kv: (kv[0][0], DTYPES.index(kv[0][1]))):
+            row["samples"] = len(row["samples"])
+            row["ok"] = all(row[c] is None or row[c]["status"] != "FAIL" for c in _COLUMNS)
+            out.append(row)
+        return out
+
+    def to_dict(self):
+        return {"function": self.name, "passed": self.passed, "rows": self.rows, "failures": self.failures}
+
+    def __str__(self):
+        return format_table(self.rows, self.failures, [self])
+
+    __repr__ = __str__
+
+
+def _cell(cell, numeric):
+    if cell is None or cell["status"] == "n/a":
+        return "-"
+    if cell["status"] == "FAIL":
+        return "FAIL"
+    return f"{cell['max_abs']:.1e} / {cell['max_rel']:.1e}" if numeric else "pass"
+
+
+def format_table(rows, failures, reports=()):
+    """One line per function/device/dtype, then every failure, then a one-line summary."""
+    header = ["function", "device", "dtype", "samples", *(_HEADERS.get(c, c) for c in _COLUMNS), "result"]
+    lines = [[r["function"], r["device"], r["dtype"], str(r["samples"]),
+              *(_cell(r[c], c in ("reference", "numpy")) for c in _COLUMNS), "pass" if r["ok"] else "FAIL"]
+             for r in rows]
+    widths = [max(len(h), *(len(line[i]) for line in lines)) if lines else len(h) for i, h in enumerate(header)]
+    fmt = lambda cells: "  ".join(c.ljust(w) for c, w in zip(cells, widths)).rstrip()
+    out = [fmt(header), fmt(["-" * w for w in widths])] + [fmt(line) for line in lines]
+    out += [f"FAIL {f}" for f in failures]
+    out.append(summary(rows, failures, reports))
+    return "\n".join(out)
+
+
+def summary(rows, failures, reports=()):
+    checked = sum(1 for report in reports for o in report.outcomes if o.status != "n/a")
+    devices_seen = sorted({r["device"] for r in rows})
+    verdict = "all passed" if not failures and rows else f"FAILED ({len(failures)} failures)"
+    if not rows and not failures:
+        verdict = "FAILED (nothing was verified)"
+    return (f"{verdict}: {len(rows)} rows, {checked} checks, devices: {', '.join(devices_seen) or 'none'}")
+
+
+def randn(generator, *shape, requires_grad=True, scale=1.0):
+    """A float64 CPU tensor of N(0, scale²) draws from ``generator``, a leaf requiring grad by default."""
+    t = torch.randn(shape, generator=generator, dtype=torch.float64) * scale
+    return t.requires_grad_(requires_grad)

@@ -1,5 +1,7 @@
-"""The hand Functions against torch's built-ins, gradcheck and the NumPy reference, on every input
-form in ``handgrad.testing.CASES``, and their behaviour under torch's transforms."""
+"""The hand Functions composed: networks of them against torch's, under double backward, torch.func,
+inductor and autocast; and the seed's own formulas. (Each op alone is verified in test_ops.py.)"""
+
+import copy
 
 import pytest
 import torch
@@ -7,38 +9,10 @@ import torch.nn.functional as torch_F
 from torch.utils._python_dispatch import TorchDispatchMode
 
 import handgrad.functional as F
+import handgrad.nn
 from handgrad import autograd, testing
-from tests.conftest import case_params
-
-
-def _check_supported(case, dtype, device):
-    if dtype not in testing.case_dtypes(case):
-        pytest.skip(f"{case.form}: result is outside {dtype}'s range")
-    if case.builtin_devices is not None and device not in case.builtin_devices:
-        pytest.skip(f"{case.op} is compared with the built-in on {case.builtin_devices} only")
-    if not testing.builtin_supports(case, dtype, device):
-        pytest.skip(f"torch's built-in {case.op} does not run in {dtype} on {device}")
-
-
-@pytest.mark.parametrize("dtype", testing.DTYPES, ids=str)
-@pytest.mark.parametrize("case", case_params())
-def test_op_matches_torch(case, dtype, device):
-    _check_supported(case, dtype, device)
-    for seed in (0, 1):
-        testing.assert_all_ok(testing.compare_with_builtin(case, dtype, device, seed), f"{case.id} {dtype} seed {seed}")
-
-
-@pytest.mark.parametrize("dtype", [torch.float64, torch.float32], ids=str)
-@pytest.mark.parametrize("case", case_params())
-def test_op_matches_numpy_reference(case, dtype, device):
-    testing.assert_all_ok(testing.compare_with_reference(case, dtype, device), f"{case.id} {dtype}")
-
-
-@pytest.mark.parametrize("case", case_params(differentiable_only=True))
-def test_op_gradcheck_and_gradgradcheck(case, device):
-    first, second = testing.gradchecks(case, device)
-    assert first is True, f"gradcheck {case.id}: {first}"
-    assert second is True, f"gradgradcheck {case.id}: {second}"
+from handgrad.ops import OPS
+from handgrad.training import models
 
 
 class _OpLog(TorchDispatchMode):
@@ -122,15 +96,15 @@ def test_per_sample_gradients_with_vmap_match_a_python_loop():
             torch.testing.assert_close(got[i], want, msg=lambda m: f"sample {i} d{name}: {m}")
 
 
-@pytest.mark.parametrize("op", ["linear", "sigmoid", "relu"])
+@pytest.mark.parametrize("op", ["linear", "sigmoid", "relu", "tanh", "softmax"])
 def test_jacrev_matches_torch(op):
     from torch.func import jacrev
 
     gen = torch.Generator().manual_seed(0)
     x = torch.randn(3, 4, generator=gen, dtype=torch.float64)
     W = torch.randn(5, 4, generator=gen, dtype=torch.float64)
-    hand, builtin = testing.OPS[op]
-    args = (W,) if op == "linear" else ()
+    hand, builtin = OPS[op].function, OPS[op].reference
+    args = {"linear": (W,), "softmax": (1,)}.get(op, ())
     torch.testing.assert_close(jacrev(lambda t: hand(t, *args))(x), jacrev(lambda t: builtin(t, *args))(x))
 
 
@@ -174,63 +148,62 @@ def test_functions_compile_with_inductor(device):
     _compiled_step("inductor", device)
 
 
-def _autocast_dtype(device):
-    return torch.bfloat16 if device == "cpu" else torch.float16
+AUTOCAST_DTYPES = {"cpu": [torch.bfloat16], "cuda": [torch.float16, torch.bfloat16]}
 
 
-def test_linear_under_autocast_computes_in_the_autocast_dtype(device):
-    dtype = _autocast_dtype(device)
-    x = torch.randn(8, 5, device=device)
-    W = torch.randn(3, 5, device=device, requires_grad=True)
-    b = torch.randn(3, device=device, requires_grad=True)
-    results = []
-    for fn in (F.linear, torch_F.linear):
-        with torch.autocast(device, dtype=dtype):
-            y = fn(x, W, b)
-        (y.float() ** 2).sum().backward()
-        results.append((y, W.grad.clone(), b.grad.clone()))
-        W.grad = b.grad = None
-    (y, gW, gb), (y_ref, gW_ref, gb_ref) = results
-    assert y.dtype == y_ref.dtype == dtype
-    assert gW.dtype == gW_ref.dtype == torch.float32, "parameter gradients keep the parameter's dtype"
-    tolerance = testing.TOLERANCES[dtype]
-    for name, got, want in [("output", y, y_ref), ("dW", gW, gW_ref), ("db", gb, gb_ref)]:
-        assert testing.difference(name, got, want, tolerance).ok, name
+class _Tower(torch.nn.Module):
+    """A deeper stack than the seed's, every handgrad op in it: Linear+Sigmoid, Linear+ReLU, Tanh,
+    LeakyReLU, Dropout, LogSoftmax then the loss."""
+
+    def __init__(self):
+        super().__init__()
+        self.body = torch.nn.Sequential(
+            torch.nn.Linear(12, 16), torch.nn.Sigmoid(), torch.nn.Linear(16, 16), torch.nn.ReLU(),
+            torch.nn.Linear(16, 16), torch.nn.Tanh(), torch.nn.Linear(16, 16), torch.nn.LeakyReLU(0.1),
+            torch.nn.Dropout(0.0), torch.nn.Linear(16, 5),
+        )
+
+    def forward(self, x):
+        return self.body(x)
 
 
-def test_cross_entropy_under_autocast_computes_in_float32(device):
-    dtype = _autocast_dtype(device)
-    x = torch.randn(8, 5, device=device, requires_grad=True)
-    W = torch.randn(4, 5, device=device)
-    y = torch.randint(0, 4, (8,), device=device)
-    results = []
-    for linear, cross_entropy in ((F.linear, F.cross_entropy), (torch_F.linear, torch_F.cross_entropy)):
-        with torch.autocast(device, dtype=dtype):
-            logits = linear(x, W)
-            loss = cross_entropy(logits, y, label_smoothing=0.1)
-        loss.backward()
-        results.append((logits.dtype, loss, x.grad.clone()))
-        x.grad = None
-    (logits_dtype, loss, gx), (ref_logits_dtype, ref_loss, ref_gx) = results
-    assert logits_dtype == ref_logits_dtype == dtype
-    assert loss.dtype == ref_loss.dtype == torch.float32
-    assert testing.difference("loss", loss, ref_loss, testing.TOLERANCES[torch.float32]).ok
-    assert testing.difference("dx", gx, ref_gx, testing.TOLERANCES[dtype]).ok
+def _autocast_networks():
+    def seed(name):
+        return lambda: models.build(name, "torch"), (6, 1, 28, 28), 10
+
+    return {**{name: seed(name) for name in ("quickstart", "basic", "better")}, "tower": (_Tower, (6, 12), 5)}
 
 
-def test_relu_inplace_overwrites_its_input_like_torch(device):
-    x = torch.randn(5, 4, device=device, requires_grad=True)
-    outs, grads = [], []
-    for relu in (F.relu, torch_F.relu):
-        z = x * 2
-        y = relu(z, inplace=True)
-        assert y is z or y.data_ptr() == z.data_ptr(), "inplace relu must reuse its input's storage"
-        (y * torch.arange(20.0, device=device).view(5, 4)).sum().backward()
-        outs.append(y.detach().clone())
-        grads.append(x.grad.clone())
-        x.grad = None
-    torch.testing.assert_close(outs[0], outs[1])
-    torch.testing.assert_close(grads[0], grads[1])
+@pytest.mark.parametrize("name", list(_autocast_networks()))
+def test_network_under_autocast_matches_the_builtin_network(name, device):
+    """Every layer of a whole network takes the dtype autocast gives it, as the built-ins do: same
+    output dtype and values, same loss, the same gradient dtype and values for every parameter."""
+    build, shape, n_classes = _autocast_networks()[name]
+    for dtype in AUTOCAST_DTYPES[device]:
+        torch.manual_seed(0)
+        builtin = build().to(device)
+        hand = handgrad.nn.convert(copy.deepcopy(builtin))
+        x = torch.randn(shape, device=device)
+        y = torch.randint(0, n_classes, shape[:1], device=device)
+        results = []
+        for model, cross_entropy in ((hand, F.cross_entropy), (builtin, torch_F.cross_entropy)):
+            with torch.autocast(device, dtype=dtype):
+                logits = model(x)
+                loss = cross_entropy(logits, y, label_smoothing=0.1)
+            loss.backward()
+            results.append((logits, loss, {n: p.grad for n, p in model.named_parameters()}))
+        (logits, loss, grads), (logits_ref, loss_ref, grads_ref) = results
+        context = f"{name} under autocast({dtype}) on {device}"
+        assert logits.dtype == logits_ref.dtype == dtype, f"{context}: logits {logits.dtype} vs {logits_ref.dtype}"
+        assert loss.dtype == loss_ref.dtype == torch.float32, f"{context}: loss {loss.dtype} vs {loss_ref.dtype}"
+        tolerance = testing.TOLERANCES[dtype]
+        diffs = [testing.difference("logits", logits, logits_ref, tolerance),
+                 testing.difference("loss", loss, loss_ref, tolerance)]
+        for n, g in grads_ref.items():
+            assert grads[n].dtype == g.dtype, f"{context}: d{n} is {grads[n].dtype}, torch's {g.dtype}"
+            diffs.append(testing.difference(f"d{n}", grads[n], g, tolerance))
+        bad = [str(d) for d in diffs if not d.ok]
+        assert not bad, f"{context}: " + "; ".join(bad)
 
 
 def test_relu_inplace_on_a_leaf_that_requires_grad_is_refused():

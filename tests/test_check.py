@@ -1,5 +1,6 @@
 """``python -m handgrad.check`` / ``handgrad-check``: the verification users run themselves."""
 
+import dataclasses
 import json
 import subprocess
 import sys
@@ -9,27 +10,30 @@ import pytest
 import torch
 
 from handgrad import check, testing
+from handgrad.ops import OPS
 
 
 def test_check_passes_and_prints_one_row_per_function_device_dtype(capsys):
-    assert check.main(["--op", "sigmoid", "--op", "cross_entropy"]) == 0
+    assert check.main(["--op", "sigmoid", "--op", "leaky_relu"]) == 0
     out = capsys.readouterr().out
-    rows = [line for line in out.splitlines() if line.startswith(("sigmoid", "cross_entropy"))]
-    expected = 2 * len(testing.devices()) * len(testing.DTYPES)
+    rows = [line for line in out.splitlines() if line.startswith(("sigmoid", "leaky_relu"))]
+    expected = 2 * len(testing.available_devices()) * len(testing.DTYPES)
     assert len(rows) == expected, out
     assert all(line.rstrip().endswith("pass") for line in rows), out
     assert out.strip().splitlines()[-1].startswith(f"all passed: {expected} rows"), out
 
 
-def test_check_json_reports_errors_and_gradchecks(capsys):
+def test_check_json_reports_errors_and_every_check(capsys):
     assert check.main(["--op", "linear", "--json", "--device", "cpu"]) == 0
     report = json.loads(capsys.readouterr().out)
     assert report["ok"] is True
-    float64 = next(r for r in report["rows"] if r["dtype"] == "float64")
-    assert float64["gradcheck"] is True and float64["gradgradcheck"] is True
-    assert 0 <= float64["vs_torch"]["max_abs"] < 1e-10
-    assert 0 <= float64["vs_numpy"]["max_abs"] < 1e-10
-    assert float64["forms"] == len(testing.cases("linear"))
+    (linear,) = report["reports"]
+    float64 = next(r for r in linear["rows"] if r["dtype"] == "float64")
+    for name in ("gradcheck", "gradgradcheck", "vmap", "compile", "strided", "needs_input_grad", "hand_derived"):
+        assert float64[name]["status"] == "pass", (name, float64[name])
+    assert 0 <= float64["reference"]["max_abs"] < 1e-10
+    assert 0 <= float64["numpy"]["max_abs"] < 1e-10
+    assert float64["samples"] == len(OPS["linear"].samples(torch.Generator().manual_seed(0)))
 
 
 class _WrongSigmoid(torch.autograd.Function):
@@ -50,11 +54,20 @@ class _WrongSigmoid(torch.autograd.Function):
 
 
 def test_check_fails_with_exit_status_1_on_a_wrong_gradient(monkeypatch, capsys):
-    monkeypatch.setitem(testing.OPS, "sigmoid", (_WrongSigmoid.apply, torch.sigmoid))
-    assert check.main(["--op", "sigmoid", "--device", "cpu"]) == 1
+    monkeypatch.setitem(OPS, "sigmoid", dataclasses.replace(OPS["sigmoid"], function=_WrongSigmoid.apply))
+    assert check.main(["--op", "sigmoid", "--device", "cpu", "--check", "reference", "--check", "gradcheck"]) == 1
     out = capsys.readouterr().out
-    assert "FAIL sigmoid cpu float64" in out and "dinput" in out and "gradcheck" in out
+    assert "FAIL sigmoid cpu float64 [(N, D)]: reference: gradient of input 0 differs from the reference" in out
+    assert "FAIL sigmoid cpu float64 [(N, D)]: gradcheck: GradcheckError" in out
     assert "FAILED" in out.splitlines()[-1]
+
+
+def test_check_fails_for_an_op_without_samples(monkeypatch, capsys):
+    monkeypatch.setitem(OPS, "tanh", dataclasses.replace(OPS["tanh"], samples=lambda generator: []))
+    assert check.main(["--op", "tanh", "--device", "cpu"]) == 1
+    out = capsys.readouterr().out
+    assert "FAIL tanh: no samples were given, so nothing was verified" in out
+    assert out.splitlines()[-1].startswith("FAILED"), out
 
 
 def test_check_refuses_a_device_that_is_not_there(capsys):

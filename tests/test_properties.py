@@ -12,6 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from handgrad import testing
+from handgrad.ops import OPS
 
 FLOAT_DTYPES = (torch.float64, torch.float32)
 ELEMENTWISE_DTYPES = FLOAT_DTYPES + (torch.bfloat16,)
@@ -21,14 +22,22 @@ seeds = st.integers(0, 2**31 - 1)
 sizes = st.integers(1, 4)
 
 
+def _problem(tensors, options, wrt):
+    """A ``testing.Sample``: the tensors as positional arguments, those named in ``wrt`` differentiated."""
+    args = tuple(t.requires_grad_(name in wrt) if t.is_floating_point() else t for name, t in tensors.items())
+    return testing.Sample(args, options)
+
+
 def _check_matches_torch(op, spec, make, dtype, seed):
-    case = testing.Case(op, repr(spec), make)
-    differences = testing.compare_with_builtin(case, dtype, "cpu", seed)
-    for difference in differences:
-        assert difference.ok, f"{op} {spec} {dtype} seed {seed}: {difference}"
-    wrt = make(torch.Generator().manual_seed(seed)).wrt
-    compared = {difference.name for difference in differences}
-    assert compared == {"output", *(f"d{name}" for name in wrt)}, f"{op} {spec}: compared only {compared}"
+    sample = make(torch.Generator().manual_seed(seed))
+    report = testing.verify(OPS[op].function, OPS[op].reference, [sample], checks=("reference",), dtypes=(dtype,),
+                            devices=["cpu"], seed=seed)
+    assert report.passed, f"{op} {spec} {dtype} seed {seed}:\n{report}"
+    (outcome,) = report.outcomes
+    assert outcome.status == "pass", f"{op} {spec}: not compared ({outcome.detail})"
+    compared = {d.name.split(" differs")[0] for d in outcome.diffs}
+    wanted = {"output", *(f"gradient of input {i}" for i, a in enumerate(sample.args) if a.requires_grad)}
+    assert compared == wanted, f"{op} {spec}: compared only {compared}"
 
 
 def _sometimes_empty(draw, shape, dims):
@@ -66,7 +75,7 @@ def _linear_problem(spec):
         tensors = {"input": _randn(gen, spec["input"]), "weight": _randn(gen, spec["weight"])}
         if spec["bias"] is not None:
             tensors["bias"] = _randn(gen, spec["bias"])
-        return testing.Problem(tensors, {}, tuple(tensors))
+        return _problem(tensors, {}, tuple(tensors))
     return make
 
 
@@ -93,11 +102,11 @@ def _elementwise_problem(spec):
     def make(gen):
         x = _randn(gen, spec["shape"]) * spec["scale"]
         x = x.masked_fill(torch.rand(spec["shape"], generator=gen, dtype=torch.float64) < spec["zeros"], 0.0)
-        return testing.Problem({"input": x}, {}, ("input",))
+        return _problem({"input": x}, {}, ("input",))
     return make
 
 
-@pytest.mark.parametrize("op", ["sigmoid", "relu"])
+@pytest.mark.parametrize("op", ["sigmoid", "relu", "tanh"])
 @settings(max_examples=60, deadline=None)
 @given(spec=elementwise_specs(), dtype=st.sampled_from(ELEMENTWISE_DTYPES), seed=seeds)
 def test_elementwise_op_matches_torch(op, spec, dtype, seed):
@@ -155,8 +164,8 @@ def _cross_entropy_problem(spec):
             ignored = torch.rand(target_shape, generator=gen) < spec["ignored"]
             target = target.masked_fill(ignored, spec["ignore_index"])
             options["ignore_index"] = spec["ignore_index"]
-            return testing.Problem({"input": x, "target": target}, options, ("input",))
-        return testing.Problem({"input": x, "target": target}, options, ("input", "target"))
+            return _problem({"input": x, "target": target}, options, ("input",))
+        return _problem({"input": x, "target": target}, options, ("input", "target"))
     return make
 
 

@@ -1,41 +1,10 @@
-"""Hand-derived gradients vs PyTorch's built-ins, measured side by side in one process.
+"""Sections 2 to 6: the seed's networks and train.py, hand against built-in (or against the seed's own
+code), from one training step to the whole process. Needs the ``train`` extra."""
 
-    python -m handgrad.bench                         # the real measurement (several minutes)
-    python -m handgrad.bench --quick                 # every section shortened: a minute or two
-    python -m handgrad.bench --sections 1,3 --device cpu --json cpu.json
-
-Sections:
-
-1. each Function's forward + backward at the seed's sizes, ``handgrad.functional`` vs
-   ``torch.nn.functional``;
-2. one training step (zero_grad, forward, cross-entropy, backward, SGD step) of each seed network,
-   ``models.build(net, "hand")`` vs ``models.build(net, "torch")`` holding identical weights;
-3. bytes kept for backward per training step: the unique storages that autograd saves (parameters
-   excluded), seen through ``torch.autograd.graph.saved_tensors_hooks``;
-4. one epoch of train.py's data path (``TensorBatches`` over tensors on the device) vs the seed's
-   ``DataLoader(FashionMNIST(transform=ToTensor()), batch_size=64)``, iteration only;
-5. training seconds to 83 % and 88 % test accuracy with the default recipe (better network, Adam
-   1e-3, cosine per step, batch 128, normalised input), evaluation every quarter epoch not counted;
-6. whole-process wall time of ``train.py`` with the seed's quickstart config vs the seed's own
-   quickstart code (``benchmarks/seed_quickstart.py``), both as subprocesses.
-
-Timed comparisons alternate hand and built-in repetitions (swapping which goes first), after a
-warm-up, and report the median time of each and the median of the per-pair ratios hand / built-in,
-so that a machine slowing down or speeding up mid-run hits both sides alike. Section 5 trains both
-runs interleaved, a quarter epoch at a time, for the same reason. On CUDA, times come from CUDA
-events followed by a synchronize; on the CPU from ``time.perf_counter``. Every number, raw
-samples included, is written to the JSON file.
-"""
-
-import argparse
 import inspect
 import itertools
 import json
-import math
-import os
-import platform
 import re
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -48,24 +17,16 @@ from torch.utils.data import DataLoader
 from torchvision.transforms import ToTensor
 
 import handgrad.nn
-from handgrad import functional
+from handgrad.bench.timing import ms, paired, paired_samples, print_table, summarise, timed
 from handgrad.training import cli, models
 from handgrad.training.data import FashionMNISTDataModule, TensorBatches
 from handgrad.training.lit import LitClassifier, build_optimizer, build_scheduler
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 NETWORKS = ("quickstart", "basic", "better")
 BATCHES = (64, 1024)
 IMPLS = ("hand", "torch")
 THRESHOLDS = (0.83, 0.88)
-
-# What each mode runs: repetition pairs, seconds per timed sample, and how much of each epoch-long job.
-MODES = {
-    "full": dict(repeats=30, sample_s=0.05, data_repeats=3, data_fraction=1.0, recipe_epochs=None,
-                 process_warmup=1, process_repeats=3, process_epochs=3),
-    "quick": dict(repeats=6, sample_s=0.01, data_repeats=1, data_fraction=0.1, recipe_epochs=1,
-                  process_warmup=0, process_repeats=1, process_epochs=1),
-}
 
 
 def _defaults(cls):
@@ -75,144 +36,6 @@ def _defaults(cls):
 # `python train.py` with no arguments, read from the classes' own defaults.
 RECIPE = {**_defaults(LitClassifier), **_defaults(FashionMNISTDataModule),
           "epochs": cli.DEFAULT_MAX_EPOCHS, "seed": cli.DEFAULT_SEED}
-
-
-# ---------------------------------------------------------------------------------------- timing
-
-def timed(fn, device):
-    """(seconds, result) of ``fn()``: CUDA events around it then a synchronize, or perf_counter."""
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        start.record()
-        result = fn()
-        end.record()
-        end.synchronize()
-        return start.elapsed_time(end) / 1e3, result
-    start = time.perf_counter()
-    result = fn()
-    return time.perf_counter() - start, result
-
-
-def _repeat(fn, number):
-    def run():
-        for _ in range(number):
-            fn()
-    return run
-
-
-def paired(hand, builtin, device, repeats, sample_s, warmup=3):
-    """Time ``hand()`` against ``builtin()`` in alternating pairs; seconds per call.
-
-    Each sample runs the callable ``number`` times, chosen so that the faster of the two takes at
-    least ``sample_s`` per sample; both sides run the same number of calls.
-    """
-    for _ in range(warmup):
-        hand()
-        builtin()
-    fastest = min(timed(_repeat(fn, 3), device)[0] / 3 for fn in (hand, builtin))
-    number = max(1, math.ceil(sample_s / max(fastest, 1e-7)))
-    return paired_samples(_repeat(hand, number), _repeat(builtin, number), device, repeats, per=number)
-
-
-def paired_samples(hand, builtin, device, repeats, per=1):
-    """Alternate ``hand()`` and ``builtin()`` ``repeats`` times each, hand first on even pairs."""
-    samples = {"hand": [], "torch": []}
-    for r in range(repeats):
-        order = [("hand", hand), ("torch", builtin)]
-        for name, fn in order if r % 2 == 0 else order[::-1]:
-            samples[name].append(timed(fn, device)[0] / per)
-    return summarise(samples) | {"calls_per_sample": per}
-
-
-def summarise(samples):
-    """Medians of each side and the median of the per-pair ratios hand / built-in."""
-    ratios = [h / t for h, t in zip(samples["hand"], samples["torch"])]
-    return {
-        "hand_s": statistics.median(samples["hand"]),
-        "torch_s": statistics.median(samples["torch"]),
-        "ratio": statistics.median(ratios),
-        "samples": samples,
-    }
-
-
-# ---------------------------------------------------------------------------------------- output
-
-def print_table(title, header, rows):
-    cells = [header] + [[str(c) for c in row] for row in rows]
-    widths = [max(len(row[i]) for row in cells) for i in range(len(header))]
-    line = lambda row: "  ".join(c.rjust(w) if i else c.ljust(w) for i, (c, w) in enumerate(zip(row, widths)))
-    print(f"\n{title}\n{line(header)}\n{line(['-' * w for w in widths])}")
-    for row in cells[1:]:
-        print(line(row))
-
-
-def ms(seconds):
-    return f"{seconds * 1e3:.3f}"
-
-
-def machine(device):
-    """The CPU, its cores, torch's threads and versions, and the GPU when one is used."""
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as f:
-            cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
-    return {
-        "cpu": cpu,
-        "cores": os.cpu_count(),
-        "usable_cores": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
-        "torch_threads": torch.get_num_threads(),
-        "torch": torch.__version__,
-        "torchvision": torchvision.__version__,
-        "python": platform.python_version(),
-        "platform": platform.platform(),
-        "device": str(device),
-        "gpu": torch.cuda.get_device_name(device) if device.type == "cuda" else None,
-    }
-
-
-# ------------------------------------------------------------------- 1. Functions, forward + backward
-
-def _function_cases(device):
-    """(name, size, inputs, grad_output, kwargs) at the seed's sizes; inputs needing grad marked."""
-    def randn(*shape, grad=True):
-        return torch.randn(*shape, device=device, requires_grad=grad)
-
-    cases = []
-    for batch, (n_in, n_out) in itertools.product(BATCHES, ((784, 512), (512, 512))):
-        inputs = (randn(batch, n_in), randn(n_out, n_in), randn(n_out))
-        cases.append(("linear", f"{n_in}->{n_out}, batch {batch}", inputs, randn(batch, n_out, grad=False), {}))
-    for op, kwargs in (("sigmoid", {}), ("relu", {}), ("dropout", {"p": 0.2, "training": True})):
-        size = "(1024, 512)" + (", p=0.2" if op == "dropout" else "")
-        cases.append((op, size, (randn(1024, 512),), randn(1024, 512, grad=False), kwargs))
-    target = torch.randint(0, 10, (1024,), device=device)
-    cases.append(("cross_entropy", "(1024, 10) logits", (randn(1024, 10), target), None, {}))
-    return cases
-
-
-def _forward_backward(F, op, inputs, grad_output, kwargs):
-    wrt = [t for t in inputs if t.requires_grad]
-
-    def run():
-        out = getattr(F, op)(*inputs, **kwargs)
-        torch.autograd.grad(out, wrt, grad_output)
-    return run
-
-
-def bench_functions(device, mode):
-    results = []
-    for op, size, inputs, grad_output, kwargs in _function_cases(device):
-        hand = _forward_backward(functional, op, inputs, grad_output, kwargs)
-        builtin = _forward_backward(torch.nn.functional, op, inputs, grad_output, kwargs)
-        results.append({"op": op, "size": size} | paired(hand, builtin, device, mode["repeats"], mode["sample_s"]))
-    print_table(
-        "1. Forward + backward per call (ms): handgrad.functional vs torch.nn.functional",
-        ["op", "size", "hand", "torch", "hand/torch"],
-        [[r["op"], r["size"], ms(r["hand_s"]), ms(r["torch_s"]), f"{r['ratio']:.2f}"] for r in results],
-    )
-    return results
 
 
 # --------------------------------------------------------------------------- 2. training step
@@ -509,57 +332,3 @@ def bench_whole_process(device, mode, data_dir):
     )
     print(f"train.py / seed (median of per-pair ratios): {result['ratio']:.2f}")
     return result
-
-
-# ------------------------------------------------------------------------------------- main
-
-SECTIONS = {
-    1: ("functions", lambda device, mode, data_dir: bench_functions(device, mode)),
-    2: ("training_step", lambda device, mode, data_dir: bench_training_step(device, mode)),
-    3: ("saved_bytes", lambda device, mode, data_dir: bench_saved_bytes(device, mode)),
-    4: ("data_path", bench_data),
-    5: ("time_to_accuracy", bench_time_to_accuracy),
-    6: ("whole_process", bench_whole_process),
-}
-
-
-def parse_args(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--device", choices=("cpu", "cuda"), default="cuda" if torch.cuda.is_available() else "cpu")
-    parser.add_argument("--quick", action="store_true", help="shorten every section (a minute or two in all)")
-    parser.add_argument("--sections", default=",".join(map(str, SECTIONS)), help="comma-separated, e.g. 1,2,5")
-    parser.add_argument("--json", default="bench.json", help="where to write every number")
-    parser.add_argument("--data-dir", default=str(ROOT / "data"), help="the root holding FashionMNIST/raw/")
-    args = parser.parse_args(argv)
-    names = {s.strip() for s in args.sections.split(",")}
-    unknown = sorted(names - {str(n) for n in SECTIONS})
-    if unknown:
-        parser.error(f"--sections: no section {', '.join(unknown)}; choose from {sorted(SECTIONS)}")
-    args.sections = sorted(int(s) for s in names)
-    if args.device == "cuda" and not torch.cuda.is_available():
-        parser.error("--device cuda: CUDA is not available")
-    return args
-
-
-def main(argv=None):
-    args = parse_args(argv)
-    device = torch.device(args.device)
-    mode_name = "quick" if args.quick else "full"
-    mode = MODES[mode_name]
-    report = {"machine": machine(device), "mode": mode_name, "settings": mode, "sections": {}, "section_s": {}}
-    print("Machine: " + ", ".join(f"{k} {v}" for k, v in report["machine"].items() if v is not None))
-    print(f"Mode: {mode_name}, sections {args.sections}; times are medians, ratios medians of per-pair ratios")
-    start = time.perf_counter()
-    for number in args.sections:
-        name, bench = SECTIONS[number]
-        section_start = time.perf_counter()
-        report["sections"][name] = bench(device, mode, Path(args.data_dir))
-        report["section_s"][name] = seconds = time.perf_counter() - section_start
-        print(f"(section {number} took {seconds:.0f} s)")
-    report["total_s"] = time.perf_counter() - start
-    Path(args.json).write_text(json.dumps(report, indent=2) + "\n")
-    print(f"\nAll numbers written to {args.json} ({report['total_s']:.0f} s)")
-
-
-if __name__ == "__main__":
-    main()

@@ -1,0 +1,30 @@
+"""Hand-derived gradients vs PyTorch's built-ins, measured side by side in one process.
+
+    python -m handgrad.bench                         # the real measurement (several minutes)
+    python -m handgrad.bench --quick                 # every section shortened: a minute or two
+    python -m handgrad.bench --sections 1,3 --device cpu --json cpu.json
+
+Sections:
+
+1. each op's forward + backward at the sizes it declares in the registry, ``handgrad.functional``
+   vs its torch built-in (``bench.ops``);
+2. one training step (zero_grad, forward, cross-entropy, backward, SGD step) of each seed network,
+   ``models.build(net, "hand")`` vs ``models.build(net, "torch")`` holding identical weights;
+3. bytes kept for backward per training step: the unique storages that autograd saves (parameters
+   excluded), seen through ``torch.autograd.graph.saved_tensors_hooks``;
+4. one epoch of train.py's data path (``TensorBatches`` over tensors on the device) vs the seed's
+   ``DataLoader(FashionMNIST(transform=ToTensor()), batch_size=64)``, iteration only;
+5. training seconds to 83 % and 88 % test accuracy with the default recipe (better network, Adam
+   1e-3, cosine per step, batch 128, normalised input), evaluation every quarter epoch not counted;
+6. whole-process wall time of ``train.py`` with the seed's quickstart config vs the seed's own
+   quickstart code (``benchmarks/seed_quickstart.py``), both as subprocesses.
+
+Sections 2 to 6 (``bench.training``) need the ``train`` extra; the timing harness is ``bench.timing``.
+
+Timed comparisons alternate hand and built-in repetitions (swapping which goes first), after a
+warm-up, and report the median time of each and the median of the per-pair ratios hand / built-in,
+so that a machine slowing down or speeding up mid-run hits both sides alike. Section 5 trains both
+runs interleaved, a quarter epoch at a time, for the same reason. On CUDA, times come from CUDA
+events followed by a synchronize; on the CPU from ``time.perf_counter``. Every number, raw
+samples included, is written to the JSON file.
+"""

@@ -1,0 +1,97 @@
+"""``python -m handgrad.bench``: the benchmark (see ``handgrad.bench``)."""
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import torch
+
+from handgrad import bench
+from handgrad.bench.timing import machine
+
+ROOT = Path(__file__).resolve().parents[2]
+
+# What each mode runs: repetition pairs, seconds per timed sample, and how much of each epoch-long job.
+MODES = {
+    "full": dict(repeats=30, sample_s=0.05, data_repeats=3, data_fraction=1.0, recipe_epochs=None,
+                 process_warmup=1, process_repeats=3, process_epochs=3),
+    "quick": dict(repeats=6, sample_s=0.01, data_repeats=1, data_fraction=0.1, recipe_epochs=1,
+                  process_warmup=0, process_repeats=1, process_epochs=1),
+}
+
+
+def _sections():
+    """Section number -> (name, run(device, mode, args)); the training sections import Lightning."""
+    from handgrad.bench import ops
+
+    def training(name):
+        def run(device, mode, args):
+            from handgrad.bench import training as t
+            return getattr(t, name)(device, mode, Path(args.data_dir))
+        return run
+
+    def training_no_data(name):
+        def run(device, mode, args):
+            from handgrad.bench import training as t
+            return getattr(t, name)(device, mode)
+        return run
+
+    return {
+        1: ("ops", lambda device, mode, args: ops.bench_ops(device, mode, args.op)),
+        2: ("training_step", training_no_data("bench_training_step")),
+        3: ("saved_bytes", training_no_data("bench_saved_bytes")),
+        4: ("data_path", training("bench_data")),
+        5: ("time_to_accuracy", training("bench_time_to_accuracy")),
+        6: ("whole_process", training("bench_whole_process")),
+    }
+
+
+def parse_args(argv=None):
+    sections = _sections()
+    parser = argparse.ArgumentParser(prog="python -m handgrad.bench", description=bench.__doc__.splitlines()[0])
+    parser.add_argument("--device", choices=("cpu", "cuda"), default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--quick", action="store_true", help="shorten every section (a minute or two in all)")
+    parser.add_argument("--sections", default=",".join(map(str, sections)), help="comma-separated, e.g. 1,2,5")
+    parser.add_argument("--op", action="append", help="section 1: only this op (repeatable)")
+    parser.add_argument("--json", default="bench.json", help="where to write every number")
+    parser.add_argument("--data-dir", default=str(ROOT / "data"), help="the root holding FashionMNIST/raw/")
+    args = parser.parse_args(argv)
+    names = {s.strip() for s in args.sections.split(",")}
+    unknown = sorted(names - {str(n) for n in sections})
+    if unknown:
+        parser.error(f"--sections: no section {', '.join(unknown)}; choose from {sorted(sections)}")
+    args.sections = sorted(int(s) for s in names)
+    if args.device == "cuda" and not torch.cuda.is_available():
+        parser.error("--device cuda: CUDA is not available")
+    from handgrad.ops import OPS
+
+    for name in args.op or []:
+        if name not in OPS:
+            parser.error(f"--op {name}: no such op; choose from {', '.join(OPS)}")
+    return args
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    sections = _sections()
+    device = torch.device(args.device)
+    mode_name = "quick" if args.quick else "full"
+    mode = MODES[mode_name]
+    report = {"machine": machine(device), "mode": mode_name, "settings": mode, "sections": {}, "section_s": {}}
+    print("Machine: " + ", ".join(f"{k} {v}" for k, v in report["machine"].items() if v is not None))
+    print(f"Mode: {mode_name}, sections {args.sections}; times are medians, ratios medians of per-pair ratios")
+    start = time.perf_counter()
+    for number in args.sections:
+        name, run = sections[number]
+        section_start = time.perf_counter()
+        report["sections"][name] = run(device, mode, args)
+        report["section_s"][name] = seconds = time.perf_counter() - section_start
+        print(f"(section {number} took {seconds:.0f} s)")
+    report["total_s"] = time.perf_counter() - start
+    Path(args.json).write_text(json.dumps(report, indent=2) + "\n")
+    print(f"\nAll numbers written to {args.json} ({report['total_s']:.0f} s)")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,48 @@
+"""Section 1: each op's forward + backward, ``handgrad.functional`` against its torch built-in, at the
+sizes the op declares in the registry (``Op.bench``)."""
+
+import torch
+
+from handgrad.bench.timing import ms, paired, print_table
+from handgrad.ops import OPS
+
+
+def _forward_backward(function, args, kwargs, grad_outputs):
+    wrt = [t for t in args if isinstance(t, torch.Tensor) and t.requires_grad]
+
+    def run():
+        out = function(*args, **kwargs)
+        outputs = [o for o in (out if isinstance(out, tuple) else (out,)) if o.requires_grad]
+        torch.autograd.grad(outputs, wrt, grad_outputs(outputs))
+    return run
+
+
+def _upstream(device):
+    cache = {}
+
+    def grad_outputs(outputs):
+        key = tuple((o.shape, o.dtype) for o in outputs)
+        if key not in cache:                                 # drawn once, outside the timed calls
+            cache[key] = [torch.randn(o.shape, dtype=o.dtype, device=device) for o in outputs]
+        return cache[key]
+    return grad_outputs
+
+
+def bench_ops(device, mode, names=None):
+    results = []
+    for op in OPS.values():
+        if op.bench is None or (names and op.name not in names):
+            continue
+        for size, args, kwargs in op.bench(device):
+            grad_outputs = _upstream(device)
+            hand = _forward_backward(op.function, args, kwargs, grad_outputs)
+            builtin = _forward_backward(op.reference, args, kwargs, grad_outputs)
+            hand(), builtin()                                # the upstream gradients are drawn here
+            timing = paired(hand, builtin, device, mode["repeats"], mode["sample_s"])
+            results.append({"op": op.name, "size": size} | timing)
+    print_table(
+        "1. Forward + backward per call (ms): handgrad.functional vs its torch built-in",
+        ["op", "size", "hand", "torch", "hand/torch"],
+        [[r["op"], r["size"], ms(r["hand_s"]), ms(r["torch_s"]), f"{r['ratio']:.2f}"] for r in results],
+    )
+    return results

@@ -1,0 +1,13 @@
+"""handgrad's ops, one module per family, each declaring its ops once (``handgrad.ops.OPS``).
+
+A family module holds, for each of its ops: the ``torch.autograd.Function`` with the derivation
+beside the code, the functional face (argument checks, reshaping, ``apply``), the forward of its
+``torch.nn`` module, its NumPy oracle, its sample inputs, and the ``register(Op(...))`` that hands
+all of them to ``handgrad.autograd``, ``handgrad.functional``, ``handgrad.nn``, the tests,
+``handgrad-check``, the benchmark and the README's table of derivatives.
+"""
+
+from handgrad.ops import activation, linear, dropout, softmax, loss  # noqa: F401  (each registers its ops)
+from handgrad.ops._registry import OPS, Derivative, Op, derivative_table, register
+
+__all__ = ["OPS", "Op", "Derivative", "register", "derivative_table"]

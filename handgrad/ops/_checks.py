@@ -1,0 +1,80 @@
+"""Argument checks and autocast casting shared by the functional faces.
+
+Where PyTorch's message for bad input is cryptic (or PyTorch computes something silently), the faces
+raise an exception of the class PyTorch raises, with a message naming the argument, its shape,
+dtype or value and what was expected.
+"""
+
+import torch
+
+REDUCTIONS = ("none", "mean", "sum")
+
+# Autocast policies, as torch.autocast applies them to the built-in ops (per device type):
+# "lower" runs in the autocast dtype (matrix products, convolutions), "float32" in float32
+# (losses, and softmax and normalisation on CUDA); a device type not named runs in the inputs' dtype.
+LOWER = {"cpu": "lower", "cuda": "lower"}
+FLOAT32 = {"cpu": "float32", "cuda": "float32"}
+FLOAT32_ON_CUDA = {"cuda": "float32"}
+
+
+def autocast(policy, *tensors):
+    """``tensors`` cast as ``torch.autocast`` casts the inputs of a built-in op with this policy.
+
+    Only floating-point tensors below float64 are cast (autocast leaves float64 alone); None passes.
+    Outside autocast the tensors come back as they are.
+    """
+    device_type = tensors[0].device.type
+    if device_type == "meta" or not torch.is_autocast_enabled(device_type):
+        return tensors
+    rule = policy.get(device_type)
+    if rule is None:
+        return tensors
+    dtype = torch.get_autocast_dtype(device_type) if rule == "lower" else torch.float32
+    return tuple(
+        t.to(dtype) if t is not None and t.is_floating_point() and t.dtype != torch.float64 else t for t in tensors
+    )
+
+
+def check_tensor(fn, name, value):
+    if not isinstance(value, torch.Tensor):
+        raise TypeError(f"{fn}: {name} must be a torch.Tensor, got {type(value).__name__}")
+
+
+def check_floating(fn, name, value):
+    check_tensor(fn, name, value)
+    if not value.is_floating_point():
+        raise NotImplementedError(f"{fn}: {name} must be a floating-point tensor, got {value.dtype}")
+
+
+def check_same_dtype_and_device(fn, tensors):
+    """``tensors``: name → tensor (None skipped); all must share the first one's dtype and device."""
+    (first_name, first), *rest = ((k, v) for k, v in tensors.items() if v is not None)
+    for name, t in rest:
+        if t.dtype != first.dtype:
+            raise RuntimeError(
+                f"{fn}: {name} has dtype {t.dtype} but {first_name} has dtype {first.dtype}; "
+                f"convert one of them (e.g. {name}.to({first_name}.dtype))"
+            )
+        if t.device != first.device:
+            raise RuntimeError(
+                f"{fn}: {name} is on {t.device} but {first_name} is on {first.device}; "
+                f"move them to the same device"
+            )
+
+
+def check_reduction(fn, reduction, size_average=None, reduce=None):
+    """The reduction, with PyTorch's deprecated ``size_average``/``reduce`` spellings honoured."""
+    if size_average is not None or reduce is not None:
+        from torch.nn import _reduction
+
+        reduction = _reduction.legacy_get_string(size_average, reduce)
+    if reduction not in REDUCTIONS:
+        raise ValueError(f"{fn}: reduction must be one of {REDUCTIONS}, got {reduction!r}")
+    return reduction
+
+
+def can_inspect_values(t):
+    """Whether a data-dependent check may run: not while tracing, compiling or under torch.func."""
+    if torch.compiler.is_compiling() or torch.jit.is_tracing() or t.device.type == "meta":
+        return False
+    return not torch._C._functorch.is_functorch_wrapped_tensor(t)

@@ -1,0 +1,116 @@
+"""What every hand-derived Function shares, kept out of the files of derivations.
+
+- ``HandFunction``: the base of handgrad's Functions. It turns on ``generate_vmap_rule`` (so
+  ``torch.func.vmap`` works through every backward made of plain tensor ops), builds forward's
+  signature once (``Function.apply`` binds its arguments to it on every call, and building it was a
+  third of the cost of a call), and makes the twin that ``torch.compile`` runs.
+- ``apply(function, *args)``: ``function.apply(*args)``, or while ``torch.compile`` traces, the
+  twin of ``function`` without ``jvp``: Dynamo refuses to trace a Function that defines ``jvp``
+  (forward mode), yet forward mode is what ``torch.func.jacfwd`` and ``hessian`` need, so each
+  Function keeps its ``jvp`` and compiled code runs the twin, whose forward, setup_context and
+  backward are the very same functions.
+- ``Elementwise``: y = f(x) elementwise, where a subclass states its local derivative once, as the
+  rule ``rule(g, x, y) = g ∘ f'(x)``; backward (``g`` the upstream gradient) and forward mode
+  (``g`` the input's tangent) both follow from it, as ``auto_element_wise`` does in PyTorch's
+  ``derivatives.yaml``.
+"""
+
+import inspect
+
+import torch
+from torch.autograd import Function
+
+
+class HandFunction(Function):
+    """Base class of handgrad's Functions (see the module docstring)."""
+
+    generate_vmap_rule = True
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        if "forward" in vars(cls):
+            cls.forward.__signature__ = inspect.signature(cls.forward)
+
+
+def _without_jvp(function):
+    """The same Function without ``jvp``: every attribute of the handgrad classes in its MRO but that."""
+    own = function.__mro__[: function.__mro__.index(HandFunction) + 1]
+    body = {
+        k: v
+        for cls in reversed(own)
+        for k, v in vars(cls).items()
+        if k not in ("jvp", "__dict__", "__weakref__", "__init_subclass__", "traceable_apply")
+    }
+    return type(function.__name__, (Function,), body)
+
+
+def make_traceable(function):
+    """Give ``function`` a ``traceable_apply`` that applies its twin without ``jvp`` (the registry
+    does it for every op). A static method of the class, because that is what Dynamo follows from a
+    Function class passed around as a value (a lookup keyed by the class is not traceable)."""
+    if "traceable_apply" not in vars(function):
+        twin = _without_jvp(function)
+
+        def traceable_apply(*args):
+            return twin.apply(*args)
+
+        function.traceable_apply = staticmethod(traceable_apply)
+
+
+def apply(function, *args):
+    """``function.apply(*args)``; the twin without ``jvp`` while ``torch.compile`` traces."""
+    if torch.compiler.is_compiling():
+        return function.traceable_apply(*args)
+    return function.apply(*args)
+
+
+class Elementwise(HandFunction):
+    """y = f(x, *options) elementwise, from the local derivative stated once.
+
+    A subclass defines
+
+    - ``forward(x, *options)``: f;
+    - ``rule(g, x, y, *options)``: g ∘ f'(x), from whichever of x and y it names in ``saves``
+      (the other arrives as None). It must not write into ``g``; it may write into tensors it made;
+    - ``saves``: ``("y",)`` (the default: σ' = σ(1 − σ) needs only y), ``("x",)`` or ``("x", "y")``,
+      or a function of the options returning one of those;
+    - ``inplace``: True when its last option is PyTorch's ``inplace`` flag; the input is then
+      overwritten by y, so the rule may read y only.
+
+    Backward is dL/dx = rule(g, x, y), and forward mode dy = rule(dx, x, y): for an elementwise
+    f, the Jacobian is the diagonal f'(x) whether it multiplies g from the left or dx from the right.
+    """
+
+    saves = ("y",)
+    inplace = False
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        rule, saves, inplace = cls.rule, cls.saves, cls.inplace
+
+        def setup_context(ctx, inputs, output):
+            x, *options = inputs
+            names = saves(*options) if callable(saves) else saves
+            if inplace and options[-1]:
+                if "x" in names:
+                    raise RuntimeError(f"{cls.__name__}: in place, x is overwritten by y and cannot be saved")
+                ctx.mark_dirty(x)
+            kept = [t for name, t in (("x", x), ("y", output)) if name in names]
+            ctx.save_for_backward(*kept)
+            ctx.save_for_forward(*kept)
+            ctx.options, ctx.saved_names = options, names
+
+        def saved(ctx):
+            kept = iter(ctx.saved_tensors)
+            return [next(kept) if name in ctx.saved_names else None for name in ("x", "y")]
+
+        def backward(ctx, g):
+            return (rule(g, *saved(ctx), *ctx.options), *(None for _ in ctx.options))
+
+        def jvp(ctx, dx, *_):
+            dy = rule(dx, *saved(ctx), *ctx.options)
+            return dx.copy_(dy) if inplace and ctx.options[-1] else dy
+
+        cls.setup_context = staticmethod(setup_context)
+        cls.backward = staticmethod(backward)
+        cls.jvp = staticmethod(jvp)

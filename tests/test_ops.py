@@ -1,0 +1,146 @@
+"""Every op of the registry (``handgrad.ops.OPS``) verified with ``handgrad.testing.verify``, one test
+per op, check, device (and dtype for the comparisons), over all of the op's samples.
+
+A new op is tested here the moment it is registered: this file keeps no list of op names.
+"""
+
+import inspect
+
+import pytest
+import torch
+import torch.nn.functional as torch_F
+
+from handgrad import testing
+from handgrad.ops import OPS
+
+OP_PARAMS = [pytest.param(op, id=name) for name, op in OPS.items()]
+
+
+def _verify(op, device, checks, dtypes=testing.DTYPES, seed=0):
+    samples = op.samples(torch.Generator().manual_seed(seed))
+    return testing.verify(op.function, op.reference, samples, numpy=op.numpy, name=op.name, devices=[device],
+                          checks=checks, dtypes=dtypes, tolerances=op.tolerances, fullgraph=True)
+
+
+def _compared_on(op, device):
+    samples = op.samples(torch.Generator().manual_seed(0))
+    return [s for s in samples if s.reference_devices is None or torch.device(device).type in s.reference_devices]
+
+
+def _assert_verified(report, check):
+    """Passed, and not vacuously: at least one sample was actually checked."""
+    assert report.passed, report
+    checked = [o for o in report.outcomes if o.check == check and o.status == "pass"]
+    assert checked, f"{report.name}: no sample was checked for {check} (all n/a):\n{report}"
+
+
+def _require_comparable(op, device):
+    if not _compared_on(op, device):
+        pytest.skip(f"{op.name} is compared with its reference on other devices only (its samples say why)")
+
+
+@pytest.mark.parametrize("dtype", testing.DTYPES, ids=str)
+@pytest.mark.parametrize("op", OP_PARAMS)
+def test_op_matches_torch(op, dtype, device):
+    _require_comparable(op, device)
+    for seed in (0, 1):
+        _assert_verified(_verify(op, device, ("reference",), (dtype,), seed), "reference")
+
+
+@pytest.mark.parametrize("dtype", testing.DTYPES, ids=str)
+@pytest.mark.parametrize("op", OP_PARAMS)
+def test_op_matches_numpy_oracle(op, dtype, device):
+    _require_comparable(op, device)
+    _assert_verified(_verify(op, device, ("numpy",), (dtype,)), "numpy")
+
+
+@pytest.mark.parametrize("check", ["gradcheck", "gradgradcheck"])
+@pytest.mark.parametrize("op", OP_PARAMS)
+def test_op_gradcheck(op, check, device):
+    _assert_verified(_verify(op, device, (check,), (torch.float64,)), check)
+
+
+@pytest.mark.parametrize("op", OP_PARAMS)
+def test_op_vmap_matches_a_loop(op, device):
+    _assert_verified(_verify(op, device, ("vmap",), (torch.float64,)), "vmap")
+
+
+@pytest.mark.parametrize("op", OP_PARAMS)
+def test_op_compiles_to_the_eager_result(op, device):
+    _assert_verified(_verify(op, device, ("compile",), (torch.float64,)), "compile")
+
+
+@pytest.mark.parametrize("op", OP_PARAMS)
+def test_op_takes_non_contiguous_inputs(op, device):
+    _assert_verified(_verify(op, device, ("strided",), (torch.float64,)), "strided")
+
+
+@pytest.mark.parametrize("op", OP_PARAMS)
+def test_op_honours_needs_input_grad(op, device):
+    _assert_verified(_verify(op, device, ("needs_input_grad",), (torch.float64,)), "needs_input_grad")
+
+
+@pytest.mark.parametrize("op", OP_PARAMS)
+def test_op_backward_is_hand_derived(op, device):
+    _assert_verified(_verify(op, device, ("hand_derived",), (torch.float64,)), "hand_derived")
+
+
+@pytest.mark.parametrize("op", OP_PARAMS)
+def test_op_under_autocast_computes_in_the_builtins_dtype(op, device):
+    _require_comparable(op, device)
+    _assert_verified(_verify(op, device, ("autocast",), (torch.float64,)), "autocast")
+
+
+def _inplace_ops():
+    return [pytest.param(op, id=op.name) for op in OPS.values() if "inplace" in inspect.signature(op.function).parameters]
+
+
+@pytest.mark.parametrize("op", _inplace_ops())
+def test_op_inplace_overwrites_its_input_like_torch(op, device):
+    """inplace=True on a non-leaf: the output is the input's storage, with torch's values and gradients."""
+    checked = 0
+    for sample in op.samples(torch.Generator().manual_seed(0)):
+        x = sample.args[0]
+        if x.numel() == 0 or (sample.reference_devices and torch.device(device).type not in sample.reference_devices):
+            continue
+        results = []
+        for fn in (op.function, op.reference):
+            leaf = x.detach().to(device).requires_grad_()
+            z = leaf * 1.5                                   # a non-leaf, which in-place ops may overwrite
+            torch.manual_seed(0)
+            try:
+                y = fn(z, *sample.args[1:], **sample.kwargs, inplace=True)
+                assert y.data_ptr() == z.data_ptr(), f"{op.name} [{sample.name}]: output is not the input's storage"
+                y.backward(torch.ones_like(y))
+            except RuntimeError as error:                    # refused (e.g. in place with a slope ≤ 0)
+                results.append(error)
+                continue
+            results.append((y.detach(), leaf.grad))
+        hand, builtin = results
+        if isinstance(hand, Exception) or isinstance(builtin, Exception):
+            assert isinstance(hand, Exception) and isinstance(builtin, Exception), (
+                f"{op.name} [{sample.name}] in place: handgrad gave {hand!r}, torch {builtin!r}")
+            continue
+        for name, got, want in zip(("output", "gradient"), hand, builtin):
+            d = testing.difference(name, got, want, testing.TOLERANCES[torch.float64])
+            assert d.ok, f"{op.name} [{sample.name}] in place: {d}"
+        checked += 1
+    assert checked, f"{op.name}: no sample could be run in place"
+
+
+@pytest.mark.parametrize("op", OP_PARAMS)
+def test_op_signature_is_torchs(op):
+    """The functional face takes torch.nn.functional's parameters, with its defaults."""
+    if not hasattr(torch_F, op.name):
+        assert op.name.startswith("linear_"), f"{op.name} has no torch.nn.functional counterpart"
+        return
+    ours = inspect.signature(op.function)
+    try:
+        theirs = inspect.signature(getattr(torch_F, op.name))
+    except ValueError:                                       # a C builtin: its docstring opens on the signature
+        first_line = getattr(torch_F, op.name).__doc__.strip().splitlines()[0]
+        theirs = inspect.signature(eval(f"lambda {first_line[first_line.index('(') + 1:first_line.rindex(')')]}: 0"))
+    assert list(ours.parameters) == list(theirs.parameters), f"{op.name}: {ours}, torch has {theirs}"
+    for name, p in theirs.parameters.items():
+        default = ours.parameters[name].default
+        assert default == p.default, f"{op.name}: {name} defaults to {default}, torch {p.default}"
