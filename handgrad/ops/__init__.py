@@ -7,7 +7,8 @@ all of them to ``handgrad.autograd``, ``handgrad.functional``, ``handgrad.nn``, 
 ``handgrad-check``, the benchmark and the README's table of derivatives.
 """
 
-from handgrad.ops import activation, linear, dropout, softmax, loss  # noqa: F401  (each registers its ops)
+# Each family module registers its ops on import; the order here is the order of the table of derivatives.
+from handgrad.ops import activation, linear, dropout, softmax, loss, norm, embedding, conv, pool  # noqa: F401
 from handgrad.ops._registry import OPS, Derivative, Op, derivative_table, register
 
 __all__ = ["OPS", "Op", "Derivative", "register", "derivative_table"]
