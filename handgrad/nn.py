@@ -20,30 +20,50 @@ globals().update(_registry.MODULES)
 
 
 class Sequential(torch.nn.Sequential):
-    r"""``torch.nn.Sequential`` that runs a handgrad Linear followed by a handgrad Sigmoid or ReLU as
-    one fused Function (``functional.linear_sigmoid`` / ``linear_relu``): the same numbers and
-    gradients, one call and one output tensor fewer per layer.
+    r"""``torch.nn.Sequential`` that runs each stack of handgrad Linear layers, each followed or not by
+    a handgrad Sigmoid or ReLU, as one Function: ``functional.linear_chain`` (the seed's forward and
+    backward passes in one call each) for two layers or more, ``linear_sigmoid`` / ``linear_relu`` for
+    one layer and its activation. The same numbers and gradients, far fewer Python calls.
 
-    Modules, their names and the state dict are those of ``torch.nn.Sequential``. A pair is run
-    unfused, module by module, whenever either module has hooks (they must see their own call).
+    Modules, their names and the state dict are those of ``torch.nn.Sequential``. A module with hooks
+    ends the stack and runs on its own (its hooks must see their own call).
     """
 
     def forward(self, input):
         modules = list(self._modules.values())
         i = 0
         while i < len(modules):
-            layer, activation = modules[i], modules[i + 1] if i + 1 < len(modules) else None
-            fused = _FUSED.get(type(activation)) if type(layer) is _registry.MODULES["Linear"] else None
-            if fused is not None and not _has_hooks(layer) and not _has_hooks(activation):
-                input = fused(input, layer.weight, layer.bias)
-                i += 2
+            params, activations, end = _linear_stack(modules, i)
+            if len(activations) > 1:
+                input = F.linear_chain(input, tuple(activations), *params)
+            elif activations and activations[0] is not None:
+                input = _FUSED[activations[0]](input, *params)
             else:
-                input = layer(input)
-                i += 1
+                input = modules[i](input)
+                end = i + 1
+            i = end
         return input
 
 
-_FUSED = {_registry.MODULES["Sigmoid"]: F.linear_sigmoid, _registry.MODULES["ReLU"]: F.linear_relu}
+_ACTIVATION_NAMES = {_registry.MODULES["Sigmoid"]: "sigmoid", _registry.MODULES["ReLU"]: "relu"}
+_FUSED = {"sigmoid": F.linear_sigmoid, "relu": F.linear_relu}
+
+
+def _linear_stack(modules, start):
+    """(W¹, b¹, ..., activation names, end): the longest run from ``start`` of handgrad Linear layers
+    without hooks, each followed or not by a handgrad Sigmoid or ReLU without hooks."""
+    params, activations, i = [], [], start
+    while i < len(modules) and type(modules[i]) is _registry.MODULES["Linear"] and not _has_hooks(modules[i]):
+        params += [modules[i].weight, modules[i].bias]
+        following = modules[i + 1] if i + 1 < len(modules) else None
+        name = _ACTIVATION_NAMES.get(type(following))
+        if name is not None and not _has_hooks(following):
+            activations.append(name)
+            i += 2
+        else:
+            activations.append(None)
+            i += 1
+    return params, activations, i
 
 
 def _has_hooks(module):

@@ -285,10 +285,16 @@ def _squeezenet(dtype, device):
     return torchvision.models.squeezenet1_1(weights=None, num_classes=3).to(device=device, dtype=dtype)
 
 
+def _resnet18(dtype, device):
+    torch.manual_seed(0)
+    return torchvision.models.resnet18(weights=None, num_classes=3).to(device=device, dtype=dtype)
+
+
 MODELS = {  # name: (build, input shape)
     "nested": (_nested, (5, 4)),
     "torchvision MLP": (_mlp, (5, 8)),
     "torchvision squeezenet1_1": (_squeezenet, (2, 3, 32, 32)),
+    "torchvision resnet18": (_resnet18, (2, 3, 32, 32)),
 }
 
 
@@ -379,7 +385,7 @@ def test_convert_outputs_and_gradients_match_unconverted_copy(name, dtype, devic
 
 
 @pytest.mark.parametrize("dtype", FLOAT_DTYPES, ids=str)
-@pytest.mark.parametrize("name", ["nested", "torchvision MLP"])
+@pytest.mark.parametrize("name", ["nested", "torchvision MLP", "torchvision resnet18"])
 def test_convert_sgd_steps_track_builtin(name, dtype):
     model = MODELS[name][0](dtype, "cpu")
     reference = copy.deepcopy(model)
@@ -405,6 +411,63 @@ def test_convert_sgd_steps_track_builtin(name, dtype):
     assert moved, f"{name}: SGD through the pre-convert optimizer changed no parameter"
 
 
+def test_resnet18_converts_entirely():
+    model = handgrad.nn.convert(_resnet18(torch.float32, "cpu"))
+    report = handgrad.nn.coverage(model)
+    assert report.complete, f"resnet18 keeps modules on a built-in backward:\n{report}"
+    counts = {}
+    for entry in report.of("hand"):
+        counts[entry.cls] = counts.get(entry.cls, 0) + 1
+    assert counts == {"Conv2d": 20, "BatchNorm2d": 20, "ReLU": 9, "MaxPool2d": 1, "AdaptiveAvgPool2d": 1, "Linear": 1}, counts
+    assert {e.cls for e in report.of("structural")} == {"ResNet", "Sequential", "BasicBlock"}
+
+
+class _Scaled(torch.nn.Module):
+    """A module of one's own holding a parameter: its forward is the user's, not hand-derived."""
+
+    def __init__(self):
+        super().__init__()
+        self.scale = torch.nn.Parameter(torch.ones(3))
+
+    def forward(self, x):
+        return x * self.scale
+
+
+def _mixed():
+    return torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(4, 3), torch.nn.GroupNorm(1, 3), OwnLinear(3, 3),
+                               _Scaled(), torch.nn.Identity())
+
+
+def test_coverage_says_what_runs_hand_derived_and_why_the_rest_does_not():
+    model = _mixed()
+    before = {e.path: e for e in handgrad.nn.coverage(model).entries}
+    assert before["1"].status == "built-in" and "not converted: run handgrad.nn.convert(model)" in before["1"].reason
+    report = handgrad.nn.coverage(handgrad.nn.convert(model))
+    after = {e.path: (e.cls, e.status, e.reason) for e in report.entries}
+    assert after["(model)"][:2] == ("Sequential", "structural")
+    assert after["0"][:2] == ("Flatten", "structural") and after["5"][:2] == ("Identity", "structural")
+    assert after["1"] == ("Linear", "hand", "")
+    assert after["2"] == ("GroupNorm", "built-in", "handgrad has no hand-derived GroupNorm")
+    assert after["3"][1] == "built-in" and "a subclass of torch.nn.Linear with a forward of its own" in after["3"][2]
+    assert after["4"][1] == "built-in" and "a module of your own holding tensors (scale)" in after["4"][2]
+    assert not report.complete
+    text = str(report)
+    assert text.splitlines()[0] == "hand-derived: 1 modules, built-in: 3, structural: 3", text
+    assert "GroupNorm" in text and "handgrad has no hand-derived GroupNorm" in text
+
+
+def test_convert_strict_refuses_a_model_with_gaps_and_converts_nothing():
+    model = _mixed()
+    with pytest.raises(RuntimeError, match=r"3 module\(s\) would stay on a built-in backward: 2 \(GroupNorm\)"):
+        handgrad.nn.convert(model, strict=True)
+    assert type(model[1]) is torch.nn.Linear, "strict=True converted part of the model before refusing"
+
+
+def test_convert_strict_converts_a_model_without_gaps():
+    model = handgrad.nn.convert(_mlp(torch.float32, "cpu"), strict=True)
+    assert handgrad.nn.coverage(model).complete
+
+
 # -- Sequential: Linear + activation fused -------------------------------------------------------
 
 
@@ -413,18 +476,45 @@ def _stack(nn, activation):
     return nn.Sequential(nn.Linear(5, 7), getattr(nn, activation)(), nn.Linear(7, 3), nn.Dropout(0.0)).double()
 
 
-@pytest.mark.parametrize("activation", ["Sigmoid", "ReLU"])
-def test_sequential_fuses_linear_and_activation_and_matches_torch(activation, device):
+def _functions_run(out):
+    """Names of the autograd nodes between ``out`` and the leaves."""
+    names, stack = [], [out.grad_fn]
+    while stack:
+        node = stack.pop()
+        if node is not None:
+            names.append(type(node).__name__)
+            stack.extend(f for f, _ in node.next_functions)
+    return names
+
+
+STACKS = {  # name: (builder taking a namespace, the hand Functions that must run)
+    "Linear, Sigmoid, Linear": (lambda nn: [nn.Linear(5, 7), nn.Sigmoid(), nn.Linear(7, 3)], ["LinearChainBackward"]),
+    "Linear, ReLU, Linear, ReLU, Linear": (
+        lambda nn: [nn.Linear(5, 7), nn.ReLU(), nn.Linear(7, 6), nn.ReLU(inplace=True), nn.Linear(6, 3)],
+        ["LinearChainBackward"]),
+    "Linear, Linear (no bias)": (lambda nn: [nn.Linear(5, 7, bias=False), nn.Linear(7, 3, bias=False)],
+                                 ["LinearChainBackward"]),
+    "Linear, Sigmoid, Dropout, Linear": (lambda nn: [nn.Linear(5, 7), nn.Sigmoid(), nn.Dropout(0.0), nn.Linear(7, 3)],
+                                         ["LinearSigmoidBackward", "LinearBackward"]),
+    "Linear, ReLU": (lambda nn: [nn.Linear(5, 7), nn.ReLU()], ["LinearReLUBackward"]),
+    "Linear, Tanh, Linear": (lambda nn: [nn.Linear(5, 7), nn.Tanh(), nn.Linear(7, 3)],
+                             ["LinearBackward", "TanhBackward", "LinearBackward"]),
+}
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_sequential_fuses_linear_stacks_and_matches_torch(stack, device):
+    build, expected = STACKS[stack]
     gen = torch.Generator().manual_seed(1)
     x = _randn(gen, 6, 5, device=device)
-    hand, builtin = _stack(handgrad.nn, activation).to(device), _stack(torch.nn, activation).to(device)
-    out = hand(x)
-    fused = {"Sigmoid": "LinearSigmoidBackward", "ReLU": "LinearReLUBackward"}[activation]
-    assert type(out.grad_fn.next_functions[0][0]).__name__ == fused or any(
-        type(f[0]).__name__ == fused for f in out.grad_fn.next_functions
-    ), f"Linear + {activation} did not run as one fused Function"
-    assert isinstance(hand, torch.nn.Sequential) and hand.state_dict().keys() == builtin.state_dict().keys()
-    _compare_module(builtin, hand, [x], torch.float64, f"Sequential(Linear, {activation}, Linear)")
+    torch.manual_seed(0)
+    builtin = torch.nn.Sequential(*build(torch.nn)).double().to(device)
+    torch.manual_seed(0)
+    hand = handgrad.nn.Sequential(*build(handgrad.nn)).double().to(device)
+    ran = [n for n in _functions_run(hand(x)) if n != "AccumulateGrad"]
+    assert sorted(ran) == sorted(expected), f"{stack} ran {ran}, expected {expected}"
+    assert hand.state_dict().keys() == builtin.state_dict().keys()
+    _compare_module(builtin, hand, [x], torch.float64, f"Sequential({stack})")
 
 
 def test_sequential_runs_hooked_modules_one_by_one():

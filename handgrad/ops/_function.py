@@ -1,9 +1,10 @@
 """What every hand-derived Function shares, kept out of the files of derivations.
 
 - ``HandFunction``: the base of handgrad's Functions. It turns on ``generate_vmap_rule`` (so
-  ``torch.func.vmap`` works through every backward made of plain tensor ops), builds forward's
-  signature once (``Function.apply`` binds its arguments to it on every call, and building it was a
-  third of the cost of a call), and makes the twin that ``torch.compile`` runs.
+  ``torch.func.vmap`` works through every backward made of plain tensor ops) and gives forward a
+  signature that binds a full set of positional arguments for free: ``Function.apply`` binds its
+  arguments to forward's signature on every call, and building then binding it was half of the
+  Python cost of a call.
 - ``apply(function, *args)``: ``function.apply(*args)``, or while ``torch.compile`` traces, the
   twin of ``function`` without ``jvp``: Dynamo refuses to trace a Function that defines ``jvp``
   (forward mode), yet forward mode is what ``torch.func.jacfwd`` and ``hessian`` need, so each
@@ -29,7 +30,40 @@ class HandFunction(Function):
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
         if "forward" in vars(cls):
-            cls.forward.__signature__ = inspect.signature(cls.forward)
+            cls.forward.__signature__ = _PositionalSignature.of(cls.forward)
+
+
+class _Bound:
+    """What ``Signature.bind`` returns, for arguments that need no binding."""
+
+    __slots__ = ("args",)
+    kwargs = {}
+
+    def __init__(self, args):
+        self.args = args
+
+    def apply_defaults(self):
+        pass
+
+
+class _PositionalSignature(inspect.Signature):
+    """forward's signature, whose ``bind`` passes a call that gives every parameter positionally
+    (what handgrad's faces do) through untouched, and binds any other call as usual."""
+
+    @classmethod
+    def of(cls, function):
+        parameters = list(inspect.signature(function).parameters.values())
+        fast = cls(parameters)
+        fast._positional = sum(p.kind == p.POSITIONAL_OR_KEYWORD for p in parameters)
+        fast._variadic = any(p.kind == p.VAR_POSITIONAL for p in parameters)
+        fast._keyword_only = any(p.kind == p.KEYWORD_ONLY for p in parameters)
+        return fast
+
+    def bind(self, *args, **kwargs):
+        complete = len(args) >= self._positional if self._variadic else len(args) == self._positional
+        if complete and not kwargs and not self._keyword_only:
+            return _Bound(args)
+        return super().bind(*args, **kwargs)
 
 
 def _without_jvp(function):

@@ -12,7 +12,7 @@ from handgrad.ops import activation
 from handgrad.ops._checks import LOWER, autocast, check_same_dtype_and_device, check_tensor
 from handgrad.ops._function import HandFunction, apply
 from handgrad.ops._registry import Derivative, Module, ModuleSample, Op, register
-from handgrad.testing import ErrorInput, Sample, randn
+from handgrad.testing import ErrorInput, Sample, Tolerance, randn
 
 
 def _matrix(t):
@@ -135,6 +135,84 @@ class LinearReLU(_LinearThenActivation):
         return linear_jvp(x, W, dx, dW, db) * activation.relu_mask(y)
 
 
+_ACTIVATIONS = {  # name: (φ in place, rule(g, y) = g ∘ φ'(z) read from y = φ(z))
+    "sigmoid": (torch.Tensor.sigmoid_, activation.sigmoid_rule),
+    "relu": (torch.Tensor.relu_, activation.relu_rule),
+}
+
+
+class LinearChain(HandFunction):
+    """The seed's whole forward pass as one Function: l⁰ = x, lⁱ = φⁱ(lⁱ⁻¹ Wⁱᵀ + bⁱ) for i = 1..L.
+
+    ``activations[i]`` names φⁱ⁺¹ ("sigmoid", "relu", or None for none); ``params`` are W¹, b¹, ...,
+    Wᴸ, bᴸ (a b may be None). Backward is the seed's ``update_weights``, batched: one call for the
+    whole chain instead of one per layer. Returns (lᴸ, l¹, ..., lᴸ⁻¹): the hidden outputs are what
+    backward needs, returned (as the cross-entropy returns log p) so that double backward
+    differentiates through them.
+    """
+
+    @staticmethod
+    def forward(x, activations, *params):
+        outputs, l = [], x
+        for i, name in enumerate(activations):
+            l = Linear.forward(l, params[2 * i], params[2 * i + 1])            # lⁱ⁻¹ Wⁱᵀ + bⁱ
+            if name is not None:
+                l = _ACTIVATIONS[name][0](l)                                   # φ in place: one tensor per layer
+            outputs.append(l)
+        return (outputs[-1], *outputs[:-1])
+
+    @staticmethod
+    def setup_context(ctx, inputs, output):
+        x, activations, *params = inputs
+        y, *hidden = output
+        ctx.save_for_backward(x, *params[::2], *hidden, y)
+        ctx.save_for_forward(x, *params[::2], *hidden, y)
+        ctx.activations = activations
+        ctx.bias_shapes = [None if b is None else b.shape for b in params[1::2]]
+        ctx.set_materialize_grads(False)
+
+    @staticmethod
+    def backward(ctx, g, *g_hidden):
+        """From the top layer down, as the seed's update_weights: g arrives at lⁱ, goes through φⁱ
+        (g ← g ∘ φ'), gives dL/dWⁱ = gᵀ lⁱ⁻¹ and dL/dbⁱ = Σ g, and moves down as g ← g Wⁱ."""
+        n = len(ctx.activations)
+        x, *rest = ctx.saved_tensors
+        Ws, outputs = rest[:n], [x, *rest[n:]]                       # outputs[i] = lⁱ, i = 0..L
+        needs = ctx.needs_input_grad
+        # Whether anything below layer i asks for a gradient: then g must go on down through Wⁱ.
+        below = [needs[0] or any(needs[2 + 2 * j] or needs[3 + 2 * j] for j in range(i)) for i in range(n)]
+        grads = [None] * (2 + 2 * n)
+        for i in reversed(range(n)):
+            if i < n - 1 and g_hidden[i] is not None:                # lⁱ⁺¹ was used outside too
+                g = g_hidden[i] if g is None else g + g_hidden[i]
+            if g is None:
+                continue
+            if ctx.activations[i] is not None:
+                g = _ACTIVATIONS[ctx.activations[i]][1](g, outputs[i + 1])         # g ∘ φ'(zⁱ⁺¹)
+            wanted = (below[i], needs[2 + 2 * i], needs[3 + 2 * i])
+            g, grads[2 + 2 * i], grads[3 + 2 * i] = linear_backward(wanted, ctx.bias_shapes[i], g, outputs[i], Ws[i])
+        grads[0] = g
+        return tuple(grads)
+
+    @staticmethod
+    def jvp(ctx, dx, _, *dparams):
+        """Forward mode, from the bottom up: dlⁱ = φ'(zⁱ) ∘ (dlⁱ⁻¹ Wⁱᵀ + lⁱ⁻¹ dWⁱᵀ + dbⁱ)."""
+        n = len(ctx.activations)
+        x, *rest = ctx.saved_tensors
+        Ws, outputs = rest[:n], [x, *rest[n:]]
+        tangents, dl = [], dx
+        for i, name in enumerate(ctx.activations):
+            dW, db = dparams[2 * i], dparams[2 * i + 1]
+            if dl is None and dW is None and db is None:
+                dl = torch.zeros_like(outputs[i + 1])
+            else:
+                dl = linear_jvp(outputs[i], Ws[i], dl, dW, db)
+                if name is not None:
+                    dl = _ACTIVATIONS[name][1](dl, outputs[i + 1])
+            tangents.append(dl)
+        return (tangents[-1], *tangents[:-1])
+
+
 # -- functional faces ------------------------------------------------------------------------------
 
 
@@ -166,6 +244,37 @@ def linear_relu(input, weight, bias=None):
     """
     input, weight, bias = _linear_arguments("linear_relu", input, weight, bias, weight_1d=False)
     return apply(LinearReLU, input, weight, bias)
+
+
+def linear_chain(input, activations, *params):
+    """lᴸ of the chain lⁱ = φⁱ(lⁱ⁻¹ Wⁱᵀ + bⁱ), l⁰ = input, in one Function (``LinearChain``): the
+    same as ``linear`` and the activations layer by layer, which is what ``handgrad.nn.Sequential``
+    runs for a stack of Linear layers and their Sigmoid or ReLU.
+
+    Args:
+        input: (*, in)
+        activations: one name per layer, "sigmoid", "relu" or None
+        params: W¹, b¹, ..., Wᴸ, bᴸ with Wⁱ (outⁱ, inⁱ) and bⁱ (outⁱ,) or None
+    """
+    if not isinstance(activations, (tuple, list)) or not activations:
+        raise TypeError(f"linear_chain: activations must be a non-empty tuple, got {activations!r}")
+    unknown = [a for a in activations if a is not None and a not in _ACTIVATIONS]
+    if unknown:
+        raise ValueError(f"linear_chain: unknown activation {unknown[0]!r}; use one of {sorted(_ACTIVATIONS)} or None")
+    if len(params) != 2 * len(activations):
+        raise TypeError(f"linear_chain: {len(activations)} layers take {2 * len(activations)} parameters "
+                        f"(a weight and a bias or None each), got {len(params)}")
+    checked, l = [], input
+    for i in range(len(activations)):
+        W, b = params[2 * i], params[2 * i + 1]
+        if b is not None and isinstance(b, torch.Tensor) and b.dim() != 1:
+            raise RuntimeError(f"linear_chain: bias of layer {i + 1} must be 1-D (out_features,), got shape {tuple(b.shape)}")
+        l, W, b = _linear_arguments(f"linear_chain: layer {i + 1}", l, W, b, weight_1d=False)
+        checked += [W, b]
+        l = l.new_empty((1,) * (l.dim() - 1) + (W.shape[0],))      # stands for lⁱ: its shape, dtype, device
+    input = autocast(LOWER, input)[0]
+    y, *_ = apply(LinearChain, input, tuple(activations), *checked)
+    return y
 
 
 def _linear_arguments(fn, input, weight, bias, weight_1d=True):
@@ -277,6 +386,61 @@ def _linear_bench(device):
     ]
 
 
+def _chain_reference(input, activations, *params):
+    torch_activations = {"sigmoid": torch.sigmoid, "relu": torch.relu, None: lambda t: t}
+    for i, name in enumerate(activations):
+        input = torch_activations[name](torch.nn.functional.linear(input, params[2 * i], params[2 * i + 1]))
+    return input
+
+
+def linear_chain_numpy(x, activations, *params):
+    """The seed's forward pass and its backward pass, one layer's oracle after another."""
+    numpy_activations = {"sigmoid": activation.sigmoid_numpy, "relu": activation.relu_numpy}
+    vjps, l = [], x
+    for i, name in enumerate(activations):
+        l, linear_vjp = linear_numpy(l, params[2 * i], params[2 * i + 1])
+        l, activation_vjp = numpy_activations[name](l) if name else (l, lambda g: (g,))
+        vjps.append((linear_vjp, activation_vjp))
+
+    def vjp(g):
+        grads = [None] * (2 + len(params))
+        for i in reversed(range(len(activations))):
+            linear_vjp, activation_vjp = vjps[i]
+            g, grads[2 + 2 * i], grads[3 + 2 * i] = linear_vjp(activation_vjp(g)[0])
+        grads[0] = g
+        return tuple(grads)
+
+    return l, vjp
+
+
+def _chain_samples(gen):
+    def sample(name, x_shape, sizes, activations, bias=True):
+        params = []
+        for n_in, n_out in zip(sizes[:-1], sizes[1:]):
+            params += [randn(gen, n_out, n_in), randn(gen, n_out) if bias else None]
+        return Sample((randn(gen, *x_shape), activations, *params), name=name)
+
+    return [
+        sample("better: sigmoid, sigmoid, none", (8, 5), (5, 7, 6, 3), ("sigmoid", "sigmoid", None)),
+        sample("quickstart: relu, relu, none", (8, 5), (5, 7, 6, 3), ("relu", "relu", None)),
+        sample("basic: no activation, no bias", (8, 5), (5, 7, 6, 3), (None, None, None), bias=False),
+        sample("ends on an activation", (8, 5), (5, 4, 3), ("relu", "sigmoid")),
+        sample("one layer", (8, 5), (5, 3), ("sigmoid",)),
+        sample("(B, T, in)", (2, 3, 5), (5, 4, 3), ("sigmoid", None)),
+        sample("(0, in) empty batch", (0, 5), (5, 4, 3), ("relu", None)),
+    ]
+
+
+def _chain_bench(device):
+    def randn_(*shape):
+        return torch.randn(*shape, device=device, requires_grad=True)
+    found = []
+    for batch in (64, 1024):
+        params = [t for n_in, n_out in zip((784, 512, 512), (512, 512, 10)) for t in (randn_(n_out, n_in), randn_(n_out))]
+        found.append((f"784-512-512-10 sigmoid, batch {batch}", (randn_(batch, 784), ("sigmoid", "sigmoid", None), *params), {}))
+    return found
+
+
 def _then(activation_fn):
     def reference(input, weight, bias=None):
         return activation_fn(torch.nn.functional.linear(input, weight, bias))
@@ -314,6 +478,16 @@ _ERRORS = (
 
 LINEAR_SHAPES = "x (*, in), W (out, in), b (out) or broadcastable to (*, out), g (*, out)"
 
+_CHAIN_ERRORS = (
+    ErrorInput("unknown activation", lambda F, nn: F.linear_chain(_x(2, 3), ("tanh",), _x(4, 3), None), ValueError,
+               r"linear_chain: unknown activation 'tanh'"),
+    ErrorInput("a parameter missing", lambda F, nn: F.linear_chain(_x(2, 3), ("relu", None), _x(4, 3), None, _x(2, 4)),
+               TypeError, r"2 layers take 4 parameters .*got 3"),
+    ErrorInput("layer sizes that do not chain",
+               lambda F, nn: F.linear_chain(_x(2, 3), ("relu", None), _x(4, 3), None, _x(2, 5), None), RuntimeError,
+               r"linear_chain: layer 2: input has 4 features .* weight of shape \(2, 5\) expects 5"),
+)
+
 register(Op(
     "linear", linear, torch.nn.functional.linear, _linear_samples(), linear_numpy, (Linear,),
     Derivative("y = x Wᵀ + b", "dL/dx = g W, dL/dW = gᵀ x, dL/db = Σ g", LINEAR_SHAPES),
@@ -324,6 +498,18 @@ register(Op(
               for bias in (True, False) for shape in ((7, 5), (2, 3, 5), (5,), (1, 5))))},
     bench=_linear_bench,
     errors=_ERRORS,
+))
+
+register(Op(
+    "linear_chain", linear_chain, _chain_reference, _chain_samples, linear_chain_numpy, (LinearChain,),
+    Derivative("lⁱ = φⁱ(lⁱ⁻¹ Wⁱᵀ + bⁱ), i = 1..L, in one Function",
+               "from the top down: g ← g ∘ φ'(zⁱ), dL/dWⁱ = gᵀ lⁱ⁻¹, dL/dbⁱ = Σ g, g ← g Wⁱ (the seed's update_weights)",
+               "as `linear`, for each layer"),
+    bench=_chain_bench,
+    errors=_CHAIN_ERRORS,
+    # Three layers of low-precision rounding (of each hidden output) against float64 NumPy: the
+    # gradients of the bottom layers, sums of sums, move by more than one layer's do.
+    tolerances={torch.bfloat16: Tolerance(atol=0.25, rtol=3e-2), torch.float16: Tolerance(atol=3e-2, rtol=4e-3)},
 ))
 
 register(Op(
