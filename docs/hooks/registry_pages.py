@@ -1,0 +1,166 @@
+"""MkDocs hooks: the derivation pages follow handgrad's registry of ops (``handgrad.ops.OPS``).
+
+- The nav's "Derivations" section lists one page per op family, in the registry's order (each op's
+  ``function.__module__`` names its family, ``handgrad.ops.<family>``); a family without a page
+  ``docs/ops/<family>.md`` gets a generated one, so a new family shows up without editing the docs.
+- On a family page, ``<!-- derivatives -->`` becomes the registry's rows of the family's ops, and
+  ``<!-- verification -->`` the table of ``handgrad.check.run_checks`` over them, run now.
+- An op of the family that has no section on the page (a heading ``{#<op name>}``) gets one at the
+  end: its row and the source of its Functions, so a new op shows up without editing the docs.
+- On ``docs/ops/index.md``, ``<!-- derivative-table -->`` becomes the whole table of derivatives.
+- The notebook (``examples/seed_tutorial.py``) joins the site as ``seed_tutorial.py`` (mkdocs-jupyter
+  renders it), and its page loses nbconvert's MathJax, loaded from a CDN: KaTeX typesets it offline.
+
+``HANDGRAD_DOCS_CHECKS``, a comma-separated subset of ``handgrad.testing.CHECKS``, narrows the
+verification (``tests/test_docs.py`` builds the site quickly with ``reference``); all run by default.
+"""
+
+import logging
+import os
+import re
+from pathlib import Path
+
+from mkdocs.plugins import event_priority
+from mkdocs.structure.files import File
+
+from handgrad import testing
+from handgrad.check import run_checks
+from handgrad.ops import OPS, derivative_table
+
+log = logging.getLogger("mkdocs.hooks.registry_pages")
+ROOT = Path(__file__).resolve().parents[2]
+NOTEBOOK = ROOT / "examples" / "seed_tutorial.py"
+NAV_SECTION = "Derivations"
+
+
+def families():
+    """family name → its registered ops, in the registry's order."""
+    found = {}
+    for op in OPS.values():
+        found.setdefault(op.function.__module__.rsplit(".", 1)[-1], []).append(op)
+    return found
+
+
+def on_config(config):
+    for item in config.nav or []:
+        if isinstance(item, dict) and NAV_SECTION in item:
+            item[NAV_SECTION] += [f"ops/{family}.md" for family in families()]
+            return config
+    raise ValueError(f"mkdocs.yml: the nav has no {NAV_SECTION!r} section for the op families")
+
+
+@event_priority(50)  # before mkdocs-jupyter's, which turns the notebook into a page
+def on_files(files, config):
+    # A plain File rooted at examples/ (mkdocs-jupyter's wrapper cannot read a File.generated).
+    files.append(File(NOTEBOOK.name, src_dir=str(NOTEBOOK.parent), dest_dir=config.site_dir,
+                      use_directory_urls=config.use_directory_urls))
+    for family, ops in families().items():
+        if files.get_file_from_path(f"ops/{family}.md") is None:
+            log.info("docs/ops/%s.md does not exist: generating a page for %s", family, [op.name for op in ops])
+            title = family.replace("_", " ").capitalize()
+            content = (f"# {title}\n\nThe derivations of this family are not written yet; what the registry "
+                       "declares, and its verification, follow.\n\n<!-- derivatives -->\n\n<!-- verification -->\n")
+            files.append(File.generated(config, f"ops/{family}.md", content=content))
+    return files
+
+
+def on_page_markdown(markdown, page, config, files):
+    if page.file.src_uri == "ops/index.md":
+        return markdown.replace("<!-- derivative-table -->", derivative_table())
+    if page.file.src_uri == "api/functional.md":
+        return markdown.replace("<!-- faces -->", _faces())
+    family = re.fullmatch(r"ops/(\w+)\.md", page.file.src_uri)
+    if family is None:
+        return markdown
+    ops = families().get(family.group(1))
+    if ops is None:
+        log.warning("%s: no registered op belongs to handgrad.ops.%s", page.file.src_uri, family.group(1))
+        return markdown
+    missing = [op for op in ops if f"{{#{op.name}}}" not in markdown]
+    for op in missing:
+        log.info("%s: no derivation of %s on the page yet; showing its registry entry", page.file.src_uri, op.name)
+    markdown += "".join(_undocumented_section(op) for op in missing)
+    markdown = markdown.replace("<!-- derivatives -->", _derivative_rows(ops))
+    if "<!-- verification -->" in markdown:
+        markdown = markdown.replace("<!-- verification -->", _verification(page.file.src_uri, ops))
+    return markdown
+
+
+def on_page_content(html, page, config, files):
+    if page.file.src_uri == NOTEBOOK.name:
+        html = re.sub(r"<!-- Load mathjax -->.*?<!-- End of mathjax configuration -->", "", html, flags=re.S)
+    return html
+
+
+def _derivative_rows(ops):
+    lines = ["| op | forward | backward | shapes |", "| --- | --- | --- | --- |"]
+    for op in ops:
+        d = op.derivative
+        functions = ", ".join(f"`{f.__name__}`" for f in op.functions)
+        lines.append(f"| [`{op.name}`](#{op.name}) ({functions}) | {d.forward} | {d.backward} | {d.shapes} |")
+    return "\n".join(lines) + "\n"
+
+
+def _faces():
+    """Each op's functional face as an API entry, with its Functions and the page deriving them."""
+    entries = []
+    for family, ops in families().items():
+        for op in ops:
+            functions = ", ".join(f"`handgrad.autograd.{f.__name__}`" for f in op.functions)
+            entries.append(f"::: {op.function.__module__}.{op.function.__name__}\n\n"
+                           f"Applies {functions}; derived in [{family}](../ops/{family}.md#{op.name}).\n")
+    return "\n".join(entries)
+
+
+def _undocumented_section(op):
+    sources = "\n".join(f"::: {f.__module__}.{f.__qualname__}\n    options:\n      show_source: true\n"
+                        for f in op.functions)
+    return (f"\n\n## `{op.name}` {{#{op.name}}}\n\n!!! note \"Derivation not written yet\"\n"
+            f"    `{op.name}` is registered in `{op.function.__module__}`; this page does not derive it yet.\n\n"
+            f"{_derivative_rows([op])}\n{sources}")
+
+
+def _checks():
+    chosen = os.environ.get("HANDGRAD_DOCS_CHECKS")
+    if not chosen:
+        return testing.CHECKS
+    checks = tuple(c.strip() for c in chosen.split(","))
+    unknown = sorted(set(checks) - set(testing.CHECKS))
+    if unknown:
+        raise ValueError(f"HANDGRAD_DOCS_CHECKS names unknown checks {unknown}; choose from {testing.CHECKS}")
+    return checks
+
+
+_COLUMNS = {"reference": "vs reference abs / rel", "numpy": "vs NumPy abs / rel", "gradcheck": "gradcheck",
+            "gradgradcheck": "gradgrad", "vmap": "vmap", "compile": "compile", "strided": "strided",
+            "needs_input_grad": "needs_grad", "hand_derived": "hand", "autocast": "autocast"}
+
+
+def _cell(cell, numeric):
+    if cell is None or cell["status"] == "n/a":
+        return "-"
+    if cell["status"] == "FAIL":
+        return "**FAIL**"
+    return f"{cell['max_abs']:.1e} / {cell['max_rel']:.1e}" if numeric else "pass"
+
+
+def _verification(where, ops):
+    """The table ``handgrad-check --op <op> ...`` prints for the family, as Markdown, and its failures."""
+    checks = _checks()
+    reports = run_checks([op.name for op in ops], checks=checks)
+    rows = [row for report in reports for row in report.rows]
+    failures = [failure for report in reports for failure in report.failures]
+    lines = ["| function | device | dtype | samples | " + " | ".join(_COLUMNS.values()) + " | result |",
+             "| --- " * (5 + len(_COLUMNS)) + "|"]
+    for r in rows:
+        cells = [_cell(r[c], c in ("reference", "numpy")) for c in _COLUMNS]
+        lines.append(f"| `{r['function']}` | {r['device']} | {r['dtype']} | {r['samples']} | " + " | ".join(cells)
+                     + f" | {'pass' if r['ok'] else '**FAIL**'} |")
+    text = ('<div class="verification" markdown>\n\n' + "\n".join(lines) + "\n\n</div>\n\n"
+            + f"`{testing.summary(rows, failures, reports)}`")
+    if checks != testing.CHECKS:
+        text += f" (only the checks {', '.join(checks)}: `HANDGRAD_DOCS_CHECKS` is set)"
+    if failures:
+        log.warning("%s: the verification failed: %s", where, "; ".join(failures))
+        text += "\n\n!!! failure \"Failures\"\n" + "".join(f"    - {f}\n" for f in failures)
+    return text + "\n"
