@@ -1,1 +1,284 @@
-"""(being written)"""
+"""Embedding: a lookup, y = W[x], the rows of a table W picked by integer indices x.
+
+Notation: x the indices (*) (any shape, int64 or int32), W the table (V, D) (V rows, the
+vocabulary; D columns, the embedding size), y (*, D), g = dL/dy (*, D).
+
+y_i = W[x_i] copies row x_i, so dy_i/dW_v is the identity where v = x_i and zero elsewhere: each
+row of g goes back to the row of W it came from, and a row looked up k times sums k rows of g.
+That is dL/dW = Σ_i onehot(x_i) g_iᵀ, an index_add of g's rows into a (V, D) zero table.
+PyTorch's two options change that sum, not the derivative of anything: ``padding_idx`` p leaves row
+p without gradient (a fixed padding vector), ``scale_grad_by_freq`` divides each g_i by how often
+x_i occurs in the batch. The indices are not differentiable.
+"""
+
+import numpy as np
+import torch
+
+from handgrad.ops._checks import can_inspect_values, check_tensor
+from handgrad.ops._function import HandFunction, apply
+from handgrad.ops._registry import Derivative, Module, ModuleSample, Op, register
+from handgrad.testing import ErrorInput, Sample, randn
+
+
+class Embedding(HandFunction):
+    """y = W[x] for x (*) integer indices, W (V, D); y (*, D)."""
+
+    @staticmethod
+    def forward(x, W, padding_idx, scale_grad_by_freq):
+        return W.index_select(0, x.reshape(-1)).reshape(*x.shape, W.shape[1])
+
+    @staticmethod
+    def setup_context(ctx, inputs, output):
+        x, W, padding_idx, scale_grad_by_freq = inputs
+        ctx.save_for_backward(x)
+        ctx.save_for_forward(x)
+        ctx.n_rows, ctx.padding_idx, ctx.scale_grad_by_freq = W.shape[0], padding_idx, scale_grad_by_freq
+
+    @staticmethod
+    def backward(ctx, g):
+        """dL/dW = Σ_i onehot(x_i) g_iᵀ: g's rows added into the rows they were read from (V, D);
+        row padding_idx gets none; with scale_grad_by_freq each g_i is first divided by the count of x_i."""
+        (x,) = ctx.saved_tensors
+        grad_W = None
+        if ctx.needs_input_grad[1]:
+            x_flat = x.reshape(-1)                                       # (n,), n = prod(*)
+            g_rows = g.reshape(x_flat.shape[0], g.shape[-1])             # (n, D), g_i = dL/dy_i
+            if ctx.scale_grad_by_freq:
+                counts = _counts(x_flat, ctx.n_rows, g.dtype)            # (V,), how often each row is read
+                g_rows = g_rows / counts.index_select(0, x_flat).unsqueeze(1)     # g_i / count(x_i), (n, D)
+            grad_W = g.new_zeros(ctx.n_rows, g.shape[-1]).index_add(0, x_flat, g_rows)    # Σ_i onehot(x_i) g_iᵀ
+            if ctx.padding_idx is not None:
+                grad_W[ctx.padding_idx] = 0                              # the padding row stays fixed, (V, D)
+        return None, grad_W, None, None
+
+    @staticmethod
+    def jvp(ctx, dx, dW, *_):
+        """Forward mode: dy = dW[x], the same lookup in the tangent of the table."""
+        (x,) = ctx.saved_tensors
+        return Embedding.forward(x, dW, None, False)
+
+
+def _counts(x_flat, n_rows, dtype):
+    """How many times each of the V rows occurs among the indices, as ``dtype`` (V,)."""
+    return torch.zeros(n_rows, dtype=dtype, device=x_flat.device).index_add(
+        0, x_flat, torch.ones(x_flat.shape, dtype=dtype, device=x_flat.device))
+
+
+# -- functional face -------------------------------------------------------------------------------
+
+
+def embedding(input, weight, padding_idx=None, max_norm=None, norm_type=2.0, scale_grad_by_freq=False, sparse=False):
+    """y = W[x]: row x_i of weight for every index, as ``torch.nn.functional.embedding``.
+
+    Shapes: input (*) of int64 or int32 indices in [0, V); weight (V, D); output (*, D).
+    ``padding_idx`` (negative counts from the end) gets no gradient; ``max_norm`` first rescales,
+    in place, every row of weight that ``input`` looks up and whose ``norm_type``-norm exceeds
+    max_norm, to norm max_norm (the forward part, as in PyTorch); ``scale_grad_by_freq`` divides
+    each row's gradient by how often its index occurs in ``input``. ``sparse=True`` is refused:
+    the gradient computed here is the dense (V, D) table.
+    """
+    fn = "embedding"
+    check_tensor(fn, "input", input)
+    check_tensor(fn, "weight", weight)
+    if input.dtype not in (torch.int64, torch.int32):
+        raise RuntimeError(
+            f"{fn}: input holds the indices of the rows to look up and must be int64 or int32, got {input.dtype}"
+            + ("; convert with input.long()" if not input.is_complex() else "")
+        )
+    if weight.dim() != 2:
+        raise RuntimeError(
+            f"{fn}: weight must be a 2-D table (num_embeddings, embedding_dim), got shape {tuple(weight.shape)}"
+        )
+    n_rows = weight.shape[0]
+    if padding_idx is not None:
+        if not isinstance(padding_idx, int) or isinstance(padding_idx, bool):
+            raise TypeError(f"{fn}: padding_idx must be an int or None, got {padding_idx!r}")
+        if not -n_rows <= padding_idx < n_rows:
+            raise AssertionError(
+                f"{fn}: padding_idx {padding_idx} is out of range for a weight of {n_rows} rows "
+                f"(num_embeddings): expected -{n_rows} <= padding_idx < {n_rows}"
+            )
+        padding_idx %= n_rows
+    if sparse:
+        raise NotImplementedError(
+            f"{fn}: sparse=True asks for a sparse gradient of weight, which handgrad does not derive (its "
+            f"backward adds g's rows into a dense (V, D) table); pass sparse=False for the same values as a "
+            f"dense gradient, or keep torch.nn.Embedding(sparse=True) (handgrad.nn.convert leaves it built-in)"
+        )
+    if max_norm is not None and max_norm < 0:
+        raise ValueError(f"{fn}: max_norm is the largest norm a row may keep and must be >= 0, got {max_norm}")
+    if input.device != weight.device:
+        raise RuntimeError(f"{fn}: input is on {input.device} but weight is on {weight.device}; move them to the same device")
+    if input.numel() and can_inspect_values(input):
+        low, high = (int(v) for v in torch.aminmax(input))
+        if low < 0 or high >= n_rows:
+            bad = low if low < 0 else high
+            raise IndexError(
+                f"{fn}: index {bad} is out of range for a weight of {n_rows} rows: indices must lie in "
+                f"[0, {n_rows - 1}]"
+            )
+    if max_norm is not None:
+        if not weight.is_floating_point():
+            raise RuntimeError(f"{fn}: max_norm rescales rows by their norm and needs a floating-point weight, "
+                               f"got {weight.dtype}")
+        input = input.contiguous()
+        with torch.no_grad():                                # forward: W changes in place, no gradient
+            torch.embedding_renorm_(weight.detach(), input, max_norm, norm_type)
+    return apply(Embedding, input, weight, padding_idx, scale_grad_by_freq)
+
+
+def _embedding_module_unsupported(module):
+    return "sparse=True: handgrad derives the dense gradient of weight only" if module.sparse else ""
+
+
+# -- NumPy oracle ----------------------------------------------------------------------------------
+
+
+def embedding_numpy(x, W, padding_idx=None, max_norm=None, norm_type=2.0, scale_grad_by_freq=False, sparse=False):
+    """The lookup on a copy of W, renormalised first as PyTorch does: each distinct row looked up
+    whose norm exceeds max_norm is scaled by max_norm / (norm + 1e-7)."""
+    W = W.copy()
+    n_rows, d = W.shape
+    flat = x.reshape(-1)
+    if max_norm is not None:
+        for v in np.unique(flat):
+            norm = np.linalg.norm(W[v], ord=norm_type)
+            if norm > max_norm:
+                W[v] = W[v] * (max_norm / (norm + 1e-7))
+    y = W[flat].reshape(x.shape + (d,))
+    pad = None if padding_idx is None else padding_idx % n_rows
+
+    def vjp(g):
+        g_rows = g.reshape(-1, d)
+        if scale_grad_by_freq:
+            counts = np.bincount(flat, minlength=n_rows)
+            g_rows = g_rows / counts[flat][:, None]
+        dW = np.zeros((n_rows, d))
+        np.add.at(dW, flat, g_rows)                          # row v: Σ of the g rows with x_i = v
+        if pad is not None:
+            dW[pad] = 0
+        return None, dW
+
+    return y, vjp
+
+
+# -- samples, errors, bench and registration -------------------------------------------------------
+
+
+def _samples(gen):
+    def sample(name, index_shape, n_rows=7, d=4, index_dtype=torch.int64, scale=1.0, include=None, derivative=True,
+               **kwargs):
+        W = randn(gen, n_rows, d, requires_grad=False) * scale
+        x = torch.randint(0, n_rows, index_shape, generator=gen, dtype=index_dtype)
+        if include is not None and x.numel():
+            x.view(-1)[0] = include % n_rows                 # the index the option is about occurs
+        return Sample((x, W.requires_grad_()), kwargs, name, gradcheck=derivative)
+
+    # padding_idx and scale_grad_by_freq make the gradient differ from the derivative on purpose
+    # (PyTorch documents it), and a max_norm that rescales rewrites W on every call, finite
+    # differences included: for those, derivative=False turns gradcheck off; every other check runs.
+    return [
+        sample("(N,) indices", (6,)),
+        sample("(B, T) indices", (3, 4)),
+        sample("(B, T, K) indices", (2, 3, 2)),
+        sample("0-d index", ()),
+        sample("int32 indices", (3, 4), index_dtype=torch.int32),
+        sample("(0,) no indices", (0,)),
+        sample("(B, 0) no indices", (3, 0)),
+        sample("one-row table", (5,), n_rows=1),
+        sample("max_norm above every row (no rescaling)", (3, 4), max_norm=100.0),
+        sample("padding_idx=0", (3, 4), padding_idx=0, include=0, derivative=False),
+        sample("padding_idx=-1", (3, 4), padding_idx=-1, include=-1, derivative=False),
+        sample("scale_grad_by_freq", (4, 5), scale_grad_by_freq=True, derivative=False),
+        sample("scale_grad_by_freq, padding_idx=2", (4, 5), scale_grad_by_freq=True, padding_idx=2, include=2,
+               derivative=False),
+        sample("max_norm=1 rescales rows", (3, 4), max_norm=1.0, scale=2.0, derivative=False),
+        sample("max_norm=1, norm_type=1", (3, 4), max_norm=1.0, norm_type=1.0, scale=2.0, derivative=False),
+        sample("max_norm=0.5, norm_type=inf, padding_idx", (3, 4), max_norm=0.5, norm_type=float("inf"),
+               padding_idx=1, include=1, derivative=False),
+    ]
+
+
+def _idx(*values, dtype=torch.long):
+    return torch.tensor(values, dtype=dtype)
+
+
+def _W(*shape):
+    return torch.randn(shape)
+
+
+_ERRORS = (
+    ErrorInput("float indices", lambda F, nn: F.embedding(torch.tensor([1.0, 2.0]), _W(10, 3)), RuntimeError,
+               r"input holds the indices .* must be int64 or int32, got torch\.float32; convert with input\.long\(\)"),
+    ErrorInput("int16 indices", lambda F, nn: F.embedding(_idx(1, 2, dtype=torch.int16), _W(10, 3)), RuntimeError,
+               r"must be int64 or int32, got torch\.int16"),
+    ErrorInput("bool indices", lambda F, nn: F.embedding(torch.tensor([True, False]), _W(10, 3)), RuntimeError,
+               r"must be int64 or int32, got torch\.bool"),
+    ErrorInput("index past the last row", lambda F, nn: F.embedding(_idx(1, 10, 2), _W(10, 3)), IndexError,
+               r"index 10 is out of range for a weight of 10 rows: indices must lie in \[0, 9\]"),
+    ErrorInput("negative index", lambda F, nn: F.embedding(_idx(1, -1), _W(10, 3)), IndexError,
+               r"index -1 is out of range for a weight of 10 rows"),
+    ErrorInput("1-D weight", lambda F, nn: F.embedding(_idx(1), _W(10)), RuntimeError,
+               r"weight must be a 2-D table \(num_embeddings, embedding_dim\), got shape \(10,\)"),
+    ErrorInput("3-D weight", lambda F, nn: F.embedding(_idx(1), _W(10, 2, 2)), RuntimeError,
+               r"weight must be a 2-D table .*got shape \(10, 2, 2\)"),
+    ErrorInput("padding_idx past the last row", lambda F, nn: F.embedding(_idx(1), _W(10, 3), padding_idx=10),
+               AssertionError, r"padding_idx 10 is out of range for a weight of 10 rows .*-10 <= padding_idx < 10"),
+    ErrorInput("padding_idx below -V", lambda F, nn: F.embedding(_idx(1), _W(10, 3), padding_idx=-11),
+               AssertionError, r"padding_idx -11 is out of range"),
+    ErrorInput("float padding_idx", lambda F, nn: F.embedding(_idx(1), _W(10, 3), padding_idx=1.5), TypeError,
+               r"padding_idx must be an int or None, got 1\.5"),
+    ErrorInput("sparse=True", lambda F, nn: F.embedding(_idx(1), _W(10, 3).requires_grad_(), sparse=True),
+               NotImplementedError, r"sparse=True .* does not derive .*pass sparse=False", torch_accepts=True),
+    ErrorInput("negative max_norm", lambda F, nn: F.embedding(_idx(1), _W(10, 3), max_norm=-1.0), ValueError,
+               r"max_norm .* must be >= 0, got -1\.0", torch_accepts=True),
+    ErrorInput("max_norm with an int64 table", lambda F, nn: F.embedding(_idx(1), torch.ones(10, 3, dtype=torch.long),
+                                                                         max_norm=1.0),
+               RuntimeError, r"max_norm rescales rows by their norm and needs a floating-point weight, got torch\.int64"),
+    ErrorInput("list indices", lambda F, nn: F.embedding([1, 2], _W(10, 3)), TypeError,
+               r"input must be a torch\.Tensor, got list"),
+    ErrorInput("nn.Embedding index past the last row", lambda F, nn: nn.Embedding(10, 3)(_idx(3, 12)), IndexError,
+               r"index 12 is out of range for a weight of 10 rows"),
+    ErrorInput("nn.Embedding float indices", lambda F, nn: nn.Embedding(10, 3)(torch.tensor([0.0, 1.0])), RuntimeError,
+               r"must be int64 or int32, got torch\.float32"),
+    ErrorInput("nn.Embedding(sparse=True)", lambda F, nn: nn.Embedding(10, 3, sparse=True)(_idx(1, 2)),
+               NotImplementedError, r"sparse=True .*torch\.nn\.Embedding\(sparse=True\)", torch_accepts=True),
+)
+
+
+def _module_samples():
+    def indices(*shape, n_rows=10):
+        return lambda gen: (torch.randint(0, n_rows, shape, generator=gen),)
+
+    configurations = [  # (name, args, kwargs, index shape)
+        ("Embedding(10, 3) on (N,)", (10, 3), {}, (6,)),
+        ("Embedding(10, 3) on (B, T)", (10, 3), {}, (4, 5)),
+        ("Embedding(10, 3) on a 0-d index", (10, 3), {}, ()),
+        ("Embedding(10, 3, padding_idx=0)", (10, 3), {"padding_idx": 0}, (4, 5)),
+        ("Embedding(10, 3, padding_idx=-1)", (10, 3), {"padding_idx": -1}, (4, 5)),
+        ("Embedding(10, 3, max_norm=1.0)", (10, 3), {"max_norm": 1.0}, (4, 5)),
+        ("Embedding(10, 3, max_norm=1.5, norm_type=1.0)", (10, 3), {"max_norm": 1.5, "norm_type": 1.0}, (4, 5)),
+        ("Embedding(10, 3, scale_grad_by_freq=True)", (10, 3), {"scale_grad_by_freq": True}, (4, 5)),
+        ("Embedding(10, 3, padding_idx=2, scale_grad_by_freq=True)", (10, 3),
+         {"padding_idx": 2, "scale_grad_by_freq": True}, (4, 5)),
+    ]
+    return tuple(ModuleSample(name, indices(*shape), args, kwargs) for name, args, kwargs, shape in configurations)
+
+
+def _bench(device):
+    W = torch.randn(10_000, 256, device=device, requires_grad=True)
+    x = torch.randint(0, 10_000, (64, 128), device=device)
+    return [("vocab 10000 × 256, indices (64, 128)", (x, W), {})]
+
+
+register(Op(
+    "embedding", embedding, torch.nn.functional.embedding, _samples, embedding_numpy, (Embedding,),
+    Derivative("y = W[x]", "dL/dW = Σ_i onehot(x_i) g_iᵀ (index_add of g's rows; none into padding_idx)",
+               "x (*) indices, W (V, D), g (*, D)"),
+    modules={torch.nn.Embedding: Module(
+        lambda self, input: embedding(input, self.weight, self.padding_idx, self.max_norm, self.norm_type,
+                                      self.scale_grad_by_freq, self.sparse),
+        _module_samples(), _embedding_module_unsupported)},
+    bench=_bench,
+    errors=_ERRORS,
+))
