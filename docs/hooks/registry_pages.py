@@ -7,7 +7,8 @@
   ``<!-- verification -->`` the table of ``handgrad.check.run_checks`` over them, run now.
 - An op of the family that has no section on the page (a heading ``{#<op name>}``) gets one at the
   end: its row and the source of its Functions, so a new op shows up without editing the docs.
-- On ``docs/ops/index.md``, ``<!-- derivative-table -->`` becomes the whole table of derivatives.
+- On ``docs/ops/index.md``, ``<!-- derivative-table -->`` becomes the whole table of derivatives, and on
+  ``docs/api/functional.md``, ``<!-- faces -->`` the API entry of every op's functional face.
 - The notebook (``examples/seed_tutorial.py``) joins the site as ``seed_tutorial.py`` (mkdocs-jupyter
   renders it), and its page loses nbconvert's MathJax, loaded from a CDN: KaTeX typesets it offline.
 
@@ -66,7 +67,7 @@ def on_files(files, config):
 
 def on_page_markdown(markdown, page, config, files):
     if page.file.src_uri == "ops/index.md":
-        return markdown.replace("<!-- derivative-table -->", derivative_table())
+        return markdown.replace("<!-- derivative-table -->", _plain(derivative_table()))
     if page.file.src_uri == "api/functional.md":
         return markdown.replace("<!-- faces -->", _faces())
     family = re.fullmatch(r"ops/(\w+)\.md", page.file.src_uri)
@@ -79,7 +80,10 @@ def on_page_markdown(markdown, page, config, files):
     missing = [op for op in ops if f"{{#{op.name}}}" not in markdown]
     for op in missing:
         log.info("%s: no derivation of %s on the page yet; showing its registry entry", page.file.src_uri, op.name)
-    markdown += "".join(_undocumented_section(op) for op in missing)
+    # Before the verification section, where the page has one.
+    at = markdown.find("\n## Verification")
+    at = len(markdown) if at < 0 else at
+    markdown = markdown[:at] + "".join(_undocumented_section(op) for op in missing) + markdown[at:]
     markdown = markdown.replace("<!-- derivatives -->", _derivative_rows(ops))
     if "<!-- verification -->" in markdown:
         markdown = markdown.replace("<!-- verification -->", _verification(page.file.src_uri, ops))
@@ -97,8 +101,17 @@ def _derivative_rows(ops):
     for op in ops:
         d = op.derivative
         functions = ", ".join(f"`{f.__name__}`" for f in op.functions)
-        lines.append(f"| [`{op.name}`](#{op.name}) ({functions}) | {d.forward} | {d.backward} | {d.shapes} |")
+        lines.append(f"| [`{op.name}`](#{op.name}) ({functions}) | {_plain(d.forward)} | {_plain(d.backward)} "
+                     f"| {_plain(d.shapes)} |")
     return "\n".join(lines) + "\n"
+
+
+def _plain(text):
+    """The registry's plain-text formulas as Markdown: outside `code`, * and _ are characters
+    ((*, in) is a shape, Σ_c a subscript), not emphasis."""
+    parts = text.split("`")
+    parts[::2] = [re.sub(r"([*_])", r"\\\1", part) for part in parts[::2]]
+    return "`".join(parts)
 
 
 def _faces():
