@@ -164,6 +164,95 @@ def leaky_relu_numpy(z, negative_slope=0.01, inplace=False):
     return y, lambda g: (np.where(z > 0, g, negative_slope * g),)
 
 
+# -- gelu ------------------------------------------------------------------------------------------
+
+GELU_APPROXIMATIONS = ("none", "tanh")
+_SQRT_HALF = math.sqrt(0.5)
+_K = math.sqrt(2 / math.pi)                                  # √(2/π)
+_C = 0.044715
+
+
+class GELU(Elementwise):
+    """y = z Φ(z), Φ the standard normal CDF; with approximate='tanh', y = ½ z (1 + tanh u),
+    u = √(2/π) (z + 0.044715 z³). Both derivatives need z, neither can be read from y alone."""
+
+    saves = ("x",)
+
+    @staticmethod
+    def forward(z, approximate="none"):
+        return torch.nn.functional.gelu(z, approximate=approximate)
+
+    @staticmethod
+    def rule(g, z, y, approximate):
+        # Half precision squares |z| > 256 to inf: compute in float32, as PyTorch's kernel does.
+        low = z.dtype in (torch.float16, torch.bfloat16)
+        zf, gf = (z.float(), g.float()) if low else (z, g)
+        rule = gelu_rule if approximate == "none" else gelu_tanh_rule
+        dz = rule(gf, zf)
+        return dz.to(z.dtype) if low else dz
+
+
+def gelu_rule(g, z):
+    """dL/dz = g (Φ(z) + z Φ'(z)), with Φ'(z) = e^(−z²/2) / √(2π) the normal density.
+
+    From y = z Φ(z) by the product rule. With s = z / √2, Φ(z) = ½ (1 + erf s) and
+    z Φ'(z) = ½ √(2/π) z e^(−s²), so dL/dz = ½ g a, a = 1 + erf s + √(2/π) z e^(−s²).
+    """
+    s = z * _SQRT_HALF                                       # z / √2
+    if torch.is_grad_enabled():                              # this backward is being differentiated
+        return 0.5 * g * (1 + torch.erf(s) + _K * z * torch.exp(-s * s))
+    # The same in place, in two buffers: a new (64, 128, 3072) tensor costs more than a pass over one.
+    e = torch.addcmul(s.new_zeros(()), s, s, value=-1).exp_()                # e^(−s²)
+    a = s.erf_().add_(1).addcmul_(z, e, value=_K)                            # 1 + erf s + √(2/π) z e^(−s²)
+    return a.mul_(g).mul_(0.5)                                               # ½ g a
+
+
+def gelu_tanh_rule(g, z):
+    """dL/dz = g s (1 + z (1 − s) dv/dz), s = σ(v), v = 2u = 2√(2/π) z (1 + 0.044715 z²).
+
+    ½ (1 + tanh u) = σ(2u), so y = z σ(v); the product rule and σ' = σ (1 − σ) give
+    dy/dz = s + z s (1 − s) dv/dz, with dv/dz = 2√(2/π) (1 + 3 · 0.044715 z²).
+    σ is handgrad's ``Sigmoid``, so that double backward stays hand-derived too.
+    """
+    z2 = z * z
+    if torch.is_grad_enabled():                              # this backward is being differentiated
+        s = apply(Sigmoid, 2 * _K * z * (1 + _C * z2))
+        dv = 2 * _K * (1 + 3 * _C * z2)
+        return g * s * (1 + z * (1 - s) * dv)
+    # The same in place (see gelu_rule), in two buffers: z2 becomes m, then dL/dz; s.
+    m = z2.mul_(2 * _K * _C).add_(2 * _K)                    # m = 2√(2/π) (1 + 0.044715 z²), v = m z
+    s = torch.mul(m, z).sigmoid_()                           # s = σ(v)
+    dz = m.mul_(3).sub_(4 * _K).mul_(z)                      # z dv/dz = z (3m − 4√(2/π))
+    dz.addcmul_(dz, s, value=-1).add_(1)                     # 1 + z (1 − s) dv/dz
+    return dz.mul_(s).mul_(g)                                # g s (1 + z (1 − s) dv/dz)
+
+
+def gelu(input, *, approximate="none"):
+    """y = x Φ(x) (or its tanh approximation), elementwise, as ``torch.nn.functional.gelu``
+    (whose ``approximate`` is keyword-only too)."""
+    check_tensor("gelu", "input", input)
+    if not isinstance(approximate, str):
+        raise TypeError(f"gelu: approximate must be a str, 'none' or 'tanh', got {type(approximate).__name__}")
+    if approximate not in GELU_APPROXIMATIONS:
+        raise RuntimeError(f"gelu: approximate must be 'none' or 'tanh', got {approximate!r}")
+    if not input.is_floating_point():
+        raise NotImplementedError(f"gelu: input must be a floating-point tensor, got {input.dtype}")
+    return apply(GELU, input, approximate)
+
+
+def gelu_numpy(z, approximate="none"):
+    """Φ from math.erf and the normal density, or the tanh form differentiated as written."""
+    k, c = math.sqrt(2 / math.pi), 0.044715
+    with np.errstate(over="ignore", invalid="ignore"):       # ±inf in, NaN slopes out, as in torch
+        if approximate == "none":
+            cdf = 0.5 * (1 + np.vectorize(math.erf, otypes=[np.float64])(z / math.sqrt(2)))
+            y, slope = z * cdf, cdf + z * np.exp(-0.5 * z * z) / math.sqrt(2 * math.pi)
+        else:
+            t = np.tanh(k * (z + c * z ** 3))
+            y, slope = 0.5 * z * (1 + t), 0.5 * (1 + t) + 0.5 * z * (1 - t * t) * k * (1 + 3 * c * z * z)
+    return y, lambda g: (g * slope,)
+
+
 # -- samples and registration ----------------------------------------------------------------------
 
 
@@ -268,5 +357,47 @@ register(Op(
             "in place with a negative slope, differentiated",
             lambda F, nn: F.leaky_relu(torch.ones(3, requires_grad=True) * 1, -0.5, inplace=True).sum().backward(),
             RuntimeError, r"in place with negative_slope=-0\.5 ≤ 0 cannot be differentiated"),
+    ),
+))
+
+
+def _gelu_samples(gen):
+    """Every input form with the default, then with approximate='tanh', and 'none' spelt out."""
+    extremes = ([-1000.0, 1000.0, -1e4, 1e4, 0.0], [NAN, -1.0, 2.0, NAN], [INF, -INF, 1.0])
+    samples = elementwise_samples(extremes=extremes)(gen)
+    for sample in elementwise_samples(extremes=extremes, approximate="tanh")(gen):
+        sample.name += ", approximate='tanh'"
+        samples.append(sample)
+    samples.append(Sample((randn(gen, 6, 7),), {"approximate": "none"}, name="(N, D), approximate='none'"))
+    return samples
+
+
+def _gelu_bench(device):
+    def x(*shape):
+        return torch.randn(*shape, device=device, requires_grad=True)
+    return [("(1024, 512)", (x(1024, 512),), {}), ("(64, 128, 3072)", (x(64, 128, 3072),), {}),
+            ("(1024, 512), tanh", (x(1024, 512),), {"approximate": "tanh"})]
+
+
+register(Op(
+    "gelu", gelu, torch.nn.functional.gelu, _gelu_samples, gelu_numpy, (GELU,),
+    Derivative("y = z Φ(z); tanh: y = ½ z (1 + tanh u), u = √(2/π)(z + 0.044715 z³)",
+               "dL/dz = g · (Φ(z) + z Φ'(z)); tanh: g · s (1 + z (1 − s) dv/dz), s = σ(v), v = 2u", "(*)"),
+    modules={torch.nn.GELU: Module(
+        lambda self, input: gelu(input, approximate=self.approximate),
+        activation_module_samples(((), {}), (("tanh",), {}), ((), {"approximate": "none"})))},
+    bench=_gelu_bench,
+    errors=(
+        list_input("gelu"),
+        ErrorInput("approximate 'TANH'", lambda F, nn: F.gelu(torch.ones(3), approximate="TANH"), RuntimeError,
+                   r"gelu: approximate must be 'none' or 'tanh', got 'TANH'"),
+        ErrorInput("approximate None", lambda F, nn: F.gelu(torch.ones(3), approximate=None), TypeError,
+                   r"gelu: approximate must be a str, 'none' or 'tanh', got NoneType"),
+        ErrorInput("approximate passed by position", lambda F, nn: F.gelu(torch.ones(3), "tanh"), TypeError,
+                   r"gelu\(\) takes 1 positional argument but 2 were given"),
+        ErrorInput("int64 input", lambda F, nn: F.gelu(torch.ones(3, dtype=torch.long)), NotImplementedError,
+                   r"gelu: input must be a floating-point tensor, got torch\.int64"),
+        ErrorInput("nn.GELU approximate 'exact'", lambda F, nn: nn.GELU("exact")(torch.ones(3)), RuntimeError,
+                   r"gelu: approximate must be 'none' or 'tanh', got 'exact'"),
     ),
 ))
