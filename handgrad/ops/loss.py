@@ -1,9 +1,15 @@
-"""Losses. The seed's cross-entropy L = −log softmax(l)_y, generalised to all of PyTorch's options.
+"""Losses. The seed's cross-entropy L = −log softmax(l)_y, generalised to all of PyTorch's options,
+and beside it nll_loss (the same after log softmax), mse_loss and binary_cross_entropy_with_logits.
 
-Notation: x the logits (M, C) (one row per prediction, C classes), p = softmax(x), a the target
-distribution (M, C), w the class weights (C,), ε the label smoothing, g = dL/dL (the upstream
-gradient: () for 'mean' and 'sum', (M,) for 'none').
+Notation: g = dL/dL, the upstream gradient: () for 'mean' and 'sum', one per term for 'none'; r how
+much each term moves L: g, or g / D for 'mean', D the number of terms or the sum of their weights.
+Cross-entropy and nll_loss: x the logits or log-probabilities (M, C) (one row per prediction, C
+classes), p = softmax(x), a the target distribution (M, C), t the class indices (M,), w the class
+weights (C,), ε the label smoothing. mse_loss and binary_cross_entropy_with_logits: x the input
+and t the target, elementwise (*), w the weights, p the positive-class weights (pos_weight).
 """
+
+import warnings
 
 import numpy as np
 import torch
@@ -12,6 +18,7 @@ from handgrad.ops._checks import (FLOAT32, autocast, can_inspect_values, check_r
                                   check_same_dtype_and_device, check_tensor)
 from handgrad.ops._function import HandFunction, apply
 from handgrad.ops._registry import Derivative, Module, ModuleSample, Op, register
+from handgrad.ops.linear import _sum_to
 from handgrad.ops.softmax import log_softmax_backward, log_softmax_numpy
 from handgrad.testing import ErrorInput, Sample, TOLERANCES, randn
 
@@ -34,6 +41,10 @@ class SoftmaxCrossEntropy(HandFunction):
     'mean' divides the sum by D = Σ_rows w_t over rows not ignored (class indices) or by M
     (probabilities), exactly as PyTorch does.
 
+    For class indices without smoothing this is ``nll_loss(log_softmax(x, 1), t)``: the gradient
+    −r w_t onehot(t) of ``NegativeLogLikelihood`` taken back through log softmax
+    (``log_softmax_backward``), in one Function that never builds the dense one-hot.
+
     Returns ``(loss, log_p)``: log_p = log softmax(x), (M, C), is what backward needs; it is returned
     rather than kept aside so that double backward differentiates through it (see ``backward``).
     """
@@ -48,8 +59,8 @@ class SoftmaxCrossEntropy(HandFunction):
             loss = _reduce(rows, reduction, x.shape[0])
         else:
             w = None if weight is None else _as(weight, log_p.dtype)
-            # −w_t log p_t, summed or averaged over the rows that are not ignored (D = Σ w_t).
-            loss = torch.nn.functional.nll_loss(log_p, target, w, ignore_index=ignore_index, reduction=reduction)
+            # nll_loss(log p): −w_t log p_t, summed or averaged over the rows not ignored (D = Σ w_t).
+            loss = NegativeLogLikelihood.forward(log_p, target, w, ignore_index, reduction)
             if eps > 0:                                      # −Σ_c a_c log p_c = (1 − ε) nll + (ε / C) smooth
                 kept, _, w_t = _class_index_rows(target, weight, ignore_index, log_p.dtype)
                 # Only on kept rows, as PyTorch does: a NaN or −inf logit in an ignored row must
@@ -146,7 +157,7 @@ class SoftmaxCrossEntropy(HandFunction):
 
 
 def _reduce(rows, reduction, denominator):
-    """The per-row losses (M,) reduced: summed, summed / D ('mean'), or kept ('none')."""
+    """The loss terms (per row, or per element) reduced: summed, summed / D ('mean'), or kept ('none')."""
     if reduction == "none":
         return rows
     return rows.sum() if reduction == "sum" else rows.sum() / denominator
@@ -173,17 +184,20 @@ def _class_index_rows(target, weight, ignore_index, dtype):
     return kept, t, w_t
 
 
+def _scale(g, reduction, denominator):
+    """r: how much each term of the loss moves L: g ('sum'; for 'none', one per term) or g / D ('mean')."""
+    return g / denominator if reduction == "mean" else g
+
+
 def _row_scale(g, reduction, denominator, n_rows):
     """r (M, 1): how much each row's loss moves L (g, g / D or g_row)."""
     if reduction == "none":
         return g.unsqueeze(1)
-    if reduction == "mean":
+    if reduction == "mean" and isinstance(denominator, torch.Tensor):
         # D = 0 only when every row is ignored, and then every r is masked away: dividing by 1
         # instead keeps 0/0 out of the graph (double backward would see NaN) and changes nothing.
-        if isinstance(denominator, torch.Tensor):
-            denominator = denominator.where(denominator != 0, 1)
-        g = g / denominator
-    return g.expand(n_rows).unsqueeze(1)
+        denominator = denominator.where(denominator != 0, 1)
+    return _scale(g, reduction, denominator).expand(n_rows).unsqueeze(1)
 
 
 # -- functional face -------------------------------------------------------------------------------
@@ -214,72 +228,96 @@ def cross_entropy(
         raise RuntimeError(f"cross_entropy: label_smoothing must be in [0, 1], got {label_smoothing}")
     if not input.is_floating_point():
         raise NotImplementedError(f"cross_entropy: input (logits) must be floating point, got {input.dtype}")
-    if input.dim() == 0:
-        raise RuntimeError("cross_entropy: input must be (C), (N, C) or (N, C, d1, ..., dK); got a 0-d tensor")
-    class_dim = 0 if input.dim() == 1 else 1
-    n_classes = input.shape[class_dim]
-    if n_classes == 0:
-        raise IndexError(f"cross_entropy: input of shape {tuple(input.shape)} has no classes (C = 0)")
-    if weight is not None:
-        check_tensor("cross_entropy", "weight", weight)
-        if weight.shape != (n_classes,):
-            raise RuntimeError(
-                f"cross_entropy: weight must hold one value per class, shape ({n_classes},), "
-                f"got shape {tuple(weight.shape)}"
-            )
-        if weight.requires_grad and torch.is_grad_enabled():
-            raise RuntimeError(
-                "cross_entropy: the loss is not differentiable with respect to weight (as in PyTorch); "
-                "pass weight.detach() or a weight that does not require grad"
-            )
+    class_dim, n_classes = _classes("cross_entropy", input, zero_dim_error=RuntimeError)
+    _check_class_weight("cross_entropy", weight, n_classes)
     probabilities = target.is_floating_point()
     input, weight, *probability_target = autocast(FLOAT32, input, weight, *((target,) if probabilities else ()))
     target = probability_target[0] if probabilities else target
-    _check_target(input, target, class_dim, n_classes, ignore_index)
+    if probabilities:
+        _check_probability_target(input, target, class_dim, ignore_index)
+    else:
+        _check_class_target("cross_entropy", input, target, class_dim, n_classes, ignore_index)
     check_same_dtype_and_device(
         "cross_entropy", {"input": input, "weight": weight, **({"target": target} if probabilities else {})}
     )
-    if target.device != input.device:
-        raise RuntimeError(f"cross_entropy: target is on {target.device} but input is on {input.device}")
-    x, t = input, target if probabilities or target.dtype == torch.long else target.long()
-    if input.dim() != 2:                                     # to one row per prediction: (M, C)
-        x = input.movedim(class_dim, -1).reshape(-1, n_classes)
-        t = t.movedim(class_dim, -1).reshape(-1, n_classes) if probabilities else t.reshape(-1)
+    x, t = _as_rows(input, target, class_dim)
     loss, _ = apply(SoftmaxCrossEntropy, x, t, weight, ignore_index, label_smoothing, reduction)
-    if reduction == "none" and input.dim() != 2:
-        return loss.reshape(input.shape[:class_dim] + input.shape[class_dim + 1:])
-    return loss
+    return _from_rows(loss, input, class_dim, reduction)
 
 
-def _check_target(input, target, class_dim, n_classes, ignore_index):
-    """Validate target against input (class probabilities when floating point)."""
-    class_free_shape = input.shape[:class_dim] + input.shape[class_dim + 1:]
-    if target.is_floating_point():
-        if target.shape != input.shape:
-            raise RuntimeError(
-                f"cross_entropy: a floating-point target is read as class probabilities and must have "
-                f"the input's shape {tuple(input.shape)}, got {tuple(target.shape)}; for class indices "
-                f"of shape {tuple(class_free_shape)} use an int64 (torch.long) target"
-            )
-        if ignore_index != -100:
-            raise RuntimeError(
-                "cross_entropy: ignore_index applies to class-index targets only; "
-                "it is not supported with class-probability targets"
-            )
+def _classes(fn, input, zero_dim_error):
+    """(class dimension, C) of input (C), (N, C) or (N, C, d1, ..., dK). A 0-d input raises
+    ``zero_dim_error``: RuntimeError from cross_entropy, ValueError from nll_loss, as in PyTorch."""
+    if input.dim() == 0:
+        raise zero_dim_error(f"{fn}: input must be (C), (N, C) or (N, C, d1, ..., dK); got a 0-d tensor")
+    class_dim = 0 if input.dim() == 1 else 1
+    n_classes = input.shape[class_dim]
+    if n_classes == 0:
+        raise IndexError(f"{fn}: input of shape {tuple(input.shape)} has no classes (C = 0)")
+    return class_dim, n_classes
+
+
+def _check_class_weight(fn, weight, n_classes):
+    """A class weight is (C,) and a constant: PyTorch differentiates neither loss with respect to it."""
+    if weight is None:
         return
+    check_tensor(fn, "weight", weight)
+    if weight.shape != (n_classes,):
+        raise RuntimeError(
+            f"{fn}: weight must hold one value per class, shape ({n_classes},), got shape {tuple(weight.shape)}"
+        )
+    if weight.requires_grad and torch.is_grad_enabled():
+        raise RuntimeError(
+            f"{fn}: the loss is not differentiable with respect to weight (as in PyTorch); "
+            "pass weight.detach() or a weight that does not require grad"
+        )
+
+
+def _check_probability_target(input, target, class_dim, ignore_index):
+    """A floating-point target of cross_entropy: class probabilities, with the input's shape."""
+    if target.shape != input.shape:
+        raise RuntimeError(
+            f"cross_entropy: a floating-point target is read as class probabilities and must have "
+            f"the input's shape {tuple(input.shape)}, got {tuple(target.shape)}; for class indices "
+            f"of shape {_class_free_shape(input, class_dim)} use an int64 (torch.long) target"
+        )
+    if ignore_index != -100:
+        raise RuntimeError(
+            "cross_entropy: ignore_index applies to class-index targets only; "
+            "it is not supported with class-probability targets"
+        )
+
+
+def _check_same_device(fn, input, *others):
+    """Every tensor of ``others`` (None skipped) on input's device."""
+    for name, t in zip(("target", "weight", "pos_weight"), others):
+        if t is not None and t.device != input.device:
+            raise RuntimeError(f"{fn}: {name} is on {t.device} but input is on {input.device}; "
+                               f"move them to the same device")
+
+
+def _class_free_shape(input, class_dim):
+    return tuple(input.shape[:class_dim] + input.shape[class_dim + 1:])
+
+
+def _check_class_target(fn, input, target, class_dim, n_classes, ignore_index):
+    """A target of class indices: int64 (or uint8), the input's shape without the class dimension
+    (a (C) input also takes a target of shape (1,), as in PyTorch), each index in [0, C) or ignore_index."""
+    class_free_shape = _class_free_shape(input, class_dim)
     if target.dtype not in (torch.long, torch.uint8):
         raise RuntimeError(
-            f"cross_entropy: class-index target must have dtype torch.long (or torch.uint8), "
-            f"got {target.dtype}"
+            f"{fn}: class-index target must have dtype torch.long (or torch.uint8), got {target.dtype}"
         )
-    if target.shape != class_free_shape:
+    if target.shape != class_free_shape and not (input.dim() == 1 and target.shape == (1,)):
         # torch raises ValueError when the batch sizes differ and RuntimeError otherwise.
         mismatch = ValueError if target.shape[:1] != class_free_shape[:1] else RuntimeError
         raise mismatch(
-            f"cross_entropy: target of shape {tuple(target.shape)} does not match input of shape "
-            f"{tuple(input.shape)}: class-index targets must have shape {tuple(class_free_shape)} "
+            f"{fn}: target of shape {tuple(target.shape)} does not match input of shape "
+            f"{tuple(input.shape)}: class-index targets must have shape {class_free_shape} "
             f"(input without its class dimension {class_dim})"
         )
+    if target.device != input.device:
+        raise RuntimeError(f"{fn}: target is on {target.device} but input is on {input.device}")
     if target.numel() and can_inspect_values(target):
         low, high = (int(v) for v in torch.aminmax(target))   # one pass; the exact test only if needed
         if low >= 0 and high < n_classes:
@@ -288,9 +326,26 @@ def _check_target(input, target, class_dim, n_classes, ignore_index):
         if bad.any():
             value = target[bad].flatten()[0].item()
             raise IndexError(
-                f"cross_entropy: target {value} is out of bounds: class indices must lie in "
+                f"{fn}: target {value} is out of bounds: class indices must lie in "
                 f"[0, {n_classes - 1}] for {n_classes} classes, or equal ignore_index={ignore_index}"
             )
+
+
+def _as_rows(input, target, class_dim):
+    """One row per prediction: input as (M, C), target as (M,) int64 class indices or (M, C) probabilities."""
+    t = target if target.is_floating_point() or target.dtype == torch.long else target.long()
+    if input.dim() == 2:
+        return input, t
+    n_classes = input.shape[class_dim]
+    x = input.movedim(class_dim, -1).reshape(-1, n_classes)
+    return x, t.movedim(class_dim, -1).reshape(-1, n_classes) if t.is_floating_point() else t.reshape(-1)
+
+
+def _from_rows(loss, input, class_dim, reduction):
+    """The loss in input's layout: for 'none', (M,) back to the input's shape without the class dimension."""
+    if reduction == "none" and input.dim() != 2:
+        return loss.reshape(_class_free_shape(input, class_dim))
+    return loss
 
 
 # -- NumPy oracle ----------------------------------------------------------------------------------
@@ -321,46 +376,67 @@ def cross_entropy_rows_numpy(logits, target, weight=None, ignore_index=-100, red
     # logits in an ignored row must not turn 0 · (−inf) into NaN.
     with np.errstate(invalid="ignore"):
         rows = -np.where(A != 0, A * log_p, 0.0).sum(axis=1)
-    with np.errstate(invalid="ignore", divide="ignore"):     # a mean over no rows is NaN, as in torch
-        loss = rows if reduction == "none" else rows.sum() if reduction == "sum" else rows.sum() / divisor
     probabilities = np.issubdtype(target.dtype, np.floating)
 
     def vjp(g):
-        g = np.asarray(g, dtype=np.float64)
-        if reduction == "none":
-            r = g.reshape(-1, 1)
-        else:
-            scale = float(g) if reduction == "sum" else (float(g) / divisor if divisor else 0.0)
-            r = np.full((logits.shape[0], 1), scale)
+        r = _row_scale_numpy(g, reduction, divisor, logits.shape[0])
         dlogits = r * (A.sum(axis=1, keepdims=True) * np.exp(log_p) - A)     # r (s softmax − A)
         if not probabilities:
             return dlogits, None
         w = np.ones(logits.shape[1]) if weight is None else np.asarray(weight, dtype=np.float64)
         return dlogits, -r * (1 - label_smoothing) * w * log_p
 
-    return loss, vjp
+    return _reduce_numpy(rows, reduction, divisor), vjp
 
 
-def cross_entropy_numpy(x, target, weight=None, size_average=None, ignore_index=-100, reduce=None, reduction="mean",
-                        label_smoothing=0.0):
+def _reduce_numpy(terms, reduction, divisor):
+    with np.errstate(invalid="ignore", divide="ignore"):     # a mean over nothing is NaN, as in torch
+        return terms if reduction == "none" else terms.sum() if reduction == "sum" else terms.sum() / divisor
+
+
+def _row_scale_numpy(g, reduction, divisor, n_rows):
+    """r (M, 1) from g: g_row, g, or g / D (0 when D = 0: no row counts)."""
+    g = np.asarray(g, dtype=np.float64)
+    if reduction == "none":
+        return g.reshape(-1, 1)
+    scale = float(g) if reduction == "sum" else (float(g) / divisor if divisor else 0.0)
+    return np.full((n_rows, 1), scale)
+
+
+def _legacy_reduction(size_average, reduce, reduction):
+    """PyTorch's deprecated spellings: reduce=False is 'none', else size_average=False is 'sum'."""
+    if size_average is None and reduce is None:
+        return reduction
+    return "none" if reduce is False else "sum" if size_average is False else "mean"
+
+
+def _class_rows_numpy(x, target, reduction, rows_oracle):
+    """``rows_oracle(x2, t2)`` on one row per prediction, for input (C), (N, C) or (N, C, d1, ..., dK):
+    the class dimension moved last and the rest flattened, then the loss and gradients moved back."""
     class_dim = 0 if x.ndim == 1 else 1
     n_classes = x.shape[class_dim]
     x2 = np.moveaxis(x, class_dim, -1).reshape(-1, n_classes)
     probabilities = np.issubdtype(target.dtype, np.floating)
     t2 = np.moveaxis(target, class_dim, -1).reshape(-1, n_classes) if probabilities else target.reshape(-1)
-    loss, rows_vjp = cross_entropy_rows_numpy(x2, t2, weight, ignore_index, reduction, label_smoothing)
+    loss, rows_vjp = rows_oracle(x2, t2)
     class_free = x.shape[:class_dim] + x.shape[class_dim + 1:]
     if reduction == "none":
         loss = loss.reshape(class_free)
 
     def unflatten(a):
-        return np.moveaxis(a.reshape(class_free + (n_classes,)), -1, class_dim)
+        return None if a is None else np.moveaxis(a.reshape(class_free + (n_classes,)), -1, class_dim)
 
     def vjp(g):
-        dx2, dt2 = rows_vjp(g.reshape(-1) if g.ndim else g)
-        return unflatten(dx2), None if dt2 is None else unflatten(dt2)
+        return tuple(unflatten(a) for a in rows_vjp(g.reshape(-1) if g.ndim else g))
 
     return loss, vjp
+
+
+def cross_entropy_numpy(x, target, weight=None, size_average=None, ignore_index=-100, reduce=None, reduction="mean",
+                        label_smoothing=0.0):
+    reduction = _legacy_reduction(size_average, reduce, reduction)
+    return _class_rows_numpy(x, target, reduction, lambda x2, t2: cross_entropy_rows_numpy(
+        x2, t2, weight, ignore_index, reduction, label_smoothing))
 
 
 # -- samples and registration ----------------------------------------------------------------------
@@ -610,4 +686,736 @@ register(Op(
         _module_samples())},
     bench=_bench,
     errors=_ERRORS,
+))
+
+
+# -- nll_loss --------------------------------------------------------------------------------------
+
+
+class NegativeLogLikelihood(HandFunction):
+    """L = −w_t x_t per row, reduced: ``torch.nn.functional.nll_loss`` on rows of log-probabilities.
+
+    Inputs are already flattened by ``nll_loss``: ``x`` (M, C) log-probabilities, one row per
+    prediction; ``target`` (M,) class indices (int64); ``weight`` (C,) class weights or None;
+    ``ignore_index`` (int); ``reduction`` 'none' | 'mean' | 'sum'. A row whose target is
+    ignore_index counts for nothing, and 'mean' divides by D = Σ w_t over the rows kept.
+    """
+
+    @staticmethod
+    def forward(x, target, weight, ignore_index, reduction):
+        return torch.nn.functional.nll_loss(x, target, weight, ignore_index=ignore_index, reduction=reduction)
+
+    @staticmethod
+    def setup_context(ctx, inputs, output):
+        x, target, weight, ignore_index, reduction = inputs
+        ctx.save_for_backward(target, weight)                # L is linear in x: x itself is not needed
+        ctx.save_for_forward(target, weight)
+        ctx.ignore_index, ctx.reduction, ctx.x_shape = ignore_index, reduction, x.shape
+
+    @staticmethod
+    def backward(ctx, g):
+        """dL/dx = −r w_t onehot(t), r = g, g / D or g_row: each row's loss −w_t x_t moves with its
+        target's entry only. Shapes: x (M, C); t, w_t (M,); r (M, 1); g () or (M,)."""
+        if not ctx.needs_input_grad[0]:
+            return None, None, None, None, None
+        target, weight = ctx.saved_tensors
+        _, t, w_t = _class_index_rows(target, weight, ctx.ignore_index, g.dtype)    # w_t = 0 where ignored
+        r = _row_scale(g, ctx.reduction, w_t.sum(), t.shape[0])
+        grad_x = g.new_zeros(ctx.x_shape).scatter(1, t.unsqueeze(1), -r * w_t.unsqueeze(1))    # (M, C)
+        return grad_x, None, None, None, None
+
+    @staticmethod
+    def jvp(ctx, dx, *_):
+        """Forward mode: dL = −w_t dx_t per row kept, reduced as L is."""
+        target, weight = ctx.saved_tensors
+        kept, t, w_t = _class_index_rows(target, weight, ctx.ignore_index, dx.dtype)
+        d_rows = (-w_t * dx.gather(1, t.unsqueeze(1)).squeeze(1)).where(kept, 0)    # (M,)
+        return _reduce(d_rows, ctx.reduction, w_t.sum())
+
+
+def nll_loss(input, target, weight=None, size_average=None, ignore_index=-100, reduce=None, reduction="mean"):
+    """L = −w_t input_t, the negative log-likelihood of the target class, as
+    ``torch.nn.functional.nll_loss``; ``cross_entropy(x, t)`` is ``nll_loss(log_softmax(x, 1), t)``.
+
+    Shapes: input (C), (N, C) or (N, C, d1, ..., dK) of log-probabilities; target of class indices
+    (), (N) or (N, d1, ..., dK) (int64, or uint8); weight (C). Output: a scalar for 'mean' and
+    'sum', the target's shape for 'none'. ``size_average`` and ``reduce`` are PyTorch's deprecated
+    spellings of ``reduction`` and are honoured the same way.
+    """
+    reduction = check_reduction("nll_loss", reduction, size_average, reduce)
+    check_tensor("nll_loss", "input", input)
+    check_tensor("nll_loss", "target", target)
+    if not input.is_floating_point():
+        raise NotImplementedError(f"nll_loss: input (log-probabilities) must be floating point, got {input.dtype}")
+    class_dim, n_classes = _classes("nll_loss", input, zero_dim_error=ValueError)
+    _check_class_weight("nll_loss", weight, n_classes)
+    input, weight = autocast(FLOAT32, input, weight)
+    _check_class_target("nll_loss", input, target, class_dim, n_classes, ignore_index)
+    check_same_dtype_and_device("nll_loss", {"input": input, "weight": weight})
+    x, t = _as_rows(input, target, class_dim)
+    return _from_rows(apply(NegativeLogLikelihood, x, t, weight, ignore_index, reduction), input, class_dim, reduction)
+
+
+def nll_loss_rows_numpy(x, target, weight=None, ignore_index=-100, reduction="mean"):
+    """L_row = −Σ_c A_c x_c with A = w_t onehot(t) (0 on ignored rows): the seed's −log p_y, log p given."""
+    A, divisor = _target_distribution(target, *x.shape, weight, ignore_index, 0.0)
+    with np.errstate(invalid="ignore"):                      # NaN in an ignored row stays out
+        rows = -np.where(A != 0, A * x, 0.0).sum(axis=1)
+    return _reduce_numpy(rows, reduction, divisor), lambda g: (-_row_scale_numpy(g, reduction, divisor, len(x)) * A,
+                                                              None)
+
+
+def nll_loss_numpy(x, target, weight=None, size_average=None, ignore_index=-100, reduce=None, reduction="mean"):
+    reduction = _legacy_reduction(size_average, reduce, reduction)
+    return _class_rows_numpy(x, target, reduction,
+                             lambda x2, t2: nll_loss_rows_numpy(x2, t2, weight, ignore_index, reduction))
+
+
+def _log_probabilities(gen, *shape, scale=1.0):
+    """Log-probabilities along dimension 1 (0 for a (C) input), a leaf requiring grad."""
+    logits = randn(gen, *shape, requires_grad=False) * scale
+    return torch.log_softmax(logits, 0 if len(shape) == 1 else 1).requires_grad_()
+
+
+def _nll_loss_samples(gen):
+    weight = torch.tensor([0.5, 1.0, 2.0, 1.5, 0.1], dtype=torch.float64)
+
+    def targets(*shape, ignore=None, every=False):
+        t = torch.randint(0, 5, shape, generator=gen)
+        if ignore is not None:
+            t = torch.full_like(t, ignore) if every else t.masked_fill(torch.rand(shape, generator=gen) < 0.3, ignore)
+        return t
+
+    forms = {  # name: (input, target, options)
+        "(N, C)": (_log_probabilities(gen, 8, 5), targets(8), {}),
+        "(N, C), weight": (_log_probabilities(gen, 8, 5), targets(8), {"weight": weight}),
+        "(N, C), ignore_index=-100": (_log_probabilities(gen, 8, 5), targets(8, ignore=-100), {}),
+        "(N, C), ignore_index=2, weight": (_log_probabilities(gen, 8, 5), targets(8, ignore=2),
+                                           {"ignore_index": 2, "weight": weight}),
+        "(C,) unbatched, target ()": (_log_probabilities(gen, 5), torch.tensor(3), {}),
+        "(C,) unbatched, weight": (_log_probabilities(gen, 5), torch.tensor(1), {"weight": weight}),
+        "(N, C, d1), weight": (_log_probabilities(gen, 2, 5, 3), targets(2, 3), {"weight": weight}),
+        # Not (N, C, d1, d2): torch's nll_loss2d backward refuses the strided check's non-contiguous
+        # input ("grad_input must be contiguous"); the module samples run that shape.
+        "(N, C, d1, d2, d3), weight, ignore_index": (_log_probabilities(gen, 2, 5, 3, 2, 2),
+                                                     targets(2, 3, 2, 2, ignore=-100), {"weight": weight}),
+        "(N, C), uint8 target": (_log_probabilities(gen, 6, 5), targets(6).to(torch.uint8), {}),
+        "(N, C), scores, not log-probabilities": (randn(gen, 6, 5, scale=3.0), targets(6), {}),
+        "(N, C), log-probabilities down to -1e4": (_log_probabilities(gen, 6, 5, scale=1e4), targets(6), {}),
+        "(0, C) empty batch": (_log_probabilities(gen, 0, 5), targets(0), {}),
+        "(N, C, 0) no positions": (_log_probabilities(gen, 2, 5, 0), targets(2, 0), {}),
+        "all targets ignored": (_log_probabilities(gen, 4, 5), targets(4, ignore=-100, every=True), {}),
+    }
+    nothing_counts = {"(0, C) empty batch", "(N, C, 0) no positions", "all targets ignored"}   # a mean of nothing: NaN
+    samples = [
+        Sample((x, t), {**options, "reduction": reduction}, f"{name}, {reduction}",
+               gradcheck=not (name in nothing_counts and reduction == "mean"),
+               dtypes=tuple(d for d in TOLERANCES if d != torch.float16) if "1e4" in name else None)
+        for name, (x, t, options) in forms.items() for reduction in ("mean", "sum", "none")
+    ]
+    # A NaN in a row that is ignored does not reach the loss or the gradient.
+    x = _log_probabilities(gen, 4, 5).detach()
+    x[1, 2] = float("nan")
+    samples += [Sample((x.clone().requires_grad_(), _idx(0, -100, 3, 1)), {"reduction": reduction},
+                       f"NaN in an ignored row, {reduction}", gradcheck=False) for reduction in ("mean", "sum", "none")]
+    return samples
+
+
+def _nll_loss_module_samples():
+    def input(shape, ignore=None):
+        def draw(gen):
+            target = torch.randint(0, shape[1], shape[:1] + shape[2:], generator=gen)
+            if ignore is not None:
+                target = target.masked_fill(torch.rand(target.shape, generator=gen) < 0.3, ignore)
+            return _log_probabilities(gen, *shape), target
+        return draw
+
+    weight = torch.tensor([0.5, 1.0, 2.0, 1.5], dtype=torch.float64)
+    options = {"default": ({}, None), "weight": ({"weight": weight}, None), "ignore_index=-100": ({}, -100),
+               "weight, ignore_index=1": ({"weight": weight, "ignore_index": 1}, 1)}
+    return tuple(
+        ModuleSample(f"{name}, {reduction}, {shape}", input(shape, ignore), (), {**kwargs, "reduction": reduction})
+        for name, (kwargs, ignore) in options.items() for reduction in ("mean", "sum", "none")
+        for shape in ((9, 4), (2, 4, 3, 2))
+    )
+
+
+_NLL_LOSS_ERRORS = (
+    ErrorInput("target above the last class", lambda F, nn: F.nll_loss(_x(3, 5), _idx(0, 5, 1)),
+               IndexError, r"nll_loss: target 5 is out of bounds.*\[0, 4\] for 5 classes"),
+    ErrorInput("negative target other than ignore_index", lambda F, nn: F.nll_loss(_x(3, 5), _idx(0, -1, 1)),
+               IndexError, r"nll_loss: target -1 is out of bounds.*ignore_index=-100"),
+    ErrorInput("input/target batch mismatch", lambda F, nn: F.nll_loss(_x(3, 5), _idx(0, 1, 2, 3)),
+               ValueError, r"nll_loss: target of shape \(4,\) does not match input of shape \(3, 5\).*shape \(3,\)"),
+    ErrorInput("(N, C, d1) input, wrong target positions",
+               lambda F, nn: F.nll_loss(_x(2, 5, 3), torch.zeros(2, 4, dtype=torch.long)),
+               RuntimeError, r"nll_loss: target of shape \(2, 4\) does not match input of shape \(2, 5, 3\)"),
+    ErrorInput("(C) input, two targets", lambda F, nn: F.nll_loss(_x(5), _idx(1, 2)),
+               ValueError, r"nll_loss: target of shape \(2,\) does not match input of shape \(5,\).*shape \(\)"),
+    ErrorInput("float target", lambda F, nn: F.nll_loss(_x(3, 5), torch.tensor([0.0, 1.0, 2.0])),
+               RuntimeError, r"nll_loss: class-index target must have dtype torch\.long .*got torch\.float32"),
+    ErrorInput("int32 target", lambda F, nn: F.nll_loss(_x(3, 5), torch.tensor([0, 1, 2], dtype=torch.int32)),
+               RuntimeError, r"nll_loss: class-index target must have dtype torch\.long .*got torch\.int32"),
+    ErrorInput("list target", lambda F, nn: F.nll_loss(_x(3, 5), [0, 1, 2]),
+               TypeError, r"nll_loss: target must be a torch\.Tensor, got list"),
+    ErrorInput("list input", lambda F, nn: F.nll_loss([[0.0, 1.0]], _idx(0)),
+               TypeError, r"nll_loss: input must be a torch\.Tensor, got list"),
+    ErrorInput("0-d input", lambda F, nn: F.nll_loss(_x(), torch.tensor(0)),
+               ValueError, r"nll_loss: input must be \(C\), \(N, C\) or \(N, C, d1, \.\.\., dK\); got a 0-d tensor"),
+    ErrorInput("zero classes", lambda F, nn: F.nll_loss(_x(3, 0), _idx(0, 0, 0)),
+               IndexError, r"nll_loss: input of shape \(3, 0\) has no classes"),
+    ErrorInput("int64 input", lambda F, nn: F.nll_loss(torch.ones(3, 5, dtype=torch.long), _idx(0, 1, 2)),
+               NotImplementedError, r"nll_loss: input \(log-probabilities\) must be floating point, got torch\.int64"),
+    ErrorInput("reduction 'avg'", lambda F, nn: F.nll_loss(_x(3, 5), _idx(0, 1, 2), reduction="avg"),
+               ValueError, r"nll_loss: reduction must be one of .*got 'avg'"),
+    ErrorInput("weight of the wrong length", lambda F, nn: F.nll_loss(_x(3, 5), _idx(0, 1, 2), weight=torch.ones(4)),
+               RuntimeError, r"nll_loss: weight must hold one value per class, shape \(5,\), got shape \(4,\)"),
+    ErrorInput("float64 weight, float32 input",
+               lambda F, nn: F.nll_loss(_x(3, 5), _idx(0, 1, 2), weight=torch.ones(5, dtype=torch.float64)),
+               RuntimeError, r"nll_loss: weight has dtype torch\.float64 but input has dtype torch\.float32"),
+    ErrorInput("weight requiring grad",
+               lambda F, nn: F.nll_loss(_x(3, 5), _idx(0, 1, 2), weight=torch.ones(5, requires_grad=True)),
+               RuntimeError, r"nll_loss: the loss is not differentiable with respect to weight"),
+    ErrorInput("nn.NLLLoss target above the last class", lambda F, nn: nn.NLLLoss()(_x(3, 5), _idx(0, 7, 1)),
+               IndexError, r"nll_loss: target 7 is out of bounds"),
+    ErrorInput("nn.NLLLoss weight of the wrong length",
+               lambda F, nn: nn.NLLLoss(weight=torch.ones(4))(_x(3, 5), _idx(0, 1, 2)),
+               RuntimeError, r"nll_loss: weight must hold one value per class, shape \(5,\), got shape \(4,\)"),
+    ErrorInput("nn.NLLLoss reduction 'avg'", lambda F, nn: nn.NLLLoss(reduction="avg")(_x(3, 5), _idx(0, 1, 2)),
+               ValueError, r"nll_loss: reduction must be one of .*got 'avg'"),
+)
+
+
+def _nll_loss_bench(device):
+    x = torch.randn(1024, 10, device=device).log_softmax(1).requires_grad_()
+    return [("(1024, 10) log-probabilities", (x, torch.randint(0, 10, (1024,), device=device)), {})]
+
+
+register(Op(
+    "nll_loss", nll_loss, torch.nn.functional.nll_loss, _nll_loss_samples, nll_loss_numpy, (NegativeLogLikelihood,),
+    Derivative("L = −w_t x_t", "dL/dx = −r w_t onehot(t)", "x (M, C), t and w_t (M,), r (M, 1)"),
+    modules={torch.nn.NLLLoss: Module(
+        lambda self, input, target: nll_loss(input, target, weight=self.weight, ignore_index=self.ignore_index,
+                                             reduction=self.reduction),
+        _nll_loss_module_samples())},
+    bench=_nll_loss_bench,
+    errors=_NLL_LOSS_ERRORS,
+))
+
+
+# -- mse_loss --------------------------------------------------------------------------------------
+
+
+class SquaredError(HandFunction):
+    """L = Σ w (x − t)² over the terms, reduced: ``torch.nn.functional.mse_loss``.
+
+    ``x`` and ``t`` broadcast together to the shape (B) of the terms; ``w`` is None (w = 1) or has
+    x's shape; ``reduction`` 'none' | 'mean' | 'sum'. 'mean' divides by the number of terms n, or by
+    Σ w when weighted, as PyTorch does.
+    """
+
+    @staticmethod
+    def forward(x, t, w, reduction):
+        if w is None:
+            return torch.nn.functional.mse_loss(*torch.broadcast_tensors(x, t), reduction=reduction)
+        return _reduce((x - t).square() * w, reduction, w.sum())
+
+    @staticmethod
+    def setup_context(ctx, inputs, output):
+        x, t, w, reduction = inputs
+        ctx.save_for_backward(x, t, w, output)               # L: the weighted mean's dL/dw needs it
+        ctx.save_for_forward(x, t, w, output)
+        ctx.reduction = reduction
+
+    @staticmethod
+    def backward(ctx, g):
+        """dL/dx = 2 r w (x − t) = −dL/dt and dL/dw = r (x − t)², less r L for the weighted mean.
+
+        From each term w (x − t)², with r = g ('sum'; one per term for 'none'), g / n ('mean') or
+        g / Σ w (weighted 'mean', where L = S / Σ w moves with w through Σ w as well:
+        dL/dw = (dS/dw − L) / Σ w). Each gradient is summed back over the dimensions its input was
+        broadcast along. Shapes: d = x − t (B); x, t, w broadcast to (B); g () or (B).
+        """
+        x, t, w, L = ctx.saved_tensors
+        d = x - t                                                            # (B)
+        r = _scale(g, ctx.reduction, d.numel() if w is None else w.sum())
+        grad_x = grad_t = grad_w = None
+        if w is not None and ctx.needs_input_grad[2]:
+            grad_w = (r * d * d).sum_to_size(w.shape)                        # dL/dw = r (x − t)², (x's shape)
+            if ctx.reduction == "mean":
+                grad_w = grad_w - r * L                                      # ... − r L
+        if ctx.needs_input_grad[0] or ctx.needs_input_grad[1]:
+            # Unweighted, d serves nothing else and is scaled in place.
+            d_L = d.mul_(2 * r) if w is None else d * (2 * r) * w            # 2 r w (x − t), (B)
+            if ctx.needs_input_grad[0]:
+                grad_x = d_L.sum_to_size(x.shape)                            # dL/dx, x's shape
+            if ctx.needs_input_grad[1]:
+                grad_t = d_L.neg().sum_to_size(t.shape)                      # dL/dt = −dL/dx, t's shape
+        return grad_x, grad_t, grad_w, None
+
+    @staticmethod
+    def jvp(ctx, dx, dt, dw, _):
+        """Forward mode: dL = reduce(2 w (x − t)(dx − dt) + dw (x − t)²), less L Σ dw / Σ w for the
+        weighted mean."""
+        x, t, w, L = ctx.saved_tensors
+        d = x - t
+        n = d.numel() if w is None else w.sum()
+        d_terms = 0
+        if dx is not None or dt is not None:
+            d_diff = (0 if dx is None else dx) - (0 if dt is None else dt)     # d(x − t)
+            d_terms = 2 * d * d_diff * (1 if w is None else w)
+        if dw is not None:
+            d_terms = d_terms + dw * d * d
+        d_L = _reduce(d_terms, ctx.reduction, n)
+        if dw is not None and ctx.reduction == "mean":
+            d_L = d_L - L * dw.sum() / n
+        return d_L
+
+
+def mse_loss(input, target, size_average=None, reduce=None, reduction="mean", weight=None):
+    """L = mean((input − target)²), their sum ('sum') or the squares themselves ('none'), each
+    square weighted by ``weight`` when given, as ``torch.nn.functional.mse_loss``.
+
+    Shapes: input and target broadcast together (PyTorch warns when their shapes differ, and so
+    does this); weight has input's shape, and 'mean' then divides by Σ weight. Output: a scalar
+    for 'mean' and 'sum', the broadcast shape for 'none'. Mixed dtypes are promoted as in PyTorch.
+    ``size_average`` and ``reduce`` are PyTorch's deprecated spellings of ``reduction``.
+    """
+    check_tensor("mse_loss", "input", input)
+    check_tensor("mse_loss", "target", target)
+    if target.shape != input.shape and not torch.compiler.is_compiling():    # Dynamo cannot trace a warning
+        warnings.warn(
+            f"Using a target size ({target.size()}) that is different to the input size ({input.size()}). "
+            "This will likely lead to incorrect results due to broadcasting. "
+            "Please ensure they have the same size.",
+            stacklevel=2,
+        )
+    reduction = check_reduction("mse_loss", reduction, size_average, reduce)
+    try:
+        torch.broadcast_shapes(input.shape, target.shape)
+    except RuntimeError:
+        raise RuntimeError(
+            f"mse_loss: target of shape {tuple(target.shape)} does not broadcast with input of shape "
+            f"{tuple(input.shape)}; give them the same shape"
+        ) from None
+    if weight is None:
+        input, target = autocast(FLOAT32, input, target)
+    else:   # weighted, PyTorch's loss is made of elementwise ops, which autocast leaves in their dtype
+        check_tensor("mse_loss", "weight", weight)
+        if weight.shape != input.shape:
+            raise ValueError(
+                f"mse_loss: weight must have the input's shape {tuple(input.shape)}, got {tuple(weight.shape)}"
+            )
+    dtype = torch.promote_types(input.dtype, target.dtype)
+    dtype = dtype if weight is None else torch.promote_types(dtype, weight.dtype)
+    if not dtype.is_floating_point:
+        raise NotImplementedError(
+            f"mse_loss: input and target must be floating point, got {input.dtype} and {target.dtype}"
+        )
+    # Half precision is computed in float32, as PyTorch's kernels do inside: one rounding at the end,
+    # not one per operation (and none in the sums over broadcast dimensions).
+    compute = torch.float32 if dtype in (torch.float16, torch.bfloat16) else dtype
+    input, target = _as(input, compute), _as(target, compute)
+    weight = None if weight is None else _as(weight, compute)
+    _check_same_device("mse_loss", input, target, weight)
+    return _as(apply(SquaredError, input, target, weight, reduction), dtype)
+
+
+def mse_loss_numpy(x, t, size_average=None, reduce=None, reduction="mean", weight=None):
+    reduction = _legacy_reduction(size_average, reduce, reduction)
+    d = x - t                                                # broadcast
+    w = 1.0 if weight is None else weight
+    n = d.size if weight is None else np.sum(weight)
+    L = _reduce_numpy(w * d * d, reduction, n)
+
+    def vjp(g):
+        with np.errstate(divide="ignore", invalid="ignore"):
+            r = g / n if reduction == "mean" else g
+        dx = 2 * r * w * d
+        dw = None if weight is None else _sum_to(r * d * d, weight.shape) - (r * L if reduction == "mean" else 0)
+        return _sum_to(dx, x.shape), _sum_to(-dx, t.shape), None, None, None, dw
+
+    return L, vjp
+
+
+def _mse_loss_samples(gen):
+    def pair(x_shape, t_shape, t_grad=True, scale=1.0):
+        return randn(gen, *x_shape, scale=scale), randn(gen, *t_shape, scale=scale, requires_grad=t_grad)
+
+    def positive(*shape, requires_grad=False):
+        return (torch.rand(shape, generator=gen, dtype=torch.float64) + 0.1).requires_grad_(requires_grad)
+
+    forms = {  # name: (args, kwargs)
+        "(N, D)": (pair((6, 7), (6, 7)), {}),
+        "(N, D), constant target": (pair((6, 7), (6, 7), t_grad=False), {}),
+        "(B, C, H, W)": (pair((2, 3, 4, 5), (2, 3, 4, 5)), {}),
+        "0-d": (pair((), ()), {}),
+        "(N, D) input, (D,) target": (pair((6, 7), (7,)), {}),
+        "(N, D) input, (N, 1) target": (pair((6, 7), (6, 1)), {}),
+        "(D,) input, (N, D) target": (pair((7,), (6, 7)), {}),
+        "(0, D) empty": (pair((0, 7), (0, 7)), {}),
+        "|x − t| ~ 1e3": (pair((6, 7), (6, 7), scale=1e3), {}),
+        "(N, D), constant weight": (pair((6, 7), (6, 7)), {"weight": positive(6, 7)}),
+        "(N, D), weight differentiated": (pair((6, 7), (6, 7)) + (None, None, None, positive(6, 7, requires_grad=True)),
+                                          {}),
+        "(D,) input, (N, D) target, weight differentiated":
+            (pair((7,), (6, 7)) + (None, None, None, positive(7, requires_grad=True)), {}),
+    }
+    # Over a broadcast dimension PyTorch sums gradients already rounded to bfloat16 / float16, one per
+    # term; computed in float32 and rounded once, ours is nearer the NumPy oracle than the tolerance
+    # allows PyTorch's to be. Those are compared in float64 and float32 only.
+    broadcasting = {name for name, (args, _) in forms.items() if args[0].shape != args[1].shape}
+    samples = []
+    for name, (args, kwargs) in forms.items():
+        dtypes = None
+        if name in broadcasting:
+            dtypes = (torch.float64, torch.float32)
+        elif "1e3" in name:
+            dtypes = tuple(d for d in TOLERANCES if d != torch.float16)             # squares of 1e3 pass 65504
+        for reduction in ("mean", "sum", "none"):
+            if len(args) > 2:                                # reduction is positional before weight
+                call, options = args[:4] + (reduction,) + args[5:], kwargs
+            else:
+                call, options = args, {**kwargs, "reduction": reduction}
+            samples.append(Sample(
+                tuple(a.detach().clone().requires_grad_(a.requires_grad) if isinstance(a, torch.Tensor) else a
+                      for a in call), options, f"{name}, {reduction}", dtypes=dtypes,
+                gradcheck=not (name == "(0, D) empty" and reduction == "mean")))        # a mean of nothing: NaN
+    return samples
+
+
+def _mse_loss_module_samples():
+    def input(x_shape, t_shape):
+        return lambda gen: (randn(gen, *x_shape), randn(gen, *t_shape))
+    return tuple(
+        ModuleSample(f"{kwargs}, {shapes}", input(*shapes), (), kwargs)
+        for kwargs in ({}, {"reduction": "sum"}, {"reduction": "none"}, {"size_average": False},
+                       {"reduce": False})
+        for shapes in (((9, 4), (9, 4)), ((2, 3, 4), (2, 3, 4)), ((9, 4), (4,)))
+    )
+
+
+_MSE_LOSS_ERRORS = (
+    ErrorInput("shapes that do not broadcast", lambda F, nn: F.mse_loss(_x(3, 4), _x(5)),
+               RuntimeError, r"mse_loss: target of shape \(5,\) does not broadcast with input of shape \(3, 4\)"),
+    ErrorInput("int64 input and target",
+               lambda F, nn: F.mse_loss(torch.ones(3, dtype=torch.long), torch.zeros(3, dtype=torch.long)),
+               NotImplementedError, r"mse_loss: input and target must be floating point, got torch\.int64 and "
+                                    r"torch\.int64"),
+    ErrorInput("bool input and target",
+               lambda F, nn: F.mse_loss(torch.ones(3, dtype=torch.bool), torch.zeros(3, dtype=torch.bool)),
+               NotImplementedError, r"mse_loss: input and target must be floating point, got torch\.bool"),
+    ErrorInput("reduction 'avg'", lambda F, nn: F.mse_loss(_x(3), _x(3), reduction="avg"),
+               ValueError, r"mse_loss: reduction must be one of .*got 'avg'"),
+    ErrorInput("weight of another shape", lambda F, nn: F.mse_loss(_x(3, 4), _x(3, 4), weight=_x(4)),
+               ValueError, r"mse_loss: weight must have the input's shape \(3, 4\), got \(4,\)"),
+    ErrorInput("weighted, reduction 'avg'", lambda F, nn: F.mse_loss(_x(3), _x(3), reduction="avg", weight=_x(3)),
+               ValueError, r"mse_loss: reduction must be one of .*got 'avg'"),
+    # torch's AttributeError comes from calling list.size: an accident, not an API.
+    ErrorInput("list input", lambda F, nn: F.mse_loss([1.0, 2.0], _x(2)), TypeError,
+               r"mse_loss: input must be a torch\.Tensor, got list", torch_class=AttributeError),
+    ErrorInput("list target", lambda F, nn: F.mse_loss(_x(2), [1.0, 2.0]), TypeError,
+               r"mse_loss: target must be a torch\.Tensor, got list", torch_class=AttributeError),
+    ErrorInput("nn.MSELoss shapes that do not broadcast", lambda F, nn: nn.MSELoss()(_x(3, 4), _x(3, 5)),
+               RuntimeError, r"mse_loss: target of shape \(3, 5\) does not broadcast with input of shape \(3, 4\)"),
+    ErrorInput("nn.MSELoss reduction 'avg'", lambda F, nn: nn.MSELoss(reduction="avg")(_x(3), _x(3)),
+               ValueError, r"mse_loss: reduction must be one of .*got 'avg'"),
+)
+
+
+def _mse_loss_bench(device):
+    x = torch.randn(1024, 512, device=device, requires_grad=True)
+    return [("(1024, 512)", (x, torch.randn(1024, 512, device=device)), {})]
+
+
+register(Op(
+    "mse_loss", mse_loss, torch.nn.functional.mse_loss, _mse_loss_samples, mse_loss_numpy, (SquaredError,),
+    Derivative("L = Σ w (x − t)², / n or / Σ w for 'mean'",
+               "dL/dx = 2 r w (x − t), dL/dt = −dL/dx, dL/dw = r (x − t)² (− r L, weighted mean)",
+               "x, t, w broadcast to (B); r = g, g / n or g / Σ w"),
+    modules={torch.nn.MSELoss: Module(lambda self, input, target: mse_loss(input, target, reduction=self.reduction),
+                                      _mse_loss_module_samples())},
+    bench=_mse_loss_bench,
+    errors=_MSE_LOSS_ERRORS,
+))
+
+
+# -- binary_cross_entropy_with_logits --------------------------------------------------------------
+
+
+class SigmoidBinaryCrossEntropy(HandFunction):
+    """ℓ = −w [p t log σ(x) + (1 − t) log(1 − σ(x))] per element, reduced: the binary cross-entropy
+    of logits, ``torch.nn.functional.binary_cross_entropy_with_logits``.
+
+    ``x`` logits and ``t`` targets (*); ``w`` (weight) and ``p`` (pos_weight) None or broadcastable
+    to (*); ``reduction`` 'none' | 'mean' | 'sum', 'mean' dividing by the number of elements n.
+    With ls = log σ(x) = −softplus(−x), finite for every finite x, and log(1 − σ(x)) = log σ(−x)
+    = ls − x, each term is ℓ = w [(1 − t) x − (p t + 1 − t) ls].
+
+    Returns ``(loss, ls)``: ls is what backward needs; it is returned rather than kept aside so
+    that double backward differentiates through it (as ``SoftmaxCrossEntropy`` returns log p).
+    """
+
+    @staticmethod
+    def forward(x, t, w, p, reduction):
+        ls = torch.nn.functional.logsigmoid(x)                              # log σ(x) = −softplus(−x)
+        terms = (1 - t).mul_(x).sub_(ls if p is None else ls * ((p - 1) * t + 1))    # (1 − t) x − (p t + 1 − t) ls
+        if w is not None:
+            terms = terms * w
+        return _reduce(terms, reduction, terms.numel()), ls
+
+    @staticmethod
+    def setup_context(ctx, inputs, output):
+        x, t, w, p, reduction = inputs
+        _, ls = output
+        ctx.save_for_backward(x, t, w, p, ls)
+        ctx.save_for_forward(x, t, w, p, ls)
+        ctx.reduction = reduction
+        ctx.set_materialize_grads(False)
+
+    @staticmethod
+    def backward(ctx, g, g_ls):
+        """dL/dx = r w [(p t + 1 − t) σ(x) − p t], dL/dt = −r w [p log σ(x) − log(1 − σ(x))].
+
+        From ℓ = w [(1 − t) x − (p t + 1 − t) ls] with dls/dx = 1 − σ(x):
+        dℓ/dx = w [(1 − t) − (p t + 1 − t)(1 − σ)] = w [(p t + 1 − t) σ − p t] (σ − t when p = 1), and
+        dℓ/dt = w [−x − (p − 1) ls] = −w [p ls − (ls − x)]; r = g (one per element for 'none') or
+        g / n ('mean'). σ = exp(ls), so no built-in sigmoid (whose derivative is a backward
+        kernel) enters the graph that double backward differentiates.
+        g_ls, the gradient reaching ls, is non-zero only when this backward is itself
+        differentiated: dL/dx += g_ls (1 − σ).
+        Shapes: x, t, σ, ls (*); w, p broadcastable to (*); r () or (*).
+        """
+        x, t, w, p, ls = ctx.saved_tensors
+        s = ls.exp()                                                         # σ(x), (*)
+        grad_x = grad_t = None
+        if g is not None:
+            r = _scale(g, ctx.reduction, x.numel())
+            rw = r if w is None else r * w
+            if ctx.needs_input_grad[0]:
+                grad_x = _bce_slope_x(t, p, s).mul_(rw)                       # r w [(p t + 1 − t) σ − p t]
+            if ctx.needs_input_grad[1]:
+                grad_t = _bce_slope_t(x, p, ls).mul_(rw)                      # −r w [(p − 1) ls + x]
+        if g_ls is not None and ctx.needs_input_grad[0]:
+            through_ls = g_ls * (1 - s)                                      # g_ls dls/dx
+            grad_x = through_ls if grad_x is None else grad_x + through_ls
+        return grad_x, grad_t, None, None, None
+
+    @staticmethod
+    def jvp(ctx, dx, dt, *_):
+        """Forward mode: dℓ = w [((p t + 1 − t) σ − p t) dx − ((p − 1) ls + x) dt], reduced; dls = (1 − σ) dx."""
+        x, t, w, p, ls = ctx.saved_tensors
+        s = ls.exp()
+        d_terms = 0
+        if dx is not None:
+            d_terms = _bce_slope_x(t, p, s) * dx
+        if dt is not None:
+            d_terms = d_terms + _bce_slope_t(x, p, ls) * dt
+        if w is not None:
+            d_terms = d_terms * w
+        d_ls = torch.zeros_like(ls) if dx is None else (1 - s) * dx
+        return _reduce(d_terms, ctx.reduction, x.numel()), d_ls
+
+
+def _bce_slope_x(t, p, s):
+    """dℓ/dx / w = (p t + 1 − t) σ(x) − p t, (*); σ(x) − t without pos_weight. A new tensor."""
+    if p is None:
+        return s - t
+    pt = p * t
+    return (pt + 1 - t) * s - pt
+
+
+def _bce_slope_t(x, p, ls):
+    """dℓ/dt / w = −(x + (p − 1) log σ(x)), (*); −x without pos_weight. A new tensor."""
+    return x.neg() if p is None else -(x + (p - 1) * ls)
+
+
+def binary_cross_entropy_with_logits(input, target, weight=None, size_average=None, reduce=None, reduction="mean",
+                                     pos_weight=None):
+    """ℓ = −weight [pos_weight target log σ(input) + (1 − target) log(1 − σ(input))] elementwise,
+    averaged ('mean'), summed or kept ('none'), as ``torch.nn.functional.binary_cross_entropy_with_logits``.
+
+    Shapes: input and target (*), the same; weight and pos_weight broadcastable to (*) (e.g. (C,)
+    for the last dimension, (C, 1, 1) for the channels of (N, C, H, W)). Output: a scalar for 'mean'
+    and 'sum', (*) for 'none'. Differentiable with respect to input and target, not the weights.
+    ``size_average`` and ``reduce`` are PyTorch's deprecated spellings of ``reduction``.
+    """
+    fn = "binary_cross_entropy_with_logits"
+    reduction = check_reduction(fn, reduction, size_average, reduce)
+    check_tensor(fn, "input", input)
+    check_tensor(fn, "target", target)
+    if target.shape != input.shape:
+        raise ValueError(f"{fn}: target must have the input's shape {tuple(input.shape)}, got {tuple(target.shape)}")
+    if not input.is_floating_point():
+        raise NotImplementedError(f"{fn}: input (logits) must be floating point, got {input.dtype}")
+    if not target.is_floating_point():
+        raise RuntimeError(
+            f"{fn}: target must be floating point (probabilities in [0, 1]), got {target.dtype}; "
+            f"convert it with target.to(input.dtype)"
+        )
+    for name, value in (("weight", weight), ("pos_weight", pos_weight)):
+        if value is None:
+            continue
+        check_tensor(fn, name, value)
+        try:
+            broadcasts = torch.broadcast_shapes(value.shape, input.shape) == input.shape
+        except RuntimeError:
+            broadcasts = False
+        if not broadcasts:
+            raise RuntimeError(
+                f"{fn}: {name} of shape {tuple(value.shape)} does not broadcast to the input's shape "
+                f"{tuple(input.shape)}"
+            )
+        if value.requires_grad and torch.is_grad_enabled():
+            raise RuntimeError(
+                f"{fn}: the loss is not differentiable with respect to {name} (as in PyTorch); "
+                f"pass {name}.detach() or a {name} that does not require grad"
+            )
+    input, target, weight, pos_weight = autocast(FLOAT32, input, target, weight, pos_weight)
+    dtype = torch.promote_types(input.dtype, target.dtype)  # PyTorch's result type; the weights are cast to it
+    compute = torch.float32 if dtype in (torch.float16, torch.bfloat16) else dtype      # as in mse_loss
+    input, target = _as(input, compute), _as(target, compute)
+    weight, pos_weight = (None if v is None else _as(v, compute) for v in (weight, pos_weight))
+    _check_same_device(fn, input, target, weight, pos_weight)
+    loss, _ = apply(SigmoidBinaryCrossEntropy, input, target, weight, pos_weight, reduction)
+    return _as(loss, dtype)
+
+
+def binary_cross_entropy_with_logits_numpy(x, t, weight=None, size_average=None, reduce=None, reduction="mean",
+                                           pos_weight=None):
+    """The definition, with log σ(x) = −log(1 + e⁻ˣ) and log(1 − σ(x)) = −log(1 + eˣ) from logaddexp."""
+    reduction = _legacy_reduction(size_average, reduce, reduction)
+    w = 1.0 if weight is None else weight
+    p = 1.0 if pos_weight is None else pos_weight
+    log_s, log_1ms = -np.logaddexp(0, -x), -np.logaddexp(0, x)
+    terms = -w * (p * t * log_s + (1 - t) * log_1ms)
+    L = _reduce_numpy(terms, reduction, x.size)
+
+    def vjp(g):
+        with np.errstate(divide="ignore", invalid="ignore"):
+            r = g / x.size if reduction == "mean" else g
+        s = np.exp(log_s)
+        return r * w * ((p * t + 1 - t) * s - p * t), -r * w * (p * log_s - log_1ms)
+
+    return L, vjp
+
+
+def _bce_samples(gen):
+    def logits(*shape, scale=1.0):
+        return randn(gen, *shape, scale=scale)
+
+    def probabilities(*shape, requires_grad=True):
+        return torch.rand(shape, generator=gen, dtype=torch.float64).requires_grad_(requires_grad)
+
+    def labels(*shape):
+        return (torch.rand(shape, generator=gen) < 0.5).double()
+
+    def positive(*shape):
+        return torch.rand(shape, generator=gen, dtype=torch.float64) + 0.25
+
+    huge = torch.tensor([[1e4, -1e4, 1e4, -1e4, 30.0, -30.0]], dtype=torch.float64)
+    forms = {  # name: (input, target, options)
+        "(N, D), probabilities": (logits(6, 5), probabilities(6, 5), {}),
+        "(N, D), labels 0/1": (logits(6, 5), labels(6, 5), {}),
+        "(N, D), weight (D,)": (logits(6, 5), probabilities(6, 5), {"weight": positive(5)}),
+        "(N, D), weight (N, 1)": (logits(6, 5), probabilities(6, 5), {"weight": positive(6, 1)}),
+        "(N, D), pos_weight (D,)": (logits(6, 5), probabilities(6, 5), {"pos_weight": positive(5)}),
+        "(N, D), pos_weight (N, D)": (logits(6, 5), labels(6, 5), {"pos_weight": positive(6, 5)}),
+        "(N, C, H, W), weight (C, 1, 1), pos_weight (C, 1, 1)":
+            (logits(2, 3, 2, 2), probabilities(2, 3, 2, 2), {"weight": positive(3, 1, 1), "pos_weight": positive(3, 1, 1)}),
+        "(N, D), weight and pos_weight 0-d": (logits(6, 5), probabilities(6, 5),
+                                              {"weight": positive(), "pos_weight": positive()}),
+        "(D,) unbatched, pos_weight": (logits(5), probabilities(5), {"pos_weight": positive(5)}),
+        "0-d": (logits(), probabilities(), {}),
+        "(0, D) empty": (logits(0, 5), probabilities(0, 5), {"pos_weight": positive(5)}),
+        "logits ~ N(0, 50²)": (logits(6, 5, scale=50.0), probabilities(6, 5), {"pos_weight": positive(5)}),
+        "logits ±1e4, ±30": (huge.clone().requires_grad_(), labels(1, 6).requires_grad_(), {}),
+        "logits ±1e4, ±30, pos_weight": (huge.clone().requires_grad_(), probabilities(1, 6), {"pos_weight": positive(6)}),
+    }
+    dtypes = {
+        "logits ±1e4, ±30": tuple(d for d in TOLERANCES if d != torch.float16),     # 1e4s summed pass 65504
+        # PyTorch rounds (1 − t) x and (p t + 1 − t) log σ(x) to bfloat16 before subtracting them,
+        # and for |x| ~ 100 loses more than the tolerance where they cancel; ours rounds once.
+        "logits ~ N(0, 50²)": (torch.float64, torch.float32),
+    }
+    dtypes["logits ±1e4, ±30, pos_weight"] = dtypes["logits ±1e4, ±30"]
+    return [
+        Sample((x.detach().clone().requires_grad_(), t.detach().clone().requires_grad_(t.requires_grad)),
+               {**options, "reduction": reduction}, f"{name}, {reduction}", dtypes=dtypes.get(name),
+               gradcheck=not (name == "(0, D) empty" and reduction == "mean"))           # a mean of nothing: NaN
+        for name, (x, t, options) in forms.items() for reduction in ("mean", "sum", "none")
+    ]
+
+
+def _bce_module_samples():
+    def input(*shape):
+        return lambda gen: (randn(gen, *shape), torch.rand(shape, generator=gen, dtype=torch.float64).requires_grad_())
+
+    weight = torch.tensor([0.5, 1.0, 2.0, 1.5], dtype=torch.float64)
+    pos_weight = torch.tensor([3.0, 1.0, 0.5, 2.0], dtype=torch.float64)
+    options = ({}, {"weight": weight}, {"pos_weight": pos_weight}, {"weight": weight, "pos_weight": pos_weight})
+    samples = [ModuleSample(f"{', '.join(o) or 'default'}, {reduction}", input(9, 4), (), {**o, "reduction": reduction})
+               for o in options for reduction in ("mean", "sum", "none")]
+    samples.append(ModuleSample("pos_weight (C, 1, 1) on (N, C, H, W)", input(2, 4, 3, 2), (),
+                                {"pos_weight": pos_weight.reshape(4, 1, 1)}))
+    samples.append(ModuleSample("size_average=False", input(9, 4), (), {"size_average": False}))
+    return tuple(samples)
+
+
+_BCE_ERRORS = (
+    ErrorInput("target of another shape", lambda F, nn: F.binary_cross_entropy_with_logits(_x(3, 4), _x(4)),
+               ValueError, r"binary_cross_entropy_with_logits: target must have the input's shape \(3, 4\), got \(4,\)"),
+    ErrorInput("weight that does not broadcast",
+               lambda F, nn: F.binary_cross_entropy_with_logits(_x(3, 4), _x(3, 4), weight=_x(5)),
+               RuntimeError, r"weight of shape \(5,\) does not broadcast to the input's shape \(3, 4\)"),
+    ErrorInput("weight broadcasting past the input's shape",
+               lambda F, nn: F.binary_cross_entropy_with_logits(_x(3, 4), _x(3, 4), weight=_x(2, 3, 4)),
+               RuntimeError, r"weight of shape \(2, 3, 4\) does not broadcast to the input's shape \(3, 4\)"),
+    ErrorInput("pos_weight that does not broadcast",
+               lambda F, nn: F.binary_cross_entropy_with_logits(_x(3, 4), _x(3, 4), pos_weight=_x(3)),
+               RuntimeError, r"pos_weight of shape \(3,\) does not broadcast to the input's shape \(3, 4\)"),
+    ErrorInput("int64 target",
+               lambda F, nn: F.binary_cross_entropy_with_logits(_x(3), torch.tensor([0, 1, 1])),
+               RuntimeError, r"target must be floating point \(probabilities in \[0, 1\]\), got torch\.int64"),
+    ErrorInput("int64 input",
+               lambda F, nn: F.binary_cross_entropy_with_logits(torch.tensor([0, 1, 1]), _x(3)),
+               NotImplementedError, r"input \(logits\) must be floating point, got torch\.int64"),
+    ErrorInput("weight requiring grad",
+               lambda F, nn: F.binary_cross_entropy_with_logits(_x(3), _x(3), weight=torch.ones(3, requires_grad=True)),
+               RuntimeError, r"not differentiable with respect to weight"),
+    ErrorInput("pos_weight requiring grad",
+               lambda F, nn: F.binary_cross_entropy_with_logits(_x(3), _x(3), pos_weight=torch.ones(3, requires_grad=True)),
+               RuntimeError, r"not differentiable with respect to pos_weight"),
+    ErrorInput("reduction 'avg'", lambda F, nn: F.binary_cross_entropy_with_logits(_x(3), _x(3), reduction="avg"),
+               ValueError, r"binary_cross_entropy_with_logits: reduction must be one of .*got 'avg'"),
+    # torch's AttributeError comes from calling list.size: an accident, not an API.
+    ErrorInput("list input", lambda F, nn: F.binary_cross_entropy_with_logits([1.0], _x(1)), TypeError,
+               r"input must be a torch\.Tensor, got list", torch_class=AttributeError),
+    ErrorInput("nn.BCEWithLogitsLoss pos_weight that does not broadcast",
+               lambda F, nn: nn.BCEWithLogitsLoss(pos_weight=torch.ones(5))(_x(3, 4), _x(3, 4)),
+               RuntimeError, r"pos_weight of shape \(5,\) does not broadcast to the input's shape \(3, 4\)"),
+    ErrorInput("nn.BCEWithLogitsLoss target of another shape",
+               lambda F, nn: nn.BCEWithLogitsLoss()(_x(3, 4), _x(3, 1)),
+               ValueError, r"target must have the input's shape \(3, 4\), got \(3, 1\)"),
+)
+
+
+def _bce_bench(device):
+    x = torch.randn(1024, 512, device=device, requires_grad=True)
+    return [("(1024, 512)", (x, torch.rand(1024, 512, device=device)), {})]
+
+
+register(Op(
+    "binary_cross_entropy_with_logits", binary_cross_entropy_with_logits,
+    torch.nn.functional.binary_cross_entropy_with_logits, _bce_samples, binary_cross_entropy_with_logits_numpy,
+    (SigmoidBinaryCrossEntropy,),
+    Derivative("ℓ = −w [p t log σ(x) + (1 − t) log(1 − σ(x))]",
+               "dL/dx = r w [(p t + 1 − t) σ(x) − p t], dL/dt = −r w [p log σ(x) − log(1 − σ(x))]",
+               "x, t (*); w, p broadcast to (*); r = g or g / n"),
+    modules={torch.nn.BCEWithLogitsLoss: Module(
+        lambda self, input, target: binary_cross_entropy_with_logits(
+            input, target, self.weight, pos_weight=self.pos_weight, reduction=self.reduction),
+        _bce_module_samples())},
+    bench=_bce_bench,
+    errors=_BCE_ERRORS,
 ))
