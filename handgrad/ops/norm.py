@@ -124,38 +124,45 @@ def batch_norm_backward(needs_input_grad, beta_dtype, g, g_mu, g_r, x, gamma, mu
     per channel (see the module docstring), plus g_μ / M − g_r r² x̂ / M when the statistics
     themselves receive gradients. Only what ``needs_input_grad`` asks for.
 
-    With x̂ = (x − μ) r, dL/dx is a g + b (x − μ) + c with one (a, b, c) per channel:
-    a = γ r, b = −a r mean(g x̂) − g_r r³ / M, c = −a mean(g) + g_μ / M.
+    With x̂ = (x − μ) r, dL/dx is a g + b x + c with one (a, b, c) per channel:
+    a = γ r, b = −a r mean(g x̂) − g_r r³ / M, c = −a mean(g) + g_μ / M − b μ;
+    and Σ g x̂ = r (Σ g x − μ Σ g). So x and g are read for two sums and two products, and the one
+    (N, C, *) tensor made is g x, into which dL/dx is then written: making tensors the size of x
+    (x − μ, x̂ and the like) is what cost most, measured, more than the passes over them.
     """
     dtype = _computed_in(x)
     x3 = _channels(x).to(dtype)                                          # (N, C, L)
     # M = N·L entries per channel; an empty batch has none to average, and 1 keeps 0/0 out of the graph.
     m = max(x3.shape[0] * x3.shape[2], 1)
-    r3 = _per_channel(r, dtype)
-    x_centred = x3 - _per_channel(mu, dtype)                             # x − μ, (N, C, L)
+    mu, r = mu.to(dtype), r.to(dtype)
     grad_x = grad_gamma = grad_beta = None
     if g is not None:
         g3 = _channels(g).to(dtype)
+        gx = g3 * x3                                                     # g x, (N, C, L)
         sum_g = g3.sum((0, 2))                                           # Σ g, (C,)
-        sum_g_xhat = (g3 * x_centred).sum((0, 2)) * r                   # Σ g x̂ = r Σ g (x − μ), (C,)
+        sum_g_xhat = r * (gx.sum((0, 2)) - mu * sum_g)                  # Σ g x̂ = r (Σ g x − μ Σ g), (C,)
         if needs_input_grad[1] and gamma is not None:
             grad_gamma = sum_g_xhat.to(gamma.dtype)                      # dL/dγ = Σ g x̂, (C,)
         if needs_input_grad[2] and beta_dtype is not None:
             grad_beta = sum_g.to(beta_dtype)                             # dL/dβ = Σ g, (C,)
     if needs_input_grad[0]:
-        a = r3 if gamma is None else r3 * _per_channel(gamma, dtype)    # γ r, (1, C, 1)
-        terms = []
-        b = c = 0
+        a = r if gamma is None else r * gamma.to(dtype)                  # γ r, (C,)
+        b = c = torch.zeros_like(r)
         if g is not None:
-            b = -a * r3 * _per_channel(sum_g_xhat, dtype) / m           # −γ r² mean(g x̂)
-            c = -a * _per_channel(sum_g, dtype) / m                      # −γ r mean(g)
-            terms.append(a * g3)                                         # γ r g
+            b = -a * r * sum_g_xhat / m                                  # −γ r² mean(g x̂)
+            c = -a * sum_g / m                                           # −γ r mean(g)
         if g_r is not None:
-            b = b - _per_channel(g_r, dtype) * r3 ** 3 / m               # −g_r r² x̂ / M = −g_r r³ (x − μ) / M
+            b = b - g_r.to(dtype) * r ** 3 / m                           # −g_r r² x̂ / M = −g_r r³ (x − μ) / M
         if g_mu is not None:
-            c = c + _per_channel(g_mu, dtype) / m                        # g_μ / M
-        terms.append(x_centred * b + c)
-        grad_x = sum(terms[1:], terms[0]).reshape(x.shape).to(x.dtype)  # dL/dx, (N, C, *)
+            c = c + g_mu.to(dtype) / m                                   # g_μ / M
+        a, b, c = (_per_channel(t, dtype) for t in (a, b, c - b * mu))
+        if g is None:
+            grad_x = torch.addcmul(c, x3, b)                             # b x + c
+        elif torch.is_grad_enabled():                                    # this backward is being differentiated
+            grad_x = torch.addcmul(torch.addcmul(c, x3, b), g3, a)       # a g + b x + c
+        else:                                                            # into g x's buffer, spent
+            grad_x = torch.addcmul(c, x3, b, out=gx).addcmul_(g3, a)
+        grad_x = grad_x.reshape(x.shape).to(x.dtype)                     # dL/dx, (N, C, *)
     return grad_x, grad_gamma, grad_beta
 
 
@@ -366,7 +373,11 @@ class LayerNorm(HandFunction):
     @staticmethod
     def backward(ctx, g, g_mu, g_r):
         x, gamma, mu, r = ctx.saved_tensors
-        grad_x, grad_gamma, grad_beta = layer_norm_backward(ctx.needs_input_grad, ctx, g, g_mu, g_r, x, gamma, mu, r)
+        # Its sums are matrix-vector products, which autocast would otherwise run in float16 or
+        # bfloat16 when backward is called inside an autocast region.
+        with torch.autocast(x.device.type, enabled=False):
+            grad_x, grad_gamma, grad_beta = layer_norm_backward(ctx.needs_input_grad, ctx, g, g_mu, g_r, x, gamma,
+                                                                mu, r)
         return grad_x, None, grad_gamma, grad_beta, None
 
     @staticmethod
@@ -393,38 +404,52 @@ def layer_norm_backward(needs_input_grad, ctx, g, g_mu, g_r, x, gamma, mu, r):
     with ĝ = γ g and mean over the normalised dimensions (see the module docstring), plus
     g_μ / D − g_r r² x̂ / D when the statistics themselves receive gradients.
 
-    With x̂ = (x − μ) r, dL/dx is r ĝ + b (x − μ) + c with one (b, c) per row:
-    b = −r² mean(ĝ x̂) − g_r r³ / D, c = −r mean(ĝ) + g_μ / D.
+    With x̂ = (x − μ) r, dL/dx is r γ g + b x + c with one (b, c) per row:
+    b = −r² mean(ĝ x̂) − g_r r³ / D, c = −r mean(ĝ) + g_μ / D − b μ;
+    Σ ĝ x̂ = r (Σ γ g x − μ Σ γ g) and Σ g x̂ = Σ r g x − Σ r μ g: the sums along a row are products
+    with γ, those over rows products with r and r μ (``torch.mv``: one read of the matrix each).
+    As in ``batch_norm_backward``, the one (R, D) tensor made is g x, into which dL/dx is written.
     """
     dtype, k = _computed_in(x), len(ctx.normalized_shape)
     x2 = _rows(x, k).to(dtype)                                           # (R, D)
-    d = x2.shape[1]
-    r2 = r.reshape(-1, 1).to(dtype)                                      # (R, 1)
-    x_centred = x2 - mu.reshape(-1, 1).to(dtype)                         # x − μ, (R, D)
+    d = max(x2.shape[1], 1)                                              # D, and 1 for no entries (no 0/0)
+    mu, r = mu.reshape(-1).to(dtype), r.reshape(-1).to(dtype)            # (R,)
+    gamma1 = None if gamma is None else gamma.reshape(-1).to(dtype)      # (D,)
     grad_x = grad_gamma = grad_beta = None
     if g is not None:
         g2 = _rows(g, k).to(dtype)
-        g_hat = g2 if gamma is None else g2 * gamma.reshape(d).to(dtype)   # ĝ = γ g, (R, D)
+        gx = g2 * x2                                                     # g x, (R, D)
+        if gamma1 is None:
+            sum_g_hat, sum_g_hat_x = g2.sum(1), gx.sum(1)
+        else:
+            sum_g_hat, sum_g_hat_x = torch.mv(g2, gamma1), torch.mv(gx, gamma1)    # Σ ĝ, Σ ĝ x = Σ γ g x, (R,)
+        sum_g_hat_xhat = r * (sum_g_hat_x - mu * sum_g_hat)              # Σ ĝ x̂ = r (Σ ĝ x − μ Σ ĝ), (R,)
         if needs_input_grad[2] and gamma is not None:
-            grad_gamma = (g2 * x_centred * r2).sum(0)                    # dL/dγ = Σ g x̂, (D,)
+            grad_gamma = torch.mv(gx.t(), r) - torch.mv(g2.t(), r * mu)  # dL/dγ = Σ g x̂ = Σ r g x − Σ r μ g, (D,)
             grad_gamma = grad_gamma.reshape(ctx.normalized_shape).to(ctx.param_dtype)
         if needs_input_grad[3] and ctx.has_beta:
-            grad_beta = g2.sum(0).reshape(ctx.normalized_shape).to(ctx.param_dtype)      # dL/dβ = Σ g
+            grad_beta = torch.mv(g2.t(), torch.ones_like(r))             # dL/dβ = Σ g, (D,)
+            grad_beta = grad_beta.reshape(ctx.normalized_shape).to(ctx.param_dtype)
     if needs_input_grad[0]:
-        terms = []
-        b = c = 0
+        b = c = torch.zeros_like(r)
         if g is not None:
-            mean_g_hat = g_hat.mean(1, keepdim=True)                     # mean(ĝ), (R, 1)
-            mean_g_hat_xhat = (g_hat * x_centred).mean(1, keepdim=True) * r2   # mean(ĝ x̂), (R, 1)
-            b = -r2 * r2 * mean_g_hat_xhat                               # −r² mean(ĝ x̂)
-            c = -r2 * mean_g_hat                                         # −r mean(ĝ)
-            terms.append(r2 * g_hat)                                     # r ĝ
+            b = -r * r * sum_g_hat_xhat / d                              # −r² mean(ĝ x̂)
+            c = -r * sum_g_hat / d                                       # −r mean(ĝ)
         if g_r is not None:
-            b = b - g_r.reshape(-1, 1).to(dtype) * r2 ** 3 / d           # −g_r r² x̂ / D
+            b = b - g_r.reshape(-1).to(dtype) * r ** 3 / d               # −g_r r² x̂ / D = −g_r r³ (x − μ) / D
         if g_mu is not None:
-            c = c + g_mu.reshape(-1, 1).to(dtype) / d                    # g_μ / D
-        terms.append(x_centred * b + c)
-        grad_x = sum(terms[1:], terms[0]).reshape(x.shape).to(x.dtype)  # dL/dx, (*, normalized_shape)
+            c = c + g_mu.reshape(-1).to(dtype) / d                       # g_μ / D
+        b, c, r = b.unsqueeze(1), (c - b * mu).unsqueeze(1), r.unsqueeze(1)
+        if g is None:
+            grad_x = torch.addcmul(c, x2, b)                             # b x + c
+        elif torch.is_grad_enabled():                                    # this backward is being differentiated
+            g_hat = g2 if gamma1 is None else g2 * gamma1                # ĝ = γ g
+            grad_x = torch.addcmul(torch.addcmul(c, x2, b), g_hat, r)    # r ĝ + b x + c
+        elif gamma1 is None:                                             # into g x's buffer, spent
+            grad_x = torch.addcmul(c, x2, b, out=gx).addcmul_(g2, r)
+        else:                                                            # r (γ g + (b x + c) / r), likewise
+            grad_x = torch.addcmul(c / r, x2, b / r, out=gx).addcmul_(g2, gamma1).mul_(r)
+        grad_x = grad_x.reshape(x.shape).to(x.dtype)                     # dL/dx, (*, normalized_shape)
     return grad_x, grad_gamma, grad_beta
 
 
@@ -598,7 +623,7 @@ def _layer_norm_samples(gen):
         sample("(N, D), weight only (bias=False)", (6, 5), bias=False),
         sample("(N, D), bias only", (6, 5), weight=False),
         sample("(N, D), eps=1e-3", (6, 5), eps=1e-3),
-        # x̂ = 0 and dL/dx = 0 exactly; PyTorch's float32 kernel leaves r·ulp(ĝ) ≈ 1e-5 of noise there.
+        # x̂ = 0 and dL/dx = 0 exactly; float32 leaves r·ulp(ĝ) ≈ 1e-5 of noise there (here and in PyTorch).
         sample("(N, 1), one value per row", (4, 1), dtypes=(torch.float64,)),
         sample("(0, D) empty batch", (0, 5)),
         sample("x ~ 10 + N(0, 1)", (6, 5), offset=10.0, dtypes=_WIDE),
