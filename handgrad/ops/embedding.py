@@ -44,7 +44,7 @@ class Embedding(HandFunction):
             x_flat = x.reshape(-1)                                       # (n,), n = prod(*)
             g_rows = g.reshape(x_flat.shape[0], g.shape[-1])             # (n, D), g_i = dL/dy_i
             if ctx.scale_grad_by_freq:
-                counts = _counts(x_flat, ctx.n_rows, g.dtype)            # (V,), how often each row is read
+                counts = _counts(x_flat, ctx.n_rows)                     # (V,), how often each row is read
                 g_rows = g_rows / counts.index_select(0, x_flat).unsqueeze(1)     # g_i / count(x_i), (n, D)
             # Σ_i onehot(x_i) g_iᵀ: g's rows added into the rows x_i of a zero table, (V, D); in place
             # in a table made here (no copy of it), which is differentiable and, made by g.new_zeros,
@@ -63,10 +63,11 @@ class Embedding(HandFunction):
         return Embedding.forward(x, dW, None, False)
 
 
-def _counts(x_flat, n_rows, dtype):
-    """How many times each of the V rows occurs among the indices, as ``dtype`` (V,)."""
-    return torch.zeros(n_rows, dtype=dtype, device=x_flat.device).index_add(
-        0, x_flat, torch.ones(x_flat.shape, dtype=dtype, device=x_flat.device))
+def _counts(x_flat, n_rows):
+    """How many times each of the V rows occurs among the indices, (V,) int64: exact at any count
+    (float16 would not be past 2048), and dividing g by it keeps g's dtype."""
+    ones = torch.ones(x_flat.shape, dtype=torch.int64, device=x_flat.device)
+    return torch.zeros(n_rows, dtype=torch.int64, device=x_flat.device).index_add(0, x_flat, ones)
 
 
 # -- functional face -------------------------------------------------------------------------------
@@ -87,8 +88,8 @@ def embedding(input, weight, padding_idx=None, max_norm=None, norm_type=2.0, sca
     check_tensor(fn, "weight", weight)
     if input.dtype not in (torch.int64, torch.int32):
         raise RuntimeError(
-            f"{fn}: input holds the indices of the rows to look up and must be int64 or int32, got {input.dtype}"
-            + ("; convert with input.long()" if not input.is_complex() else "")
+            f"{fn}: input holds the indices of the rows to look up and must be int64 or int32, got {input.dtype}; "
+            f"convert with input.long()"
         )
     if weight.dim() != 2:
         raise RuntimeError(

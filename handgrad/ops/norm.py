@@ -42,10 +42,6 @@ def _computed_in(x):
     return torch.float32 if x.dtype in _LOW_PRECISION else x.dtype
 
 
-def _as(t, dtype):
-    return t if t is None or t.dtype == dtype else t.to(dtype)
-
-
 def _normalize_jvp(dx, x_hat, r, dims):
     """Forward mode of the statistics and of x̂, from a tangent dx:
     dμ = mean(dx), dr = −r² mean(x̂ dx), dx̂ = r (dx − dμ) + (x − μ) dr = r (dx − dμ − x̂ mean(x̂ dx))."""
@@ -499,10 +495,10 @@ def layer_norm(input, normalized_shape, weight=None, bias=None, eps=1e-5):
 def _normalize_numpy(x, axes, eps):
     """x̂ = (x − μ) / √(σ² + ε) over ``axes``, and the vjp dL/dx̂ ↦ dL/dx stage by stage."""
     m = math.prod(x.shape[a] for a in axes)
-    with np.errstate(invalid="ignore", divide="ignore"):     # an empty set has no mean
-        mu = x.mean(axis=axes, keepdims=True)
+    with np.errstate(invalid="ignore", divide="ignore"):     # an empty set has no mean: NaN
+        mu = x.sum(axis=axes, keepdims=True) / m
         xmu = x - mu
-        var = (xmu ** 2).mean(axis=axes, keepdims=True)
+        var = (xmu ** 2).sum(axis=axes, keepdims=True) / m
         inv = 1 / np.sqrt(var + eps)
     x_hat = xmu * inv
 
