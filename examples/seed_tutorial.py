@@ -37,13 +37,13 @@ from handgrad import reference
 from handgrad.training import models
 from handgrad.training.data import CLASSES, FashionMNISTDataModule
 
-# The matrices here are small: one thread computes them fastest, and a busy machine cannot slow a
-# single thread down by waiting for a second one.
+# The matrices here are small: one thread computes them fastest, and a busy machine
+# cannot slow a single thread down by making it wait for a second one.
 torch.set_num_threads(1)
 torch.manual_seed(0)
 
 # The repository, wherever this runs from (its root, examples/, or the docs build).
-ROOT = next(p for p in (Path.cwd(), *Path.cwd().parents) if (p / "data" / "FashionMNIST" / "raw").is_dir())
+ROOT = next(p for p in [Path.cwd(), *Path.cwd().parents] if (p / "data/FashionMNIST").is_dir())
 
 # %% [markdown]
 # ## The data
@@ -55,12 +55,14 @@ ROOT = next(p for p in (Path.cwd(), *Path.cwd().parents) if (p / "data" / "Fashi
 # setting: no validation split, no normalisation).
 
 # %%
-data = FashionMNISTDataModule(str(ROOT / "data"), val_size=0, normalize=False, shuffle=False)
+data = FashionMNISTDataModule(str(ROOT / "data"), val_size=0, normalize=False,
+                              shuffle=False)
 data.prepare_data()
 data.setup()
 x_train, y_train = data.train_set
 x_test, y_test = data.test_set
-print("training images", tuple(x_train.shape), x_train.dtype, "labels", tuple(y_train.shape), y_train.dtype)
+print("training images", tuple(x_train.shape), x_train.dtype)
+print("labels         ", tuple(y_train.shape), y_train.dtype)
 print("test images    ", tuple(x_test.shape))
 print("pixel range    ", x_train.min().item(), "to", x_train.max().item())
 
@@ -87,7 +89,7 @@ plt.show()
 # %%
 quickstart = models.build("quickstart", impl="hand")
 print(quickstart)
-print("every layer on a hand-derived backward:", handgrad.nn.coverage(quickstart).complete)
+print("all on hand-derived backward:", handgrad.nn.coverage(quickstart).complete)
 
 # %% [markdown]
 # The seed then writes two networks by hand. Its *basic* network has no bias and no activation,
@@ -124,7 +126,8 @@ print("every layer on a hand-derived backward:", handgrad.nn.coverage(quickstart
 
 # %%
 better = models.build("better", impl="hand").double()
-(W1, b1), (W2, b2), (W3, b3) = [(layer.weight, layer.bias) for layer in better.layers if hasattr(layer, "weight")]
+linears = [layer for layer in better.layers if isinstance(layer, torch.nn.Linear)]
+(W1, b1), (W2, b2), (W3, b3) = [(layer.weight, layer.bias) for layer in linears]
 x = x_train[:16].flatten(1).double()                      # (N, 784)
 y = y_train[:16]                                          # (N,)
 N = len(y)
@@ -133,16 +136,17 @@ l1 = F.sigmoid(F.linear(x, W1, b1))                       # (N, 512)
 l2 = F.sigmoid(F.linear(l1, W2, b2))                      # (N, 512)
 l3 = F.linear(l2, W3, b3)                                 # (N, 10), the logits
 for hidden in (l1, l2, l3):
-    hidden.retain_grad()                                  # keep dL/dl for the comparisons below
+    hidden.retain_grad()                                  # keep dL/dl, to compare
 L = F.cross_entropy(l3, y)
 L.backward()
 print("loss", L.item())
 
 
 def compare(name, by_hand, by_handgrad):
-    """How far the gradient computed by hand is from the one handgrad's backward computed."""
+    """How far the gradient computed by hand is from handgrad's."""
     difference = (by_hand - by_handgrad).abs().max().item()
-    print(f"{name:6s} {str(tuple(by_hand.shape)):11s} max |by hand − handgrad| = {difference:.1e}")
+    shape = str(tuple(by_hand.shape))
+    print(f"{name:6s} {shape:11s} max |by hand − handgrad| = {difference:.1e}")
 
 
 # %% [markdown]
@@ -165,7 +169,7 @@ def compare(name, by_hand, by_handgrad):
 
 # %%
 with torch.no_grad():
-    e = torch.exp(l3 - l3.max(1, keepdim=True).values)    # the seed's softmax, shifted by the maximum
+    e = torch.exp(l3 - l3.max(1, keepdim=True).values)    # the seed's softmax, shifted
     p = e / e.sum(1, keepdim=True)                        # (N, 10)
     onehot = torch.zeros_like(p)
     onehot[torch.arange(N), y] = 1
@@ -286,10 +290,13 @@ compare("dL/db1", db1, b1.grad)
 
 # %%
 def seed_layout(net):
-    """The gradients of a network's parameters in the seed's layout: dL/dW as (in, out), dL/db as (1, out)."""
+    """A network's gradients in the seed's layout: dL/dW (in, out), dL/db (1, out)."""
+    grads = {}
     layers = [m for m in net.modules() if isinstance(m, torch.nn.Linear)]
-    grads = {f"W{i}": layer.weight.grad.T.numpy() for i, layer in enumerate(layers, 1)}
-    grads.update({f"b{i}": layer.bias.grad.reshape(1, -1).numpy() for i, layer in enumerate(layers, 1) if layer.bias is not None})
+    for i, layer in enumerate(layers, 1):
+        grads[f"W{i}"] = layer.weight.grad.T.numpy()
+        if layer.bias is not None:
+            grads[f"b{i}"] = layer.bias.grad.reshape(1, -1).numpy()
     return grads
 
 
@@ -297,14 +304,16 @@ def gradients_three_ways(network):
     torch.manual_seed(0)
     hand = models.build(network, impl="hand").double()
     builtin = models.build(network, impl="torch").double()
-    builtin.load_state_dict(hand.state_dict())                        # the same weights
-    F.cross_entropy(hand(x), y).backward()                            # handgrad's hand-derived backward
-    torch.nn.functional.cross_entropy(builtin(x), y).backward()      # PyTorch's autograd
-    _, from_numpy = reference.loss_and_grads(models.seed_parameters(hand), x.numpy(), y.numpy(), network)
+    builtin.load_state_dict(hand.state_dict())                   # the same weights
+    F.cross_entropy(hand(x), y).backward()                       # handgrad's backward
+    torch.nn.functional.cross_entropy(builtin(x), y).backward()  # PyTorch's autograd
+    params = models.seed_parameters(hand)                        # W (in, out), b (1, out)
+    _, from_numpy = reference.loss_and_grads(params, x.numpy(), y.numpy(), network)
     return seed_layout(hand), seed_layout(builtin), from_numpy
 
 
-print(f"{'network':11s} {'gradient':9s} {'|handgrad − autograd|':>22s} {'|handgrad − NumPy|':>19s}")
+print(f"{'network':11s} {'gradient':9s} {'|handgrad − autograd|':>22s}",
+      f"{'|handgrad − NumPy|':>19s}")
 for network in ("basic", "better", "quickstart"):
     from_handgrad, from_autograd, from_numpy = gradients_three_ways(network)
     for key, grad in from_handgrad.items():
@@ -330,11 +339,11 @@ def train(network, lr, epochs=2, batch_size=64):
     curve = {"step": [], "loss": [], "test_step": [], "test_accuracy": []}
     for epoch in range(epochs):
         for i in range(steps_per_epoch):
-            images, labels = x_train[i * batch_size:(i + 1) * batch_size], y_train[i * batch_size:(i + 1) * batch_size]
-            loss = F.cross_entropy(net(images), labels)
+            batch = slice(i * batch_size, (i + 1) * batch_size)
+            loss = F.cross_entropy(net(x_train[batch]), y_train[batch])
             optimizer.zero_grad()
             loss.backward()
-            optimizer.step()                              # W ← W − lr · dL/dW, every parameter
+            optimizer.step()                              # W ← W − lr · dL/dW
             step = epoch * steps_per_epoch + i + 1
             curve["step"].append(step)
             curve["loss"].append(loss.item())
@@ -353,11 +362,13 @@ better, better_curve = train("better", lr=0.5)
 # %%
 fig, (ax_loss, ax_accuracy) = plt.subplots(1, 2, figsize=(12, 4))
 for name, curve in (("basic", basic_curve), ("better", better_curve)):
-    loss = np.convolve(curve["loss"], np.ones(50) / 50, mode="valid")      # mean of the last 50 batches
+    loss = np.convolve(curve["loss"], np.ones(50) / 50, mode="valid")   # last 50 batches
     ax_loss.plot(curve["step"][49:], loss, label=name)
     ax_accuracy.plot(curve["test_step"], curve["test_accuracy"], "o-", label=name)
-ax_loss.set(xlabel="step (batch of 64)", ylabel="training loss (mean of 50 batches)", title="Training loss")
-ax_accuracy.set(xlabel="step (batch of 64)", ylabel="test accuracy", title="Test accuracy (10,000 images)")
+ax_loss.set(xlabel="step (batch of 64)", ylabel="training loss (mean of 50 batches)",
+            title="Training loss")
+ax_accuracy.set(xlabel="step (batch of 64)", ylabel="test accuracy",
+                title="Test accuracy (10,000 images)")
 for ax in (ax_loss, ax_accuracy):
     ax.grid(alpha=0.3)
     ax.legend()
@@ -401,12 +412,16 @@ for c, ax in enumerate(axes.flat):
     ax.imshow(template, cmap="RdBu_r", vmin=-limit, vmax=limit)
     ax.set_title(CLASSES[c], fontsize=10)
     ax.axis("off")
-fig.suptitle("The basic network's 10 templates, T = W³W²W¹ (red: ink raises the class's score, blue: lowers it)")
+fig.suptitle("The basic network's 10 templates, T = W³W²W¹ "
+             "(red: ink raises the class's score, blue: lowers it)")
 plt.show()
 
 # %% [markdown]
-# The templates are shapes: a trouser's two legs, a sandal's straps, a bag's handle, the silhouette
-# of a boot. They are not pictures of the average item, though: a template is what separates its
-# class from the other nine, so a shirt's template is mostly where a shirt has ink and a T-shirt,
-# pullover or coat does not. The better network's sigmoids break the product apart; its first
-# layer alone holds 512 such patterns, combined non-linearly above.
+# The templates are noisy: nothing in the loss asks neighbouring pixels for similar weights. Their
+# large-scale patterns can be read, though. The trouser template's strongest feature is a blue
+# stripe down the middle: ink in the gap between two legs counts against "trouser". The footwear
+# templates (sandal, sneaker, ankle boot) are mostly blue in their upper half, where shirts, coats
+# and bags have ink and shoes do not. A template is not a picture of the average item of its class
+# but what separates the class from the other nine: the seed's "10 templates, but not quite". The
+# better network's sigmoids break the product apart; its first layer alone holds 512 patterns
+# like these, combined non-linearly by the layers above.

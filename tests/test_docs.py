@@ -23,7 +23,7 @@ REPO = Path(__file__).resolve().parents[1]
 BROWSER = next(filter(None, map(shutil.which, ("chromium", "chromium-browser", "google-chrome"))), None)
 BUILD_TIMEOUT_S = 1800                  # the verification of every op, on a loaded 2-core machine
 # The KaTeX source kept in MathML, code, and scripts hold TeX and delimiters legitimately.
-NOT_TEXT = re.compile(r"<(script|style|pre|code|annotation)\b.*?</\1>", re.S)
+NOT_TEXT = re.compile(r"<(script|style|pre|code|annotation)\b.*?</\1>", re.DOTALL)
 
 
 @pytest.fixture(scope="module")
@@ -32,7 +32,8 @@ def site(tmp_path_factory):
     env = {**os.environ, "HANDGRAD_DOCS_CHECKS": "reference", "HANDGRAD_DOCS_EXECUTE": "false",
            "NO_MKDOCS_2_WARNING": "1"}
     result = subprocess.run([sys.executable, "-m", "mkdocs", "build", "--strict", "--site-dir", str(site_dir)],
-                            cwd=REPO, env=env, capture_output=True, text=True, timeout=BUILD_TIMEOUT_S)
+                            check=False, cwd=REPO, env=env, capture_output=True, text=True,
+                            timeout=BUILD_TIMEOUT_S)
     assert result.returncode == 0, f"mkdocs build --strict failed:\n{result.stdout[-3000:]}\n{result.stderr[-6000:]}"
     return site_dir
 
@@ -78,7 +79,7 @@ def test_docs_math_is_typeset_by_katex_in_a_browser(site, tmp_path):
             [BROWSER, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
              "--disable-component-update", "--disable-sync", "--no-first-run", f"--user-data-dir={tmp_path}",
              "--virtual-time-budget=10000", "--dump-dom", page.as_uri()],
-            capture_output=True, text=True, timeout=300,
+            check=True, capture_output=True, text=True, timeout=300,
         ).stdout
         where = page.relative_to(site)
         assert 'class="katex"' in dom, f"{where}: no math typeset by KaTeX"

@@ -2,7 +2,8 @@
 
 - The nav's "Derivations" section lists one page per op family, in the registry's order (each op's
   ``function.__module__`` names its family, ``handgrad.ops.<family>``); a family without a page
-  ``docs/ops/<family>.md`` gets a generated one, so a new family shows up without editing the docs.
+  ``docs/ops/<family>.md`` gets a generated one, so a new family shows up without editing the docs,
+  and a page whose family has no registered op yet is left out.
 - On a family page, ``<!-- derivatives -->`` becomes the registry's rows of the family's ops, and
   ``<!-- verification -->`` the table of ``handgrad.check.run_checks`` over them, run now.
 - An op of the family that has no section on the page (a heading ``{#<op name>}``) gets one at the
@@ -55,7 +56,13 @@ def on_files(files, config):
     # A plain File rooted at examples/ (mkdocs-jupyter's wrapper cannot read a File.generated).
     files.append(File(NOTEBOOK.name, src_dir=str(NOTEBOOK.parent), dest_dir=config.site_dir,
                       use_directory_urls=config.use_directory_urls))
-    for family, ops in families().items():
+    registered = families()
+    for file in list(files):
+        family = _family_page(file.src_uri)
+        if family is not None and family not in registered:     # its ops are not written yet: no page
+            log.info("%s: no registered op belongs to handgrad.ops.%s; leaving the page out", file.src_uri, family)
+            files.remove(file)
+    for family, ops in registered.items():
         if files.get_file_from_path(f"ops/{family}.md") is None:
             log.info("docs/ops/%s.md does not exist: generating a page for %s", family, [op.name for op in ops])
             title = family.replace("_", " ").capitalize()
@@ -70,13 +77,10 @@ def on_page_markdown(markdown, page, config, files):
         return markdown.replace("<!-- derivative-table -->", _plain(derivative_table()))
     if page.file.src_uri == "api/functional.md":
         return markdown.replace("<!-- faces -->", _faces())
-    family = re.fullmatch(r"ops/(\w+)\.md", page.file.src_uri)
+    family = _family_page(page.file.src_uri)
     if family is None:
         return markdown
-    ops = families().get(family.group(1))
-    if ops is None:
-        log.warning("%s: no registered op belongs to handgrad.ops.%s", page.file.src_uri, family.group(1))
-        return markdown
+    ops = families()[family]
     missing = [op for op in ops if f"{{#{op.name}}}" not in markdown]
     for op in missing:
         log.info("%s: no derivation of %s on the page yet; showing its registry entry", page.file.src_uri, op.name)
@@ -90,9 +94,15 @@ def on_page_markdown(markdown, page, config, files):
     return markdown
 
 
+def _family_page(src_uri):
+    """The family a page derives (``ops/<family>.md``), or None."""
+    match = re.fullmatch(r"ops/(\w+)\.md", src_uri)
+    return None if match is None or match.group(1) == "index" else match.group(1)
+
+
 def on_page_content(html, page, config, files):
     if page.file.src_uri == NOTEBOOK.name:
-        html = re.sub(r"<!-- Load mathjax -->.*?<!-- End of mathjax configuration -->", "", html, flags=re.S)
+        html = re.sub(r"<!-- Load mathjax -->.*?<!-- End of mathjax configuration -->", "", html, flags=re.DOTALL)
     return html
 
 
@@ -127,7 +137,7 @@ def _faces():
 
 def _undocumented_section(op):
     sources = "\n".join(f"::: {f.__module__}.{f.__qualname__}\n    options:\n      show_source: true\n"
-                        for f in op.functions)
+                        "      members: false\n      heading_level: 4\n" for f in op.functions)
     return (f"\n\n## `{op.name}` {{#{op.name}}}\n\n!!! note \"Derivation not written yet\"\n"
             f"    `{op.name}` is registered in `{op.function.__module__}`; this page does not derive it yet.\n\n"
             f"{_derivative_rows([op])}\n{sources}")
