@@ -8,8 +8,9 @@ above it. Each must exit with status 0, without a traceback and without a warnin
 runs as a script; the output of each ``print(...)`` is compared with the ``# <expected>`` comment at
 its end and the comment-only lines right below it (text after two spaces and ``= `` explains the
 value and is not compared). The two set-up commands that CI itself runs (``.ci/run``) are the only
-ones not run here, and a test checks that CI does run them. A block of any other language, or a
-plain block holding what looks like a command, fails the test: no documented command goes untested.
+ones not run here, and a test checks that CI does run them. A block of any other language, or an
+output block (plain or ```text) holding what looks like a command, fails the test: no documented
+command goes untested.
 """
 
 import ast
@@ -32,6 +33,7 @@ RUN_BY_CI = ('python -m venv .venv && . .venv/bin/activate && pip install -e ".[
 TIMEOUT_S = 3600                                  # a seed experiment at batch 1 takes minutes
 WARNING_LINE = re.compile(r"^\S+\.py:\d+: ", re.M)    # how Python and Lightning print a warning
 SHELL_LOOKING = re.compile(r"^\s*(\$ |python |python3 |pip |pytest|bash |handgrad-check)", re.M)
+OUTPUT_LANGUAGES = ("", "text")                 # blocks of printed output and layouts, not run
 
 
 def _blocks():
@@ -72,9 +74,11 @@ def test_readme_has_only_blocks_that_a_test_runs():
     untested = [
         f"README.md:{start}: ```{language}"
         for language, start, text in _blocks()
-        if language not in ("bash", "python") and (language or SHELL_LOOKING.search(text))
+        if language not in ("bash", "python") and (language not in OUTPUT_LANGUAGES or SHELL_LOOKING.search(text))
     ]
-    assert not untested, f"no test runs these blocks (label commands ```bash, code ```python): {untested}"
+    assert not untested, (
+        f"no test runs these blocks (label commands ```bash, code ```python, output ```text): {untested}"
+    )
     assert COMMANDS, "README.md documents no command"
 
 

@@ -22,8 +22,7 @@ from handgrad.training.lit import LitClassifier
 from tests import fake_fashion
 
 REPO = Path(__file__).resolve().parents[1]
-QUIET = ["--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false",
-         "--trainer.log_every_n_steps", "4"]
+QUIET = ["--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false"]
 
 
 @pytest.fixture(scope="module")
@@ -31,14 +30,15 @@ def data_root(tmp_path_factory):
     return fake_fashion.write(tmp_path_factory.mktemp("fashion"), n_train=600, n_test=200)
 
 
-def _args(data_root, run_dir, *extra, epochs=2):
+def _args(data_root, run_dir, *extra, epochs=2, quiet=True):
     return [
         "--data.data_dir", str(data_root),
         "--data.batch_size", "32",
         "--data.val_size", "100",
         "--trainer.max_epochs", str(epochs),
         "--trainer.default_root_dir", str(run_dir),
-        *QUIET,
+        "--trainer.log_every_n_steps", "4",               # the stand-in has few steps per epoch
+        *(QUIET if quiet else []),
         *extra,
     ]
 
@@ -422,7 +422,8 @@ def _quiet_run(result):
 
 
 def test_train_is_quiet_and_does_not_resume_a_finished_run(data_root, tmp_path):
-    _quiet_run(_train_py(*_args(data_root, tmp_path, epochs=1)))
+    # As a user runs it: progress bar and model summary on; in mixed precision, which the summary notes.
+    _quiet_run(_train_py(*_args(data_root, tmp_path, "--trainer.precision", "bf16-mixed", epochs=1, quiet=False)))
     resumed = _quiet_run(_train_py(*_args(data_root, tmp_path, "--ckpt_path", "last", epochs=2)))
     assert f"Restoring the run from {tmp_path}/version_0/checkpoints/last.ckpt (1 epochs done)" in resumed
     files = sorted(tmp_path.rglob("*"))

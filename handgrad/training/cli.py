@@ -213,9 +213,11 @@ _DROP_ADVERTISEMENTS = _DropAdvertisements()
 
 def _quiet():
     """Keep Lightning from printing what a user of train.py cannot act on: its tips (advertisements
-    for its cloud services), a note on how it counts steps, a deprecation inside Lightning, and, on
-    resuming, that the best checkpoints of the old run directory are not carried into the new one
-    (by design: a resumed run writes a version directory of its own)."""
+    for its cloud services), a note on how it counts steps, a deprecation inside Lightning, that
+    the model summary estimates sizes in 32 bits under mixed precision, and, on resuming, that the
+    best checkpoints of the old run directory are not carried into the new one (by design: a
+    resumed run writes a version directory of its own)."""
     logging.getLogger("lightning.pytorch.utilities.rank_zero").addFilter(_DROP_ADVERTISEMENTS)
     warnings.filterwarnings("ignore", r"`isinstance\(treespec, LeafSpec\)` is deprecated", FutureWarning)
     warnings.filterwarnings("ignore", r"The dirpath has changed from .* won't be reloaded")
+    warnings.filterwarnings("ignore", r"Precision .* is not supported by the model summary")
