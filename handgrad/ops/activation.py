@@ -169,7 +169,7 @@ def leaky_relu_numpy(z, negative_slope=0.01, inplace=False):
 GELU_APPROXIMATIONS = ("none", "tanh")
 _SQRT_HALF = math.sqrt(0.5)
 _K = math.sqrt(2 / math.pi)                                  # √(2/π)
-_C = 0.044715
+_C = 0.044715                                                 # the cubic term of u (tanh form)
 
 
 class GELU(Elementwise):

@@ -14,7 +14,7 @@ import warnings
 import numpy as np
 import torch
 
-from handgrad.ops._checks import (FLOAT32, autocast, can_inspect_values, check_reduction,
+from handgrad.ops._checks import (FLOAT32, FLOAT32_ON_CUDA, autocast, can_inspect_values, check_reduction,
                                   check_same_dtype_and_device, check_tensor)
 from handgrad.ops._function import HandFunction, apply
 from handgrad.ops._registry import Derivative, Module, ModuleSample, Op, register
@@ -720,8 +720,13 @@ class NegativeLogLikelihood(HandFunction):
             return None, None, None, None, None
         target, weight = ctx.saved_tensors
         _, t, w_t = _class_index_rows(target, weight, ctx.ignore_index, g.dtype)    # w_t = 0 where ignored
-        r = _row_scale(g, ctx.reduction, w_t.sum(), t.shape[0])
-        grad_x = g.new_zeros(ctx.x_shape).scatter(1, t.unsqueeze(1), -r * w_t.unsqueeze(1))    # (M, C)
+        r = _row_scale(g, ctx.reduction, w_t.sum(), t.shape[0])[:, 0]               # (M,)
+        entries = -r * w_t                                                           # −r w_t, (M,)
+        rows = torch.arange(t.shape[0], device=t.device)
+        # In place into zeros of its own (an out-of-place scatter would copy them), with index_put_,
+        # which vmap batches (scatter_ it runs one sample at a time). From entries, so that the zeros
+        # are batched whenever the entries are.
+        grad_x = entries.new_zeros(ctx.x_shape).index_put_((rows, t), entries)      # −r w_t onehot(t), (M, C)
         return grad_x, None, None, None, None
 
     @staticmethod
@@ -887,8 +892,12 @@ _NLL_LOSS_ERRORS = (
 
 
 def _nll_loss_bench(device):
-    x = torch.randn(1024, 10, device=device).log_softmax(1).requires_grad_()
-    return [("(1024, 10) log-probabilities", (x, torch.randint(0, 10, (1024,), device=device)), {})]
+    """The seed's size, where a call's fixed cost is most of it, and a wide one, where it is not."""
+    def log_probabilities(n, c):
+        x = torch.randn(n, c, device=device).log_softmax(1).requires_grad_()
+        return x, torch.randint(0, c, (n,), device=device)
+    return [("(1024, 10) log-probabilities", log_probabilities(1024, 10), {}),
+            ("(4096, 1000) log-probabilities", log_probabilities(4096, 1000), {})]
 
 
 register(Op(
@@ -979,6 +988,7 @@ def mse_loss(input, target, size_average=None, reduce=None, reduction="mean", we
     Shapes: input and target broadcast together (PyTorch warns when their shapes differ, and so
     does this); weight has input's shape, and 'mean' then divides by Σ weight. Output: a scalar
     for 'mean' and 'sum', the broadcast shape for 'none'. Mixed dtypes are promoted as in PyTorch.
+    Differentiable with respect to input, target and weight, as PyTorch's is.
     ``size_average`` and ``reduce`` are PyTorch's deprecated spellings of ``reduction``.
     """
     check_tensor("mse_loss", "input", input)
@@ -998,9 +1008,10 @@ def mse_loss(input, target, size_average=None, reduce=None, reduction="mean", we
             f"mse_loss: target of shape {tuple(target.shape)} does not broadcast with input of shape "
             f"{tuple(input.shape)}; give them the same shape"
         ) from None
-    if weight is None:
-        input, target = autocast(FLOAT32, input, target)
-    else:   # weighted, PyTorch's loss is made of elementwise ops, which autocast leaves in their dtype
+    # Weighted, PyTorch's loss is a composite of elementwise ops, of which autocast moves only pow to
+    # float32, and only on CUDA.
+    input, target = autocast(FLOAT32 if weight is None else FLOAT32_ON_CUDA, input, target)
+    if weight is not None:
         check_tensor("mse_loss", "weight", weight)
         if weight.shape != input.shape:
             raise ValueError(
