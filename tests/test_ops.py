@@ -135,10 +135,13 @@ def test_op_signature_is_torchs(op):
         assert op.name.startswith("linear_"), f"{op.name} has no torch.nn.functional counterpart"
         return
     ours = inspect.signature(op.function)
+    builtin = getattr(torch_F, op.name)
+    # max_pool2d and friends are torch's boolean_dispatch of two functions of the same signature.
+    builtin = torch._jit_internal.boolean_dispatched.get(builtin, {}).get("if_false", builtin)
     try:
-        theirs = inspect.signature(getattr(torch_F, op.name))
+        theirs = inspect.signature(builtin)
     except ValueError:                                       # a C builtin: its docstring opens on the signature
-        first_line = getattr(torch_F, op.name).__doc__.strip().splitlines()[0]
+        first_line = builtin.__doc__.strip().splitlines()[0]
         theirs = inspect.signature(eval(f"lambda {first_line[first_line.index('(') + 1:first_line.rindex(')')]}: 0"))
     assert list(ours.parameters) == list(theirs.parameters), f"{op.name}: {ours}, torch has {theirs}"
     for name, p in theirs.parameters.items():
