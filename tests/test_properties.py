@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 
 from handgrad import testing
 from handgrad.ops import OPS
+from handgrad.ops._function import Elementwise
 
 FLOAT_DTYPES = (torch.float64, torch.float32)
 ELEMENTWISE_DTYPES = FLOAT_DTYPES + (torch.bfloat16,)
@@ -106,7 +107,10 @@ def _elementwise_problem(spec):
     return make
 
 
-@pytest.mark.parametrize("op", ["sigmoid", "relu", "tanh"])
+ELEMENTWISE_OPS = [name for name, op in OPS.items() if all(issubclass(f, Elementwise) for f in op.functions)]
+
+
+@pytest.mark.parametrize("op", ELEMENTWISE_OPS)
 @settings(max_examples=60, deadline=None)
 @given(spec=elementwise_specs(), dtype=st.sampled_from(ELEMENTWISE_DTYPES), seed=seeds)
 def test_elementwise_op_matches_torch(op, spec, dtype, seed):

@@ -5,6 +5,8 @@ raise an exception of the class PyTorch raises, with a message naming the argume
 dtype or value and what was expected.
 """
 
+import warnings
+
 import torch
 
 REDUCTIONS = ("none", "mean", "sum")
@@ -65,9 +67,12 @@ def check_same_dtype_and_device(fn, tensors):
 def check_reduction(fn, reduction, size_average=None, reduce=None):
     """The reduction, with PyTorch's deprecated ``size_average``/``reduce`` spellings honoured."""
     if size_average is not None or reduce is not None:
-        from torch.nn import _reduction
-
-        reduction = _reduction.legacy_get_string(size_average, reduce)
+        # torch.nn._reduction.legacy_get_string's rule, in plain Python so that torch.compile traces it.
+        size_average = True if size_average is None else size_average
+        reduce = True if reduce is None else reduce
+        reduction = "mean" if size_average and reduce else "sum" if reduce else "none"
+        if not torch.compiler.is_compiling():
+            warnings.warn(f"size_average and reduce args will be deprecated, please use reduction='{reduction}' instead.")
     if reduction not in REDUCTIONS:
         raise ValueError(f"{fn}: reduction must be one of {REDUCTIONS}, got {reduction!r}")
     return reduction
