@@ -31,7 +31,9 @@ class SoftmaxCrossEntropy(HandFunction):
     - ``x`` (M, C) logits, one row per prediction;
     - ``target`` (M,) class indices (int64) or (M, C) class probabilities (x's dtype);
     - ``weight`` (C,) class weights or None;
-    - ``ignore_index`` (int), ``label_smoothing`` ε in [0, 1], ``reduction`` 'none' | 'mean' | 'sum'.
+    - ``ignore_index`` (int, or None when no target is known to equal it: the faces pass None after
+      their range check, and backward skips the masks), ``label_smoothing`` ε in [0, 1],
+      ``reduction`` 'none' | 'mean' | 'sum'.
 
     The target distribution row by row is a (M, C), the seed's one-hot generalised:
 
@@ -103,6 +105,12 @@ class SoftmaxCrossEntropy(HandFunction):
             if ctx.needs_input_grad[1]:
                 w = 1 if weight is None else _as(weight, log_p.dtype)
                 grad_target = -r * (1 - eps) * w * log_p                             # dL/dq, (M, C)
+        elif g is not None and ctx.needs_input_grad[0] and ctx.ignore_index is None and weight is None and eps == 0:
+            # The seed's case: every row kept, a = onehot(t), s = 1, D = M: dL/dx = r (p − onehot(t)).
+            r = _as(g, log_p.dtype)
+            r = r.unsqueeze(1) if ctx.reduction == "none" else (r / log_p.shape[0] if ctx.reduction == "mean" else r)
+            grad_x = log_p.exp() * r                                         # r p, (M, C)
+            grad_x.scatter_add_(1, target.unsqueeze(1), (-r).expand(log_p.shape[0], 1))    # − r onehot(t)
         elif g is not None and ctx.needs_input_grad[0]:
             # The same r (s p − a), without building the dense (M, C) a: a is one entry per row
             # (plus ε/C w everywhere when smoothing), scattered in at the end.
@@ -177,7 +185,11 @@ def _probability_target(q, weight, eps, dtype):
 
 
 def _class_index_rows(target, weight, ignore_index, dtype):
-    """kept (M,) rows that count, t (M,) their class (0 where ignored), w_t (M,) their weight (0 where ignored)."""
+    """kept (M,) rows that count, t (M,) their class (0 where ignored), w_t (M,) their weight (0 where
+    ignored). ``ignore_index=None``: every row is known to count."""
+    if ignore_index is None:                                 # known: no row is ignored
+        w_t = torch.ones_like(target, dtype=dtype) if weight is None else _as(weight, dtype).gather(0, target)
+        return torch.ones_like(target, dtype=torch.bool), target, w_t
     kept = target != ignore_index
     t = target.where(kept, 0)
     w_t = _as(kept, dtype) if weight is None else _as(weight, dtype).gather(0, t).where(kept, 0)
@@ -236,12 +248,13 @@ def cross_entropy(
     if probabilities:
         _check_probability_target(input, target, class_dim, ignore_index)
     else:
-        _check_class_target("cross_entropy", input, target, class_dim, n_classes, ignore_index)
+        every_row_kept = _check_class_target("cross_entropy", input, target, class_dim, n_classes, ignore_index)
     check_same_dtype_and_device(
         "cross_entropy", {"input": input, "weight": weight, **({"target": target} if probabilities else {})}
     )
     x, t = _as_rows(input, target, class_dim)
-    loss, _ = apply(SoftmaxCrossEntropy, x, t, weight, ignore_index, label_smoothing, reduction)
+    ignore = None if not probabilities and every_row_kept else ignore_index
+    loss, _ = apply(SoftmaxCrossEntropy, x, t, weight, ignore, label_smoothing, reduction)
     return _from_rows(loss, input, class_dim, reduction)
 
 
@@ -302,7 +315,10 @@ def _class_free_shape(input, class_dim):
 
 def _check_class_target(fn, input, target, class_dim, n_classes, ignore_index):
     """A target of class indices: int64 (or uint8), the input's shape without the class dimension
-    (a (C) input also takes a target of shape (1,), as in PyTorch), each index in [0, C) or ignore_index."""
+    (a (C) input also takes a target of shape (1,), as in PyTorch), each index in [0, C) or ignore_index.
+
+    Returns True when it is known that no row is ignored (every index in [0, C), ignore_index
+    outside it): the Functions then take ``ignore_index=None`` and skip the masks."""
     class_free_shape = _class_free_shape(input, class_dim)
     if target.dtype not in (torch.long, torch.uint8):
         raise RuntimeError(
@@ -321,7 +337,7 @@ def _check_class_target(fn, input, target, class_dim, n_classes, ignore_index):
     if target.numel() and can_inspect_values(target):
         low, high = (int(v) for v in torch.aminmax(target))   # one pass; the exact test only if needed
         if low >= 0 and high < n_classes:
-            return
+            return not 0 <= ignore_index < n_classes          # no target can equal ignore_index
         bad = (target != ignore_index) & ((target < 0) | (target >= n_classes))
         if bad.any():
             value = target[bad].flatten()[0].item()
@@ -697,12 +713,13 @@ class NegativeLogLikelihood(HandFunction):
 
     Inputs are already flattened by ``nll_loss``: ``x`` (M, C) log-probabilities, one row per
     prediction; ``target`` (M,) class indices (int64); ``weight`` (C,) class weights or None;
-    ``ignore_index`` (int); ``reduction`` 'none' | 'mean' | 'sum'. A row whose target is
+    ``ignore_index`` (int, or None: no row ignored); ``reduction`` 'none' | 'mean' | 'sum'. A row whose target is
     ignore_index counts for nothing, and 'mean' divides by D = Σ w_t over the rows kept.
     """
 
     @staticmethod
     def forward(x, target, weight, ignore_index, reduction):
+        ignore_index = -100 if ignore_index is None else ignore_index      # None: no target equals it
         return torch.nn.functional.nll_loss(x, target, weight, ignore_index=ignore_index, reduction=reduction)
 
     @staticmethod
@@ -719,10 +736,14 @@ class NegativeLogLikelihood(HandFunction):
         if not ctx.needs_input_grad[0]:
             return None, None, None, None, None
         target, weight = ctx.saved_tensors
-        _, t, w_t = _class_index_rows(target, weight, ctx.ignore_index, g.dtype)    # w_t = 0 where ignored
-        r = _row_scale(g, ctx.reduction, w_t.sum(), t.shape[0])[:, 0]               # (M,)
-        entries = -r * w_t                                                           # −r w_t, (M,)
-        rows = torch.arange(t.shape[0], device=t.device)
+        n_rows = target.shape[0]
+        if ctx.ignore_index is None and weight is None:                              # w_t = 1, D = M
+            t, entries = target, (-g if ctx.reduction != "mean" else -g / n_rows).expand(n_rows)
+        else:
+            _, t, w_t = _class_index_rows(target, weight, ctx.ignore_index, g.dtype)    # w_t = 0 where ignored
+            r = _row_scale(g, ctx.reduction, w_t.sum(), n_rows)[:, 0]                   # (M,)
+            entries = -r * w_t                                                           # −r w_t, (M,)
+        rows = torch.arange(n_rows, device=target.device)
         # In place into zeros of its own (an out-of-place scatter would copy them), with index_put_,
         # which vmap batches (scatter_ it runs one sample at a time). From entries, so that the zeros
         # are batched whenever the entries are.
@@ -755,10 +776,11 @@ def nll_loss(input, target, weight=None, size_average=None, ignore_index=-100, r
     class_dim, n_classes = _classes("nll_loss", input, zero_dim_error=ValueError)
     _check_class_weight("nll_loss", weight, n_classes)
     input, weight = autocast(FLOAT32, input, weight)
-    _check_class_target("nll_loss", input, target, class_dim, n_classes, ignore_index)
+    every_row_kept = _check_class_target("nll_loss", input, target, class_dim, n_classes, ignore_index)
     check_same_dtype_and_device("nll_loss", {"input": input, "weight": weight})
     x, t = _as_rows(input, target, class_dim)
-    return _from_rows(apply(NegativeLogLikelihood, x, t, weight, ignore_index, reduction), input, class_dim, reduction)
+    ignore = None if every_row_kept else ignore_index
+    return _from_rows(apply(NegativeLogLikelihood, x, t, weight, ignore, reduction), input, class_dim, reduction)
 
 
 def nll_loss_rows_numpy(x, target, weight=None, ignore_index=-100, reduction="mean"):
