@@ -282,3 +282,60 @@ def test_build_dropout_zero_keeps_seed_names(network):
         model = models.build(network, impl, dropout=0.0)
         assert list(model.state_dict()) == STATE_DICT_KEYS[network], f"{network} ({impl}) keys changed"
         assert not any(isinstance(m, torch.nn.Dropout) for m in model.modules()), f"{network} ({impl}) has Dropout"
+
+
+# -- the CNN past the seed ---------------------------------------------------------------------------
+
+
+def test_cnn_hand_runs_every_layer_hand_derived():
+    report = handgrad.nn.coverage(_build("cnn", "hand", dropout=0.3))
+    assert report.complete, str(report)
+    classes = {type(m).__name__ for m in _build("cnn", "hand", dropout=0.3).modules()}
+    assert {"Conv2d", "BatchNorm2d", "ReLU", "MaxPool2d", "Linear", "Dropout"} <= classes
+    builtin = _build("cnn", "torch", dropout=0.3)
+    assert not any(type(m).__module__.startswith("handgrad") for m in list(builtin.modules())[1:])
+    assert not handgrad.nn.coverage(builtin).complete
+
+
+@pytest.mark.parametrize("train", [True, False], ids=["train", "eval"])
+def test_cnn_hand_equals_torch_outputs_gradients_and_running_statistics(train):
+    hand, builtin = _build("cnn", "hand", seed=3).double(), _build("cnn", "torch", seed=3).double()
+    assert list(hand.state_dict()) == list(builtin.state_dict())
+    for key, value in hand.state_dict().items():
+        assert torch.equal(value, builtin.state_dict()[key]), f"cnn: {key} differs under the same seed"
+    x, y = _batch(4, 12)
+    x = (x - 0.3) / 0.35
+    for step in range(2):                                    # twice: the running statistics carry over
+        losses = []
+        for model in (hand, builtin):
+            model.train(train)
+            model.zero_grad()
+            loss = torch.nn.functional.cross_entropy(model(x), y)
+            loss.backward()
+            losses.append(loss)
+        _check(f"cnn loss, step {step}", losses[0], losses[1])
+        for (name, p_hand), p_torch in zip(hand.named_parameters(), builtin.parameters()):
+            _check(f"cnn {name}.grad, step {step}", p_hand.grad, p_torch.grad)
+        for (name, b_hand), b_torch in zip(hand.named_buffers(), builtin.buffers()):
+            _check(f"cnn buffer {name}, step {step}", b_hand, b_torch)
+
+
+def test_cnn_refuses_flattened_images_in_one_sentence():
+    with pytest.raises(ValueError, match=r"cnn network takes images of shape \(N, 1, 28, 28\), got \(4, 784\)"):
+        _build("cnn", "hand")(torch.rand(4, 784))
+
+
+def test_cnn_learns_a_small_batch():
+    torch.manual_seed(0)
+    model = models.build("cnn", "hand", dropout=0.0)
+    x, y = _batch(5, 32)
+    x = x.float()
+    optimizer = torch.optim.Adam(model.parameters(), lr=3e-3)
+    first = None
+    for _ in range(30):
+        optimizer.zero_grad()
+        loss = handgrad.nn.CrossEntropyLoss()(model(x), y)
+        loss.backward()
+        optimizer.step()
+        first = loss.item() if first is None else first
+    assert loss.item() < 0.1 * first, f"cnn did not fit 32 images: loss {first:.3f} -> {loss.item():.3f}"

@@ -17,7 +17,7 @@ import torch
 import handgrad.nn
 from handgrad.training import cli
 from handgrad.training.callbacks import AtomicCheckpointIO, learning_curve
-from handgrad.training.data import CLASSES, DatasetError, FashionMNISTDataModule, TensorBatches
+from handgrad.training.data import CLASSES, DatasetError, FashionMNISTDataModule, TensorBatches, flip_and_shift
 from handgrad.training.lit import LitClassifier
 from tests import fake_fashion
 
@@ -159,6 +159,44 @@ def test_datamodule_reports_corrupt_files(tmp_path):
         dm.setup("fit")
 
 
+def _candidates(image, shift, background):
+    """Every image flip_and_shift may make of one image: flipped or not, moved by (dy, dx)."""
+    padded = [torch.nn.functional.pad(im, (shift,) * 4, value=background) for im in (image, image.flip(-1))]
+    h, w = image.shape[-2:]
+    return [p[..., dy : dy + h, dx : dx + w] for p in padded for dy in range(2 * shift + 1) for dx in range(2 * shift + 1)]
+
+
+@pytest.mark.parametrize("shift", [0, 1, 2])
+def test_flip_and_shift_moves_each_image_on_its_own(shift):
+    torch.manual_seed(0)
+    x = torch.rand(64, 2, 7, 9) + 1.0
+    out = flip_and_shift(x, shift)
+    assert out.shape == x.shape and out.dtype == x.dtype
+    seen = set()
+    for i in range(len(x)):
+        matches = [k for k, c in enumerate(_candidates(x[i], shift, float(x.min()))) if torch.equal(out[i], c)]
+        assert matches, f"image {i} is not a flip and shift by at most {shift} of its input"
+        seen.update(matches)
+    # 64 images, each drawing one of 2 (2s + 1)² placements: more than one of them is used
+    assert len(seen) >= min(8, 2 * (2 * shift + 1) ** 2), f"placements used: {sorted(seen)}"
+
+
+def test_datamodule_augments_training_batches_only(data_root):
+    dm = FashionMNISTDataModule(str(data_root), batch_size=50, val_size=100, augment=True, shift=2)
+    dm.setup("fit")
+
+    class Stage:                                             # the Trainer's flag, as the hook reads it
+        training = True
+    dm.trainer = Stage()
+    torch.manual_seed(0)
+    x, y = dm.train_set[0][:50], dm.train_set[1][:50]
+    ax, ay = dm.on_after_batch_transfer((x, y), 0)
+    assert torch.equal(ay, y) and not torch.equal(ax, x), "training batches are augmented"
+    Stage.training = False
+    vx, vy = dm.val_set[0][:50], dm.val_set[1][:50]
+    assert dm.on_after_batch_transfer((vx, vy), 0)[0] is vx, "validation and test batches are left alone"
+
+
 # -- the LightningModule --------------------------------------------------------------------------
 
 
@@ -203,7 +241,11 @@ def test_lit_classifier_rejects_bad_options(bad):
         LitClassifier(**bad)
 
 
-@pytest.mark.parametrize("bad", [{"batch_size": 0}, {"eval_batch_size": 0}, {"val_size": -1}, {"val_size": 60000}], ids=str)
+@pytest.mark.parametrize(
+    "bad",
+    [{"batch_size": 0}, {"eval_batch_size": 0}, {"val_size": -1}, {"val_size": 60000}, {"shift": -1}, {"shift": 14}],
+    ids=str,
+)
 def test_datamodule_rejects_bad_options(bad):
     with pytest.raises(ValueError, match=list(bad)[0]):
         FashionMNISTDataModule(**bad)
@@ -291,6 +333,15 @@ def test_train_resume_from_last_equals_an_uninterrupted_run(data_root, tmp_path,
     assert resumed["test_acc"] == whole["test_acc"]
     assert resumed["test_loss"] == pytest.approx(whole["test_loss"], rel=1e-6)
     assert [e["train_loss"] for e in resumed["epochs"]] == pytest.approx([e["train_loss"] for e in whole["epochs"]])
+
+
+def test_train_cnn_with_augmentation(data_root, tmp_path):
+    cli.main(_args(data_root, tmp_path, "--model.network", "cnn", "--model.dropout", "0.3",
+                   "--data.augment", "true", "--data.shift", "1", epochs=1))
+    results = _results(tmp_path)
+    assert results["hyperparameters"]["model"]["network"] == "cnn"
+    assert results["hyperparameters"]["data"]["augment"] is True and results["hyperparameters"]["data"]["shift"] == 1
+    assert results["test_acc"] > 0.3, f"the cnn learned nothing of the stand-in data: {results['test_acc']}"
 
 
 def test_train_impl_torch_matches_impl_hand(data_root, tmp_path):
@@ -562,3 +613,18 @@ def test_train_ddp_on_two_cpu_processes(data_root, tmp_path):
     assert results["hyperparameters"]["trainer"]["devices"] == 2
     assert results["test_acc"] > 0.5
     assert len(results["epochs"]) == 2
+
+
+@pytest.mark.parametrize("config", sorted((REPO / "configs").glob("*.yaml")), ids=lambda p: p.name)
+def test_every_shipped_config_is_accepted_as_written(config, tmp_path):
+    """Each recipe of configs/ parses, passes every class's checks and means what its file says."""
+    import yaml
+
+    written = yaml.safe_load(config.read_text())
+    built = cli._cli(["--config", str(config), "--trainer.default_root_dir", str(tmp_path)])
+    for key, value in written.get("model", {}).items():
+        assert built.model.hparams[key] == value, f"{config.name}: model.{key} is {built.model.hparams[key]!r}"
+    for key, value in written.get("data", {}).items():
+        assert built.datamodule.hparams[key] == value, f"{config.name}: data.{key} is {built.datamodule.hparams[key]!r}"
+    assert built.trainer.max_epochs == written["trainer"]["max_epochs"]
+    assert not list(tmp_path.iterdir()), f"{config.name}: building the run wrote {list(tmp_path.iterdir())}"

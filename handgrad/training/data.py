@@ -69,6 +69,10 @@ class FashionMNISTDataModule(L.LightningDataModule):
         normalize: standardise pixels with the training set's mean and std; ``False`` keeps the
             seed's scaling to [0, 1] (``ToTensor``)
         shuffle: reshuffle the training set every epoch (the seed's quickstart does not)
+        augment: during training, flip each image left-right with probability ½ and shift it by up
+            to ``shift`` pixels each way (random per image, on the training device; the test and
+            validation images are never changed)
+        shift: the largest shift of ``augment``, in pixels, in [0, 14)
         download: fetch the files from the internet when they are missing
     """
 
@@ -80,6 +84,8 @@ class FashionMNISTDataModule(L.LightningDataModule):
         val_size: int = 5000,
         normalize: bool = True,
         shuffle: bool = True,
+        augment: bool = False,
+        shift: int = 2,
         download: bool = True,
     ):
         super().__init__()
@@ -89,10 +95,13 @@ class FashionMNISTDataModule(L.LightningDataModule):
             raise ValueError(f"eval_batch_size must be at least 1, got {eval_batch_size}")
         if not 0 <= val_size < 60000:
             raise ValueError(f"val_size must be in [0, 60000), got {val_size}")
+        if not 0 <= shift < 14:
+            raise ValueError(f"shift must be a whole number of pixels in [0, 14), got {shift}")
         self.save_hyperparameters()
         self.data_dir, self.batch_size, self.eval_batch_size = data_dir, batch_size, eval_batch_size
         self.val_size = val_size
         self.normalize, self.shuffle, self.download = normalize, shuffle, download
+        self.augment, self.shift = augment, shift
         self.train_set = self.val_set = self.test_set = None
 
     def _dataset(self, train, download):
@@ -173,6 +182,12 @@ class FashionMNISTDataModule(L.LightningDataModule):
             return batch
         return super().transfer_batch_to_device(batch, device, dataloader_idx)
 
+    def on_after_batch_transfer(self, batch, dataloader_idx):
+        if self.augment and self.trainer is not None and self.trainer.training:
+            x, y = batch
+            batch = flip_and_shift(x, self.shift), y
+        return batch
+
     def train_dataloader(self):
         return self._batches(self.train_set, train=True)
 
@@ -181,3 +196,21 @@ class FashionMNISTDataModule(L.LightningDataModule):
 
     def test_dataloader(self):
         return self._batches(self.test_set, train=False)
+
+
+def flip_and_shift(x, shift):
+    """Each image of ``x`` (N, C, H, W) flipped left-right with probability ½ and moved by (dy, dx),
+    each uniform in [−shift, shift], the pixels it uncovers filled with the batch's background (its
+    minimum). One gather for the whole batch, on x's device, from torch's global generator."""
+    n, _, h, w = x.shape
+    flip = torch.rand(n, 1, 1, 1, device=x.device) < 0.5
+    x = torch.where(flip, x.flip(-1), x)
+    if shift == 0:
+        return x
+    padded = torch.nn.functional.pad(x, (shift,) * 4, value=float(x.min()))
+    dy, dx = (torch.randint(0, 2 * shift + 1, (n, 1, 1, 1), device=x.device) for _ in range(2))
+    rows = torch.arange(h, device=x.device).view(1, 1, h, 1) + dy
+    cols = torch.arange(w, device=x.device).view(1, 1, 1, w) + dx
+    images = torch.arange(n, device=x.device).view(n, 1, 1, 1)
+    channels = torch.arange(x.shape[1], device=x.device).view(1, -1, 1, 1)
+    return padded[images, channels, rows, cols]

@@ -22,18 +22,20 @@ FIT_METRICS = ("train_loss", "val_loss", "val_acc")            # what a checkpoi
 
 
 class LitClassifier(L.LightningModule):
-    """Classify Fashion-MNIST images with one of the seed's 784-512-512-10 networks.
+    """Classify Fashion-MNIST images with one of the seed's 784-512-512-10 networks or a small CNN.
 
     Args:
         network: ``quickstart`` (ReLU, PyTorch's init), ``basic`` (linear, no bias) or ``better``
-            (sigmoid + bias), the seed's three networks
+            (sigmoid + bias), the seed's three networks; or ``cnn``, two convolution, batch-norm and
+            max-pooling blocks and a 3136-128-10 classifier (``models.CNN``)
         impl: ``hand`` (handgrad's hand-derived layers) or ``torch`` (torch.nn built-ins)
         optimizer: ``sgd``, ``adam`` or ``adamw``
         lr: learning rate
         momentum: SGD momentum, ≥ 0 (0 is the seed's plain SGD; only ``sgd`` has one)
         weight_decay: L2 penalty, ≥ 0 (decoupled for adamw)
         scheduler: ``none`` (constant lr, the seed's) or ``cosine`` (decay to 0 over the run, per step)
-        dropout: dropout probability after each hidden activation, in [0, 1) (0: none, as in the seed)
+        dropout: dropout probability after each hidden activation (cnn: before its last layer), in
+            [0, 1) (0: none, as in the seed)
         label_smoothing: ε of the training cross-entropy, in [0, 1] (0: the seed's loss)
 
     Raises:
@@ -43,7 +45,7 @@ class LitClassifier(L.LightningModule):
 
     def __init__(
         self,
-        network: Literal["quickstart", "basic", "better"] = "better",
+        network: Literal["quickstart", "basic", "better", "cnn"] = "better",
         impl: Literal["hand", "torch"] = "hand",
         optimizer: Literal["sgd", "adam", "adamw"] = "adam",
         lr: float = 1e-3,

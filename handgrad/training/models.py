@@ -1,6 +1,7 @@
-"""The seed's three networks, each buildable from handgrad layers (``impl="hand"``) or from
-``torch.nn`` layers (``impl="torch"``): same structure, same parameter names, same initialisation
-under the same seed, so every experiment runs both ways and their state dicts are interchangeable.
+"""The seed's three networks, and a small CNN past them, each buildable from handgrad layers
+(``impl="hand"``) or from ``torch.nn`` layers (``impl="torch"``): same structure, same parameter names,
+same initialisation under the same seed, so every experiment runs both ways and their state dicts are
+interchangeable.
 """
 
 import math
@@ -109,7 +110,47 @@ class BetterNetwork(torch.nn.Module):
         return self.layers(self.flatten(x))
 
 
-NETWORKS = {"quickstart": QuickstartNetwork, "basic": BasicNetwork, "better": BetterNetwork}
+class CNN(torch.nn.Module):
+    """Past the seed: a small convolutional network with batch norm, every layer hand-derived.
+
+    Two blocks of 3×3 convolution (no bias: the batch norm's β is one), batch norm, ReLU and 2×2
+    max pooling take the image from 1×28×28 to 32×14×14 and 64×7×7; then a 3136-128-10 classifier
+    with ReLU and, when dropout > 0, a Dropout before its last layer. PyTorch's default init.
+
+    Args:
+        impl: ``"hand"`` (handgrad layers) or ``"torch"`` (torch.nn layers)
+        dropout: probability of the Dropout before the last Linear layer (0: none)
+
+    Shape:
+        - Input: (N, 1, 28, 28)
+        - Output: (N, 10) logits
+    """
+
+    CHANNELS = (32, 64)
+    HIDDEN = 128
+
+    def __init__(self, impl="hand", dropout=0.0):
+        super().__init__()
+        nn = _layers(impl)
+        c1, c2 = self.CHANNELS
+        self.features = nn.Sequential(
+            nn.Conv2d(1, c1, 3, padding=1, bias=False), nn.BatchNorm2d(c1), nn.ReLU(), nn.MaxPool2d(2),
+            nn.Conv2d(c1, c2, 3, padding=1, bias=False), nn.BatchNorm2d(c2), nn.ReLU(), nn.MaxPool2d(2),
+        )
+        self.flatten = torch.nn.Flatten()
+        self.classifier = nn.Sequential(
+            nn.Linear(c2 * 7 * 7, self.HIDDEN), nn.ReLU(),
+            *([nn.Dropout(dropout)] if dropout > 0 else []),
+            nn.Linear(self.HIDDEN, 10),
+        )
+
+    def forward(self, x):
+        if x.dim() != 4 or x.shape[1:] != (1, 28, 28):
+            raise ValueError(f"the cnn network takes images of shape (N, 1, 28, 28), got {tuple(x.shape)}")
+        return self.classifier(self.flatten(self.features(x)))
+
+
+NETWORKS = {"quickstart": QuickstartNetwork, "basic": BasicNetwork, "better": BetterNetwork, "cnn": CNN}
 
 
 def build(network, impl="hand", dropout=0.0):
