@@ -8,8 +8,9 @@ Sections:
 
 1. each op's forward + backward at the sizes it declares in the registry, ``handgrad.functional``
    vs its torch built-in (``bench.ops``);
-2. one training step (zero_grad, forward, cross-entropy, backward, SGD step) of each seed network,
-   ``models.build(net, "hand")`` vs ``models.build(net, "torch")`` holding identical weights;
+2. one training step (zero_grad, forward, cross-entropy, backward, SGD step) of each seed network
+   and of the CNN (batch 128, dropout 0.3), ``models.build(net, "hand")`` vs
+   ``models.build(net, "torch")`` holding identical weights;
 3. bytes kept for backward per training step: the unique storages that autograd saves (parameters
    excluded), seen through ``torch.autograd.graph.saved_tensors_hooks``;
 4. one epoch of train.py's data path (``TensorBatches`` over tensors on the device) vs the seed's
@@ -17,9 +18,11 @@ Sections:
 5. training seconds to 83 % and 88 % test accuracy with the default recipe (better network, Adam
    1e-3, cosine per step, batch 128, normalised input), evaluation every quarter epoch not counted;
 6. whole-process wall time of ``train.py`` with the seed's quickstart config vs the seed's own
-   quickstart code (``benchmarks/seed_quickstart.py``), both as subprocesses.
+   quickstart code (``benchmarks/seed_quickstart.py``), both as subprocesses;
+7. train.py's own training seconds per epoch (results.json) with ``--model.impl hand`` vs
+   ``--model.impl torch``, for the seed's quickstart recipe, the default recipe and the CNN's.
 
-Sections 2 to 6 (``bench.training``) need the ``train`` extra; the timing harness is ``bench.timing``.
+Sections 2 to 7 (``bench.training``) need the ``train`` extra; the timing harness is ``bench.timing``.
 
 Timed comparisons alternate hand and built-in repetitions (swapping which goes first), after a
 warm-up, and report the median time of each and the median of the per-pair ratios hand / built-in,

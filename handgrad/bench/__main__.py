@@ -15,9 +15,11 @@ ROOT = Path(__file__).resolve().parents[2]
 # What each mode runs: repetition pairs, seconds per timed sample, and how much of each epoch-long job.
 MODES = {
     "full": dict(repeats=30, sample_s=0.05, data_repeats=3, data_fraction=1.0, recipe_epochs=None,
-                 process_warmup=1, process_repeats=3, process_epochs=3),
+                 process_warmup=1, process_repeats=3, process_epochs=3, recipe_epochs_train_py=3,
+                 train_py_repeats=2),
     "quick": dict(repeats=6, sample_s=0.01, data_repeats=1, data_fraction=0.1, recipe_epochs=1,
-                  process_warmup=0, process_repeats=1, process_epochs=1),
+                  process_warmup=0, process_repeats=1, process_epochs=1, recipe_epochs_train_py=2,
+                  train_py_repeats=1),
 }
 
 
@@ -44,6 +46,7 @@ def _sections():
         4: ("data_path", training("bench_data")),
         5: ("time_to_accuracy", training("bench_time_to_accuracy")),
         6: ("whole_process", training("bench_whole_process")),
+        7: ("train_py", training("bench_train_py")),
     }
 
 

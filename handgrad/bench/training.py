@@ -1,10 +1,11 @@
-"""Sections 2 to 6: the seed's networks and train.py, hand against built-in (or against the seed's own
+"""Sections 2 to 7: the seed's networks and train.py, hand against built-in (or against the seed's own
 code), from one training step to the whole process. Needs the ``train`` extra."""
 
 import inspect
 import itertools
 import json
 import re
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -25,6 +26,8 @@ from handgrad.training.lit import LitClassifier, build_optimizer, build_schedule
 ROOT = Path(__file__).resolve().parents[2]
 NETWORKS = ("quickstart", "basic", "better")
 BATCHES = (64, 1024)
+# (network, batch, dropout) of sections 2 and 3: the seed's networks, and the CNN of configs/cnn.yaml
+STEPS = [(network, batch, 0.0) for network in NETWORKS for batch in BATCHES] + [("cnn", 128, 0.3)]
 IMPLS = ("hand", "torch")
 THRESHOLDS = (0.83, 0.88)
 
@@ -40,11 +43,11 @@ RECIPE = {**_defaults(LitClassifier), **_defaults(FashionMNISTDataModule),
 
 # --------------------------------------------------------------------------- 2. training step
 
-def twin_models(network, device):
+def twin_models(network, device, dropout=0.0):
     """The network from handgrad layers and from torch.nn layers, with identical weights."""
     torch.manual_seed(0)
-    hand = models.build(network, "hand").to(device)
-    builtin = models.build(network, "torch").to(device)
+    hand = models.build(network, "hand", dropout).to(device)
+    builtin = models.build(network, "torch", dropout).to(device)
     builtin.load_state_dict(hand.state_dict())
     return {"hand": hand, "torch": builtin}
 
@@ -68,8 +71,8 @@ def _training_step(model, loss_fn, optimizer, x, y):
 
 def bench_training_step(device, mode):
     results = []
-    for network, batch in itertools.product(NETWORKS, BATCHES):
-        twins, losses = twin_models(network, device), loss_functions()
+    for network, batch, dropout in STEPS:
+        twins, losses = twin_models(network, device, dropout), loss_functions()
         x, y = fake_batch(batch, device)
         steps = {
             impl: _training_step(m, losses[impl], torch.optim.SGD(m.parameters(), lr=1e-3), x, y)
@@ -110,8 +113,8 @@ def saved_for_backward(model, loss_fn, x, y):
 
 def bench_saved_bytes(device, mode):
     results = []
-    for network, batch in itertools.product(NETWORKS, BATCHES):
-        twins, losses = twin_models(network, device), loss_functions()
+    for network, batch, dropout in STEPS:
+        twins, losses = twin_models(network, device, dropout), loss_functions()
         x, y = fake_batch(batch, device)
         row = {"network": network, "batch": batch}
         for impl in IMPLS:
@@ -332,3 +335,49 @@ def bench_whole_process(device, mode, data_dir):
     )
     print(f"train.py / seed (median of per-pair ratios): {result['ratio']:.2f}")
     return result
+
+
+# ------------------------------------------------- 7. train.py's training seconds, hand vs built-in
+
+# (name, train.py arguments): the seed's quickstart recipe, the default recipe and the CNN's, each run
+# to the end of its epochs (the CNN: the first 100 steps of each epoch, enough for a steady rate).
+RECIPES = [
+    ("seed_quickstart", ["--config", "configs/seed_quickstart.yaml"]),
+    ("default", []),
+    ("cnn", ["--config", "configs/cnn.yaml", "--trainer.limit_train_batches", "100"]),
+]
+
+
+def _train_py_epochs(arguments, impl, epochs, device, data_dir):
+    """Seconds of training per epoch (results.json, validation excluded) of one train.py run."""
+    def run():
+        with tempfile.TemporaryDirectory() as root:
+            _run_process(
+                [sys.executable, "train.py", *arguments, "--model.impl", impl, "--trainer.max_epochs", str(epochs),
+                 "--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false",
+                 "--trainer.accelerator", device.type, "--trainer.default_root_dir", root,
+                 "--data.data_dir", str(data_dir)]
+            )
+            results = json.loads(next(Path(root).glob("*/results.json")).read_text())
+            return [e["seconds"] for e in results["epochs"]]
+    return run
+
+
+def bench_train_py(device, mode, data_dir):
+    """Training seconds per epoch that train.py records, --model.impl hand against torch, runs
+    alternating; the first epoch of each run (warm-up) is left out when there are more."""
+    results = []
+    for name, arguments in RECIPES:
+        epochs = mode["recipe_epochs_train_py"]
+        samples = {"hand": [], "torch": []}
+        for r in range(mode["train_py_repeats"]):
+            for impl in IMPLS if r % 2 == 0 else IMPLS[::-1]:
+                seconds = _train_py_epochs(arguments, impl, epochs, device, data_dir)()
+                samples[impl].append(statistics.median(seconds[1:] or seconds))
+        results.append({"recipe": name, "epochs": epochs} | summarise(samples))
+    print_table(
+        "7. train.py, training seconds per epoch (results.json; median over epochs after the first)",
+        ["recipe", "hand s", "torch s", "hand/torch"],
+        [[r["recipe"], f"{r['hand_s']:.2f}", f"{r['torch_s']:.2f}", f"{r['ratio']:.2f}"] for r in results],
+    )
+    return results
