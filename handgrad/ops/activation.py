@@ -142,8 +142,11 @@ class LeakyReLU(Elementwise):
 
     @staticmethod
     def rule(g, z, y, negative_slope, inplace):
-        positive = (z if z is not None else y) > 0
-        return torch.where(positive, g, g * negative_slope)      # dL/dz = g · (1 if z > 0 else a)
+        """dL/dz = g · (1 if z > 0 else a) = g m + a (g − g m), m = 1[z > 0]: each term exactly g or
+        a g, in float arithmetic rather than a boolean mask (see ``relu_mask``: 5.5 → 1 ms)."""
+        m = (z if z is not None else y).sign().nan_to_num_(0.0).clamp_(min=0)     # 1[z > 0]; NaN: 0
+        gm = g * m if torch.is_grad_enabled() else m.mul_(g)                      # g where z > 0
+        return (g - gm).mul_(negative_slope).add_(gm)
 
 
 def leaky_relu(input, negative_slope=0.01, inplace=False):

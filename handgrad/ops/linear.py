@@ -165,8 +165,10 @@ class LinearChain(HandFunction):
     def setup_context(ctx, inputs, output):
         x, activations, *params = inputs
         y, *hidden = output
-        ctx.save_for_backward(x, *params[::2], *hidden, y)
-        ctx.save_for_forward(x, *params[::2], *hidden, y)
+        # lᴸ is needed only for the top layer's φ' (the seed's networks have none on the logits).
+        top = (y,) if activations[-1] is not None else ()
+        ctx.save_for_backward(x, *params[::2], *hidden, *top)
+        ctx.save_for_forward(x, *params[::2], *hidden, *top)
         ctx.activations = activations
         ctx.bias_shapes = [None if b is None else b.shape for b in params[1::2]]
         ctx.set_materialize_grads(False)
@@ -177,7 +179,7 @@ class LinearChain(HandFunction):
         (g ← g ∘ φ'), gives dL/dWⁱ = gᵀ lⁱ⁻¹ and dL/dbⁱ = Σ g, and moves down as g ← g Wⁱ."""
         n = len(ctx.activations)
         x, *rest = ctx.saved_tensors
-        Ws, outputs = rest[:n], [x, *rest[n:]]                       # outputs[i] = lⁱ, i = 0..L
+        Ws, outputs = rest[:n], [x, *rest[n:], None][: n + 1]        # outputs[i] = lⁱ, i = 0..L (lᴸ if kept)
         needs = ctx.needs_input_grad
         # Whether anything below layer i asks for a gradient: then g must go on down through Wⁱ.
         below = [needs[0] or any(needs[2 + 2 * j] or needs[3 + 2 * j] for j in range(i)) for i in range(n)]
@@ -199,7 +201,7 @@ class LinearChain(HandFunction):
         """Forward mode, from the bottom up: dlⁱ = φ'(zⁱ) ∘ (dlⁱ⁻¹ Wⁱᵀ + lⁱ⁻¹ dWⁱᵀ + dbⁱ)."""
         n = len(ctx.activations)
         x, *rest = ctx.saved_tensors
-        Ws, outputs = rest[:n], [x, *rest[n:]]
+        Ws, outputs = rest[:n], [x, *rest[n:], None][: n + 1]
         tangents, dl = [], dx
         for i, name in enumerate(ctx.activations):
             dW, db = dparams[2 * i], dparams[2 * i + 1]

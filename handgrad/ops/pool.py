@@ -297,7 +297,11 @@ class AdaptiveAvgPool2d(HandFunction):
 
     @staticmethod
     def backward(ctx, g):
-        """dL/dx = A_hᵀ g A_w, (N, C, H, W)."""
+        """dL/dx = A_hᵀ g A_w, (N, C, H, W). For the global average (1 × 1, a classifier's head)
+        A_h = 1ᵀ / H and A_w = 1ᵀ / W: every pixel gets g / (H W), with no matrix built."""
+        if ctx.output_size == (1, 1):
+            height, width = ctx.input_size
+            return (g / (height * width)).expand(*g.shape[:-2], height, width).contiguous(), None
         A_h, A_w = (adaptive_matrix(o, n, g) for o, n in zip(ctx.output_size, ctx.input_size))
         return average_backward(g, A_h, A_w), None
 
