@@ -27,7 +27,10 @@ ROOT = Path(__file__).resolve().parents[2]
 NETWORKS = ("quickstart", "basic", "better")
 BATCHES = (64, 1024)
 # (network, batch, dropout) of sections 2 and 3: the seed's networks, and the CNN of configs/cnn.yaml
-STEPS = [(network, batch, 0.0) for network in NETWORKS for batch in BATCHES] + [("cnn", 128, 0.3)]
+# "unfused": the quickstart network from handgrad modules inside a plain torch.nn.Sequential (a
+# Function per layer, as a user who assembles the modules gets), against torch.nn.
+STEPS = ([(network, batch, 0.0) for network in NETWORKS for batch in BATCHES]
+         + [("quickstart unfused", batch, 0.0) for batch in BATCHES] + [("cnn", 128, 0.3)])
 IMPLS = ("hand", "torch")
 THRESHOLDS = (0.83, 0.88)
 
@@ -46,7 +49,12 @@ RECIPE = {**_defaults(LitClassifier), **_defaults(FashionMNISTDataModule),
 def twin_models(network, device, dropout=0.0):
     """The network from handgrad layers and from torch.nn layers, with identical weights."""
     torch.manual_seed(0)
+    network, _, unfused = network.partition(" ")
     hand = models.build(network, "hand", dropout).to(device)
+    if unfused:
+        for name, child in hand.named_children():
+            if isinstance(child, handgrad.nn.Sequential):
+                setattr(hand, name, torch.nn.Sequential(*child))
     builtin = models.build(network, "torch", dropout).to(device)
     builtin.load_state_dict(hand.state_dict())
     return {"hand": hand, "torch": builtin}
