@@ -30,23 +30,57 @@ class Sequential(torch.nn.Sequential):
     """
 
     def forward(self, input):
-        modules = list(self._modules.values())
-        i = 0
-        while i < len(modules):
-            params, activations, end = _linear_stack(modules, i)
-            if len(activations) > 1:
-                input = F.linear_chain(input, tuple(activations), *params)
-            elif activations and activations[0] is not None:
-                input = _FUSED[activations[0]](input, *params)
-            else:
-                input = modules[i](input)
-                end = i + 1
-            i = end
-        return input
+        return _run(list(self._modules.values()), input)
+
+    def loss(self, input, target, loss_fn):
+        """``loss_fn(self(input), target)``; when this Sequential ends in a stack of Linear layers with
+        no activation on the logits, and ``loss_fn`` is a handgrad ``CrossEntropyLoss``, that stack
+        and the loss run as one Function (``functional.linear_chain_cross_entropy``: the seed's
+        ``update_weights``, from dL/dlogits = softmax − onehot down). The same loss and gradients
+        in one Python call fewer each way. Hooks on this module or on the loss, another loss, or no
+        such stack: exactly ``loss_fn(self(input), target)``.
+        """
+        if type(loss_fn) is _CROSS_ENTROPY and not _has_hooks(loss_fn) and not _has_hooks(self):
+            modules = list(self._modules.values())
+            last = None
+            for start, end, params, activations in _stacks(modules):
+                last = (start, params, activations) if end == len(modules) and activations else None
+            if last is not None and last[2][-1] is None:
+                start, params, activations = last
+                return F.linear_chain_cross_entropy(
+                    _run(modules[:start], input), target, tuple(activations), *params, weight=loss_fn.weight,
+                    ignore_index=loss_fn.ignore_index, reduction=loss_fn.reduction,
+                    label_smoothing=loss_fn.label_smoothing)
+        return loss_fn(self(input), target)
+
+
+def _stacks(modules):
+    """(start, end, params, activations) for each module or stack of modules that runs as one call:
+    a stack of handgrad Linear layers (``_linear_stack``), or any other module (no params)."""
+    i = 0
+    while i < len(modules):
+        params, activations, end = _linear_stack(modules, i)
+        if not activations:
+            end = i + 1
+        yield i, end, params, activations
+        i = end
+
+
+def _run(modules, input):
+    """The modules one after the other, each stack of Linear layers as one Function."""
+    for start, end, params, activations in _stacks(modules):
+        if len(activations) > 1:
+            input = F.linear_chain(input, tuple(activations), *params)
+        elif activations and activations[0] is not None:
+            input = _FUSED[activations[0]](input, *params)
+        else:
+            input = modules[start](input)
+    return input
 
 
 _ACTIVATION_NAMES = {_registry.MODULES["Sigmoid"]: "sigmoid", _registry.MODULES["ReLU"]: "relu"}
 _FUSED = {"sigmoid": F.linear_sigmoid, "relu": F.linear_relu}
+_CROSS_ENTROPY = _registry.MODULES["CrossEntropyLoss"]
 
 
 def _linear_stack(modules, start):

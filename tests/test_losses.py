@@ -95,3 +95,19 @@ def test_cross_entropy_is_nll_loss_of_log_softmax(options, device):
     fused = _value_and_grads(lambda x, t: F.cross_entropy(x, t, weight, **options), [x, target], {})
     _check_close("output", composed[0], fused[0])
     _check_close("gradient", composed[1][0], fused[1][0])
+
+
+def test_linear_chain_cross_entropy_runs_one_function_in_the_common_case_and_apart_otherwise():
+    """The registry checks the values and gradients of every sample; this checks which path ran:
+    one LinearChainCrossEntropy for the common case, the chain and the loss apart otherwise."""
+    from handgrad.ops import OPS
+    samples = OPS["linear_chain_cross_entropy"].samples(torch.Generator().manual_seed(0))
+    apart = {s.name for s in samples if s.name.endswith("run apart")}
+    assert apart and len(apart) < len(samples)
+    for sample in samples:
+        loss = F.linear_chain_cross_entropy(*sample.args, **sample.kwargs)
+        top = type(loss.grad_fn).__name__
+        if sample.name in apart:
+            assert top != "LinearChainCrossEntropyBackward", f"{sample.name}: ran fused"
+        else:
+            assert top == "LinearChainCrossEntropyBackward", f"{sample.name}: ran {top}"

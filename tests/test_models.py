@@ -339,3 +339,47 @@ def test_cnn_learns_a_small_batch():
         optimizer.step()
         first = loss.item() if first is None else first
     assert loss.item() < 0.1 * first, f"cnn did not fit 32 images: loss {first:.3f} -> {loss.item():.3f}"
+
+
+def _nodes(out):
+    names, stack = set(), [out.grad_fn]
+    while stack:
+        node = stack.pop()
+        if node is not None:
+            names.add(type(node).__name__)
+            stack.extend(f for f, _ in node.next_functions)
+    return names
+
+
+@pytest.mark.parametrize("network,dropout", [(n, 0.0) for n in NETWORKS] + [("quickstart", 0.3), ("cnn", 0.3)])
+def test_network_loss_fuses_the_top_and_the_loss_and_equals_torch(network, dropout):
+    """``model.loss`` (what train.py's training step calls): with handgrad layers and loss, the top
+    stack and the cross-entropy run as one Function; loss and every gradient equal torch.nn's."""
+    torch.manual_seed(0)
+    hand = models.build(network, "hand", dropout).double()
+    builtin = models.build(network, "torch", dropout).double()
+    builtin.load_state_dict(hand.state_dict())
+    gen = torch.Generator().manual_seed(3)
+    x = torch.rand(8, 1, 28, 28, generator=gen, dtype=torch.float64)
+    y = torch.randint(0, 10, (8,), generator=gen)
+    losses = []
+    for model, loss_fn in ((hand, handgrad.nn.CrossEntropyLoss(label_smoothing=0.1)),
+                           (builtin, torch.nn.CrossEntropyLoss(label_smoothing=0.1))):
+        torch.manual_seed(1)                                  # the same dropout masks
+        losses.append(model.loss(x, y, loss_fn))
+        losses[-1].backward()
+    assert "LinearChainCrossEntropyBackward" in _nodes(losses[0])
+    pairs = [("loss", losses[0], losses[1])] + [(f"d{n}", p.grad, q.grad) for (n, p), q in
+                                                zip(hand.named_parameters(), builtin.parameters())]
+    bad = [str(d) for d in (testing.difference(n, a, e, F64) for n, a, e in pairs) if not d.ok]
+    assert not bad, "; ".join(bad)
+
+
+def test_network_loss_with_a_hook_on_the_network_calls_it():
+    model = models.build("better", "hand").double()
+    seen = []
+    model.register_forward_hook(lambda m, inputs, output: seen.append(output))
+    x, y = torch.rand(4, 1, 28, 28, dtype=torch.float64), torch.randint(0, 10, (4,))
+    loss = model.loss(x, y, handgrad.nn.CrossEntropyLoss())
+    assert len(seen) == 1, "the network's forward hook was skipped"
+    torch.testing.assert_close(loss, torch.nn.functional.cross_entropy(seen[0], y))

@@ -534,3 +534,69 @@ def test_sequential_runs_hooked_modules_one_by_one():
     assert len(seen) == 1, "a forward hook on the activation was skipped by the fused path"
     torch.testing.assert_close(seen[0], torch.sigmoid(torch.nn.functional.linear(x, hand[0].weight, hand[0].bias)))
     torch.testing.assert_close(out, _stack(torch.nn, "Sigmoid")(x))
+
+
+# -- Sequential.loss: the last stack and the cross-entropy as one Function ------------------------
+
+
+LOSS_STACKS = {  # name: (layers from a namespace, loss options, whether the fused Function must run)
+    "Linear, Sigmoid, Linear, Sigmoid, Linear": (
+        lambda nn: [nn.Linear(5, 7), nn.Sigmoid(), nn.Linear(7, 6), nn.Sigmoid(), nn.Linear(6, 4)], {}, True),
+    "Flatten, Linear, ReLU, Linear; label smoothing": (
+        lambda nn: [torch.nn.Flatten(), nn.Linear(5, 7), nn.ReLU(), nn.Linear(7, 4)], {"label_smoothing": 0.1}, True),
+    "Linear, ReLU, Dropout, Linear; ignore_index=2, sum": (
+        lambda nn: [nn.Linear(5, 7), nn.ReLU(), nn.Dropout(0.0), nn.Linear(7, 4)],
+        {"ignore_index": 2, "reduction": "sum"}, True),
+    "Linear, Linear (no bias)": (lambda nn: [nn.Linear(5, 7, bias=False), nn.Linear(7, 4, bias=False)], {}, True),
+    "class weight: apart": (lambda nn: [nn.Linear(5, 7), nn.ReLU(), nn.Linear(7, 4)],
+                            {"weight": torch.tensor([0.5, 1.0, 2.0, 0.1], dtype=torch.float64)}, False),
+    "sigmoid on the logits: apart": (lambda nn: [nn.Linear(5, 7), nn.ReLU(), nn.Linear(7, 4), nn.Sigmoid()], {}, False),
+    "Linear, Tanh (no stack at the end): apart": (lambda nn: [nn.Linear(5, 4), nn.Tanh()], {}, False),
+}
+
+
+def _loss_pair(stack, device):
+    build, options, fused = LOSS_STACKS[stack]
+    torch.manual_seed(0)
+    builtin = torch.nn.Sequential(*build(torch.nn)).double().to(device)
+    hand = handgrad.nn.Sequential(*build(handgrad.nn)).double().to(device)
+    hand.load_state_dict(builtin.state_dict())
+    options = {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in options.items()}
+    return builtin, hand, torch.nn.CrossEntropyLoss(**options), handgrad.nn.CrossEntropyLoss(**options), fused
+
+
+@pytest.mark.parametrize("stack", LOSS_STACKS)
+def test_sequential_loss_fuses_the_stack_and_the_loss_and_matches_torch(stack, device):
+    builtin, hand, torch_loss, hand_loss, fused = _loss_pair(stack, device)
+    gen = torch.Generator().manual_seed(2)
+    x = _randn(gen, 9, 5, device=device)
+    y = torch.randint(0, 4, (9,), generator=gen).to(device)
+    y[::4] = 2                                               # some rows on the ignore_index case's class
+    loss = hand.loss(x, y, hand_loss)
+    ran = "LinearChainCrossEntropyBackward" in _functions_run(loss)
+    assert ran == fused, f"{stack}: the fused Function {'did not run' if fused else 'ran'}"
+    loss.backward()
+    expected = torch_loss(builtin(x.detach()), y)
+    expected.backward()
+    pairs = [("loss", loss, expected)] + [(f"d{n}", p.grad, q.grad) for (n, p), q in
+                                          zip(hand.named_parameters(), builtin.parameters())]
+    _check_close(pairs, torch.float64, f"Sequential({stack}).loss")
+
+
+@pytest.mark.parametrize("where", ["loss", "sequential", "last linear"])
+def test_sequential_loss_with_hooks_runs_apart_and_calls_them(where):
+    builtin, hand, torch_loss, hand_loss, _ = _loss_pair("Linear, Sigmoid, Linear, Sigmoid, Linear", "cpu")
+    seen = []
+    module = {"loss": hand_loss, "sequential": hand, "last linear": hand[4]}[where]
+    module.register_forward_hook(lambda m, inputs, output: seen.append(m))
+    x, y = torch.randn(6, 5, dtype=torch.float64), torch.randint(0, 4, (6,))
+    loss = hand.loss(x, y, hand_loss)
+    assert seen == [module], f"a forward hook on the {where} was not called once"
+    assert "LinearChainCrossEntropyBackward" not in _functions_run(loss)
+    torch.testing.assert_close(loss, torch_loss(builtin(x), y))
+
+
+def test_sequential_loss_with_another_loss_is_that_loss_of_the_output():
+    _, hand, _, _, _ = _loss_pair("Linear, Sigmoid, Linear, Sigmoid, Linear", "cpu")
+    x, y = torch.randn(6, 5, dtype=torch.float64), torch.randn(6, 4, dtype=torch.float64)
+    torch.testing.assert_close(hand.loss(x, y, handgrad.nn.MSELoss()), torch.nn.functional.mse_loss(hand(x), y))

@@ -26,11 +26,16 @@ from handgrad.training.lit import LitClassifier, build_optimizer, build_schedule
 ROOT = Path(__file__).resolve().parents[2]
 NETWORKS = ("quickstart", "basic", "better")
 BATCHES = (64, 1024)
-# (network, batch, dropout) of sections 2 and 3: the seed's networks, and the CNN of configs/cnn.yaml
-# "unfused": the quickstart network from handgrad modules inside a plain torch.nn.Sequential (a
-# Function per layer, as a user who assembles the modules gets), against torch.nn.
-STEPS = ([(network, batch, 0.0) for network in NETWORKS for batch in BATCHES]
-         + [("quickstart unfused", batch, 0.0) for batch in BATCHES] + [("cnn", 128, 0.3)])
+# (network, batch, dropout, variant) of sections 2 and 3: the seed's networks and the CNN of
+# configs/cnn.yaml as train.py runs them (the hand side's top stack and loss as one Function:
+# ``model.loss``), and two variants of the hand side against the same torch.nn side:
+# "loss apart": ``loss_fn(model(x), y)``, the chain and the loss as two Functions;
+# "unfused": handgrad modules inside a plain torch.nn.Sequential, a Function per layer and the loss
+# apart, as a user who assembles the modules gets.
+STEPS = ([(network, batch, 0.0, "") for network in NETWORKS for batch in BATCHES]
+         + [("better", batch, 0.0, "loss apart") for batch in BATCHES]
+         + [("quickstart", batch, 0.0, "unfused") for batch in BATCHES] + [("cnn", 128, 0.3, "")])
+VARIANTS = ("", "loss apart", "unfused")
 IMPLS = ("hand", "torch")
 THRESHOLDS = (0.83, 0.88)
 
@@ -46,12 +51,12 @@ RECIPE = {**_defaults(LitClassifier), **_defaults(FashionMNISTDataModule),
 
 # --------------------------------------------------------------------------- 2. training step
 
-def twin_models(network, device, dropout=0.0):
-    """The network from handgrad layers and from torch.nn layers, with identical weights."""
+def twin_models(network, device, dropout=0.0, fused=True):
+    """The network from handgrad layers and from torch.nn layers, with identical weights; with
+    ``fused=False`` the handgrad layers sit in plain torch.nn.Sequential containers (no fusion)."""
     torch.manual_seed(0)
-    network, _, unfused = network.partition(" ")
     hand = models.build(network, "hand", dropout).to(device)
-    if unfused:
+    if not fused:
         for name, child in hand.named_children():
             if isinstance(child, handgrad.nn.Sequential):
                 setattr(hand, name, torch.nn.Sequential(*child))
@@ -68,10 +73,19 @@ def fake_batch(batch, device):
     return torch.rand(batch, 1, 28, 28, device=device), torch.randint(0, 10, (batch,), device=device)
 
 
-def _training_step(model, loss_fn, optimizer, x, y):
+def training_loss(model, loss_fn, x, y, variant=""):
+    """The loss as train.py computes it (``model.loss``), or for "loss apart", ``loss_fn(model(x), y)``."""
+    return loss_fn(model(x), y) if variant == "loss apart" else model.loss(x, y, loss_fn)
+
+
+def step_name(network, variant):
+    return f"{network} {variant}".strip()
+
+
+def _training_step(model, loss_fn, optimizer, x, y, variant=""):
     def step():
         optimizer.zero_grad()
-        loss = loss_fn(model(x), y)
+        loss = training_loss(model, loss_fn, x, y, variant)
         loss.backward()
         optimizer.step()
     return step
@@ -79,17 +93,19 @@ def _training_step(model, loss_fn, optimizer, x, y):
 
 def bench_training_step(device, mode):
     results = []
-    for network, batch, dropout in STEPS:
-        twins, losses = twin_models(network, device, dropout), loss_functions()
+    for network, batch, dropout, variant in STEPS:
+        twins, losses = twin_models(network, device, dropout, fused=variant != "unfused"), loss_functions()
         x, y = fake_batch(batch, device)
         steps = {
-            impl: _training_step(m, losses[impl], torch.optim.SGD(m.parameters(), lr=1e-3), x, y)
+            impl: _training_step(m, losses[impl], torch.optim.SGD(m.parameters(), lr=1e-3), x, y,
+                                 variant if impl == "hand" else "loss apart")
             for impl, m in twins.items()
         }
         timing = paired(steps["hand"], steps["torch"], device, mode["repeats"], mode["sample_s"])
-        results.append({"network": network, "batch": batch} | timing)
+        results.append({"network": step_name(network, variant), "batch": batch} | timing)
     print_table(
-        "2. Training step (ms): zero_grad, forward, cross-entropy, backward, SGD step",
+        "2. Training step (ms): zero_grad, forward, cross-entropy, backward, SGD step "
+        "(hand: model.loss as train.py runs it, unless the row says otherwise)",
         ["network", "batch", "hand", "torch", "hand/torch"],
         [[r["network"], r["batch"], ms(r["hand_s"]), ms(r["torch_s"]), f"{r['ratio']:.2f}"] for r in results],
     )
@@ -98,7 +114,7 @@ def bench_training_step(device, mode):
 
 # ------------------------------------------------------------------ 3. bytes kept for backward
 
-def saved_for_backward(model, loss_fn, x, y):
+def saved_for_backward(model, loss_fn, x, y, variant="loss apart"):
     """(bytes, tensors): unique storages autograd keeps for one step's backward, parameters excluded.
 
     The input batch counts when a layer saves it (the first Linear needs x for dL/dW = gᵀx).
@@ -114,19 +130,20 @@ def saved_for_backward(model, loss_fn, x, y):
 
     model.zero_grad()
     with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
-        loss = loss_fn(model(x), y)
+        loss = training_loss(model, loss_fn, x, y, variant)
     loss.backward()
     return sum(storages.values()), len(storages)
 
 
 def bench_saved_bytes(device, mode):
     results = []
-    for network, batch, dropout in STEPS:
-        twins, losses = twin_models(network, device, dropout), loss_functions()
+    for network, batch, dropout, variant in STEPS:
+        twins, losses = twin_models(network, device, dropout, fused=variant != "unfused"), loss_functions()
         x, y = fake_batch(batch, device)
-        row = {"network": network, "batch": batch}
+        row = {"network": step_name(network, variant), "batch": batch}
         for impl in IMPLS:
-            row[f"{impl}_bytes"], row[f"{impl}_tensors"] = saved_for_backward(twins[impl], losses[impl], x, y)
+            row[f"{impl}_bytes"], row[f"{impl}_tensors"] = saved_for_backward(
+                twins[impl], losses[impl], x, y, variant if impl == "hand" else "loss apart")
         row["ratio"] = row["hand_bytes"] / row["torch_bytes"]
         results.append(row)
     print_table(
@@ -220,7 +237,7 @@ class RecipeRun:
             self.model.train()
             for x, y in itertools.islice(self._steps, n_steps):
                 self.optimizer.zero_grad()
-                loss = self.loss_fn(self.model(x), y)
+                loss = self.model.loss(x, y, self.loss_fn)           # as train.py computes it
                 loss.backward()
                 self.optimizer.step()
                 if self.scheduler is not None:
@@ -347,8 +364,9 @@ def bench_whole_process(device, mode, data_dir):
 
 # ------------------------------------------------- 7. train.py's training seconds, hand vs built-in
 
-# (name, train.py arguments): the seed's quickstart recipe, the default recipe and the CNN's, each run
-# to the end of its epochs (the CNN: the first 100 steps of each epoch, enough for a steady rate).
+# (name, train.py arguments): the seed's quickstart recipe, the default recipe and the CNN's, each for
+# the mode's number of epochs, not the recipe's (the CNN: the first 100 steps of each epoch, enough
+# for a steady rate).
 RECIPES = [
     ("seed_quickstart", ["--config", "configs/seed_quickstart.yaml"]),
     ("default", []),

@@ -75,6 +75,7 @@ class Op:
             require grad being differentiated
         tolerances: per-dtype ``Tolerance`` where the op's sums are longer than the default allows
         errors: ``handgrad.testing.ErrorInput`` cases: bad input and the exception it must raise
+        fused_by: for an op with no module of its own, what in ``handgrad.nn`` runs it (the table's cell)
     """
 
     name: str
@@ -88,6 +89,7 @@ class Op:
     bench: Callable = None
     tolerances: dict = None
     errors: tuple = ()
+    fused_by: str = "`Sequential` fuses"
 
 
 def register(op):
@@ -144,7 +146,7 @@ def derivative_table():
              "| --- | --- | --- | --- | --- | --- |"]
     for op in OPS.values():
         functions = ", ".join(f"`{f.__name__}`" for f in op.functions)
-        modules = ", ".join(f"`{cls.__name__}`" for cls in op.modules) or "(`Sequential` fuses)"
+        modules = ", ".join(f"`{cls.__name__}`" for cls in op.modules) or f"({op.fused_by})"
         d = op.derivative
         lines.append(f"| `{op.name}` | {functions} | {modules} | {d.forward} | {d.backward} | {d.shapes} |")
     return "\n".join(lines) + "\n"

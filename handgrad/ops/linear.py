@@ -59,12 +59,14 @@ def linear_backward(needs_input_grad, bias_shape, g, x, W):
     outer products of all N rows, and Σ g sums g over every dimension along which b was broadcast.
     """
     grad_x = grad_W = grad_b = None
+    rows = g.dim() == 2                                      # (N, out): nothing to flatten or broadcast
     if needs_input_grad[0]:
-        grad_x = g.matmul(W)                                 # dL/dx = g W, (*, in)
+        grad_x = g.mm(W) if rows else g.matmul(W)            # dL/dx = g W, (*, in)
     if needs_input_grad[1]:
-        grad_W = _matrix(g).t().mm(_matrix(x))               # dL/dW = gᵀ x, (out, in)
+        grad_W = g.t().mm(x) if rows else _matrix(g).t().mm(_matrix(x))      # dL/dW = gᵀ x, (out, in)
     if bias_shape is not None and needs_input_grad[2]:
-        grad_b = g.sum_to_size(bias_shape)                   # dL/db = Σ g, b's shape
+        plain = rows and len(bias_shape) == 1 and bias_shape[0] == g.shape[1]
+        grad_b = g.sum(0) if plain else g.sum_to_size(bias_shape)             # dL/db = Σ g, b's shape
     return grad_x, grad_W, grad_b
 
 
@@ -155,7 +157,11 @@ class LinearChain(HandFunction):
     def forward(x, activations, *params):
         outputs, l = [], x
         for i, name in enumerate(activations):
-            l = Linear.forward(l, params[2 * i], params[2 * i + 1])            # lⁱ⁻¹ Wⁱᵀ + bⁱ
+            W, b = params[2 * i], params[2 * i + 1]
+            if l.dim() == 2 and b is not None:
+                l = torch.addmm(b, l, W.t())                                   # lⁱ⁻¹ Wⁱᵀ + bⁱ, one kernel
+            else:
+                l = Linear.forward(l, W, b)
             if name is not None:
                 l = _ACTIVATIONS[name][0](l)                                   # φ in place: one tensor per layer
             outputs.append(l)
@@ -258,6 +264,8 @@ def linear_chain(input, activations, *params):
         activations: one name per layer, "sigmoid", "relu" or None
         params: W¹, b¹, ..., Wᴸ, bᴸ with Wⁱ (outⁱ, inⁱ) and bⁱ (outⁱ,) or None
     """
+    if _plain_chain(input, activations, params):
+        return apply(LinearChain, input, activations, *params)[0]
     if not isinstance(activations, (tuple, list)) or not activations:
         raise TypeError(f"linear_chain: activations must be a non-empty tuple, got {activations!r}")
     unknown = [a for a in activations if a is not None and a not in _ACTIVATIONS]
@@ -277,6 +285,31 @@ def linear_chain(input, activations, *params):
     input = autocast(LOWER, input)[0]
     y, *_ = apply(LinearChain, input, tuple(activations), *checked)
     return y
+
+
+def _plain_chain(input, activations, params):
+    """Whether ``linear_chain``'s arguments are the common case, which needs no cast and passes every
+    check of the general path: a tuple of known activations, weights (out, in) whose widths follow
+    on from the input's, biases (out,) or None, all of the input's dtype and device, autocast off.
+    It only answers; anything else takes the general path, which casts or names what is wrong."""
+    if type(activations) is not tuple or not activations or len(params) != 2 * len(activations):
+        return False
+    if not isinstance(input, torch.Tensor) or input.dim() == 0:
+        return False
+    dtype, device = input.dtype, input.device
+    if torch.is_autocast_enabled(device.type):
+        return False
+    width = input.shape[-1]
+    for i, name in enumerate(activations):
+        W, b = params[2 * i], params[2 * i + 1]
+        if name is not None and name not in _ACTIVATIONS:
+            return False
+        if not isinstance(W, torch.Tensor) or W.dim() != 2 or W.shape[1] != width or W.dtype != dtype or W.device != device:
+            return False
+        if b is not None and (not isinstance(b, torch.Tensor) or b.shape != W.shape[:1] or b.dtype != dtype or b.device != device):
+            return False
+        width = W.shape[0]
+    return True
 
 
 def _linear_arguments(fn, input, weight, bias, weight_1d=True):

@@ -9,18 +9,20 @@ weights (C,), ε the label smoothing. mse_loss and binary_cross_entropy_with_log
 and t the target, elementwise (*), w the weights, p the positive-class weights (pos_weight).
 """
 
+import types
 import warnings
 
 import numpy as np
 import torch
 
-from handgrad.ops._checks import (FLOAT32, FLOAT32_ON_CUDA, autocast, can_inspect_values, check_reduction,
+from handgrad.ops._checks import (FLOAT32, FLOAT32_ON_CUDA, REDUCTIONS, autocast, can_inspect_values, check_reduction,
                                   check_same_dtype_and_device, check_tensor)
 from handgrad.ops._function import HandFunction, apply
 from handgrad.ops._registry import Derivative, Module, ModuleSample, Op, register
-from handgrad.ops.linear import _sum_to
+from handgrad.ops.linear import (LinearChain, _chain_reference, _plain_chain, _sum_to, linear_chain,
+                                 linear_chain_numpy)
 from handgrad.ops.softmax import log_softmax_backward, log_softmax_numpy
-from handgrad.testing import ErrorInput, Sample, TOLERANCES, randn
+from handgrad.testing import ErrorInput, Sample, TOLERANCES, Tolerance, randn
 
 
 class SoftmaxCrossEntropy(HandFunction):
@@ -233,6 +235,9 @@ def cross_entropy(
     the class dimension (probabilities) for 'none'. ``size_average`` and ``reduce`` are PyTorch's
     deprecated spellings of ``reduction`` and are honoured the same way.
     """
+    plain = _plain_rows(input, target, weight, size_average, reduce, reduction, ignore_index)
+    if plain and 0.0 <= label_smoothing <= 1.0:
+        return apply(SoftmaxCrossEntropy, input, target, None, plain.ignore, label_smoothing, reduction)[0]
     reduction = check_reduction("cross_entropy", reduction, size_average, reduce)
     check_tensor("cross_entropy", "input", input)
     check_tensor("cross_entropy", "target", target)
@@ -256,6 +261,40 @@ def cross_entropy(
     ignore = None if not probabilities and every_row_kept else ignore_index
     loss, _ = apply(SoftmaxCrossEntropy, x, t, weight, ignore, label_smoothing, reduction)
     return _from_rows(loss, input, class_dim, reduction)
+
+
+class _Plain:
+    """The answer of ``_plain_rows``: ``ignore`` is what the Function takes as ignore_index."""
+
+    __slots__ = ("ignore",)
+
+    def __init__(self, ignore):
+        self.ignore = ignore
+
+
+def _plain_rows(input, target, weight, size_average, reduce, reduction, ignore_index):
+    """The common case of cross_entropy and nll_loss, which needs no reshaping, cast or further check:
+    input (N, C) float32 or float64 (autocast leaves both alone), target (N,) int64 on its device,
+    every index in [0, C) or equal to ignore_index, no class weight, no legacy reduction. Returns a
+    ``_Plain`` (ignore None when every row is kept), or None: the general path then checks everything
+    and names what is wrong."""
+    if weight is not None or size_average is not None or reduce is not None or reduction not in REDUCTIONS:
+        return None
+    if not isinstance(input, torch.Tensor) or input.dim() != 2 or input.dtype not in (torch.float32, torch.float64):
+        return None
+    return _plain_class_target(target, input.shape[0], input.shape[1], input.device, ignore_index)
+
+
+def _plain_class_target(target, n_rows, n_classes, device, ignore_index):
+    """``_plain_rows``'s question about the target: (N,) int64 on ``device``, each index in [0, C)."""
+    if not isinstance(target, torch.Tensor) or target.dtype != torch.long or target.shape != (n_rows,):
+        return None
+    if not n_rows or not n_classes or target.device != device or not can_inspect_values(target):
+        return None
+    low, high = (int(v) for v in torch.aminmax(target))
+    if low < 0 or high >= n_classes:
+        return None                                          # ignored rows, or an index out of range
+    return _Plain(None if not 0 <= ignore_index < n_classes else ignore_index)
 
 
 def _classes(fn, input, zero_dim_error):
@@ -705,6 +744,163 @@ register(Op(
 ))
 
 
+# -- the chain and its cross-entropy as one Function -----------------------------------------------
+
+
+class LinearChainCrossEntropy(HandFunction):
+    """The seed's whole training computation as one Function: the chain lⁱ = φⁱ(lⁱ⁻¹ Wⁱᵀ + bⁱ) of
+    ``LinearChain`` and the cross-entropy L of its logits lᴸ (``SoftmaxCrossEntropy``), as the seed's
+    ``update_weights`` runs from dL/dlᴸ = softmax − onehot down to dL/dW¹ in one place.
+
+    Inputs: x (N, in), target (N,) class indices, ignore_index (None: no row ignored),
+    label_smoothing, reduction, activations (the last one None: the logits have no φ), W¹, b¹, ...,
+    Wᴸ, bᴸ. Returns (L, log p, l¹, ..., lᴸ⁻¹): what the two Functions return apart, so that double
+    backward differentiates through the same outputs. lᴸ itself is needed by neither backward.
+    """
+
+    @staticmethod
+    def forward(x, target, ignore_index, label_smoothing, reduction, activations, *params):
+        logits, *hidden = LinearChain.forward(x, activations, *params)
+        loss, log_p = SoftmaxCrossEntropy.forward(logits, target, None, ignore_index, label_smoothing, reduction)
+        return (loss, log_p, *hidden)
+
+    @staticmethod
+    def setup_context(ctx, inputs, output):
+        x, target, ignore_index, label_smoothing, reduction, activations, *params = inputs
+        _, log_p, *hidden = output
+        ctx.save_for_backward(x, *params[::2], *hidden, log_p, target)
+        ctx.save_for_forward(x, *params[::2], *hidden, log_p, target)
+        ctx.activations = activations
+        ctx.bias_shapes = [None if b is None else b.shape for b in params[1::2]]
+        ctx.ignore_index, ctx.label_smoothing, ctx.reduction = ignore_index, label_smoothing, reduction
+        ctx.set_materialize_grads(False)
+
+    @staticmethod
+    def backward(ctx, g, g_log_p, *g_hidden):
+        """The chain rule across the two, literally: the cross-entropy's backward turns g into
+        dL/dlᴸ = r (p − onehot(t)), and the chain's takes it from the top layer down."""
+        chain, loss = _split_contexts(ctx)
+        g_logits, _, *_ = SoftmaxCrossEntropy.backward(loss, g, g_log_p)
+        grad_x, _, *grad_params = LinearChain.backward(chain, g_logits, *g_hidden)
+        return (grad_x, None, None, None, None, None, *grad_params)
+
+    @staticmethod
+    def jvp(ctx, dx, _target, _ignore, _eps, _reduction, _activations, *dparams):
+        """Forward mode, from the bottom up: the chain's tangent dlᴸ, then the cross-entropy's."""
+        chain, loss = _split_contexts(ctx)
+        d_logits, *d_hidden = LinearChain.jvp(chain, dx, None, *dparams)
+        d_loss, d_log_p = SoftmaxCrossEntropy.jvp(loss, d_logits, None)
+        return (d_loss, d_log_p, *d_hidden)
+
+
+def _split_contexts(ctx):
+    """What LinearChain's and SoftmaxCrossEntropy's backward and jvp read from their ctx, taken from
+    the fused Function's: saved tensors, options, and which inputs want a gradient."""
+    n = len(ctx.activations)
+    x, *rest = ctx.saved_tensors
+    Ws, hidden, (log_p, target) = rest[:n], rest[n:2 * n - 1], rest[2 * n - 1:]
+    needs = ctx.needs_input_grad
+    chain_needs = (needs[0], False, *needs[6:])
+    chain = types.SimpleNamespace(saved_tensors=(x, *Ws, *hidden), needs_input_grad=chain_needs,
+                                  activations=ctx.activations, bias_shapes=ctx.bias_shapes)
+    loss = types.SimpleNamespace(saved_tensors=(log_p, target, None), needs_input_grad=(any(chain_needs), False),
+                                 ignore_index=ctx.ignore_index, label_smoothing=ctx.label_smoothing,
+                                 reduction=ctx.reduction, x_dtype=x.dtype)
+    return chain, loss
+
+
+def linear_chain_cross_entropy(input, target, activations, *params, weight=None, ignore_index=-100, reduction="mean",
+                               label_smoothing=0.0):
+    """``cross_entropy(linear_chain(input, activations, *params), target, ...)``, as one Function
+    (``LinearChainCrossEntropy``) in the common case: input (N, in) and parameters of one dtype
+    (float32 or float64) and device, target (N,) int64 with every index a class or ignore_index, no
+    class weight, no activation on the logits, autocast off. Any other case runs the two apart,
+    with the same result and the same checks. ``handgrad.nn.Sequential.loss`` calls this.
+
+    Args:
+        input: (N, in)
+        target: (N,) class indices
+        activations, params: as ``linear_chain``
+        weight, ignore_index, reduction, label_smoothing: as ``cross_entropy``
+    """
+    if (weight is None and type(activations) is tuple and activations and activations[-1] is None
+            and reduction in REDUCTIONS and 0.0 <= label_smoothing <= 1.0
+            and _plain_chain(input, activations, params) and input.dim() == 2
+            and input.dtype in (torch.float32, torch.float64)):
+        plain = _plain_class_target(target, input.shape[0], params[-2].shape[0], input.device, ignore_index)
+        if plain:
+            return apply(LinearChainCrossEntropy, input, target, plain.ignore, label_smoothing, reduction,
+                         activations, *params)[0]
+    return cross_entropy(linear_chain(input, activations, *params), target, weight=weight, ignore_index=ignore_index,
+                         reduction=reduction, label_smoothing=label_smoothing)
+
+
+def _chain_cross_entropy_reference(input, target, activations, *params, **options):
+    return torch.nn.functional.cross_entropy(_chain_reference(input, activations, *params), target, **options)
+
+
+def linear_chain_cross_entropy_numpy(x, target, activations, *params, **options):
+    """The chain's oracle, then the cross-entropy's on its logits; vjp the other way round."""
+    logits, chain_vjp = linear_chain_numpy(x, activations, *params)
+    loss, loss_vjp = cross_entropy_numpy(logits, target, **options)
+
+    def vjp(g):
+        grad_x, _, *grad_params = chain_vjp(loss_vjp(g)[0])
+        return (grad_x, None, None, *grad_params)
+
+    return loss, vjp
+
+
+def _chain_cross_entropy_samples(gen):
+    def sample(name, x_shape, sizes, activations, bias=True, **kwargs):
+        params = []
+        for n_in, n_out in zip(sizes[:-1], sizes[1:]):
+            params += [randn(gen, n_out, n_in), randn(gen, n_out) if bias else None]
+        target = torch.randint(0, sizes[-1], x_shape[:1], generator=gen)
+        if "ignore_index" in kwargs:
+            target[::3] = kwargs["ignore_index"]
+        return Sample((randn(gen, *x_shape), target, activations, *params), kwargs, name=name)
+
+    return [
+        sample("better: sigmoid, sigmoid, none", (8, 5), (5, 7, 6, 4), ("sigmoid", "sigmoid", None)),
+        sample("quickstart: relu, relu, none", (8, 5), (5, 7, 6, 4), ("relu", "relu", None)),
+        sample("basic: no activation, no bias", (8, 5), (5, 7, 6, 4), (None, None, None), bias=False),
+        sample("one layer", (8, 5), (5, 4), (None,)),
+        sample("reduction sum", (8, 5), (5, 6, 4), ("sigmoid", None), reduction="sum"),
+        sample("reduction none", (8, 5), (5, 6, 4), ("relu", None), reduction="none"),
+        sample("label_smoothing 0.1", (8, 5), (5, 6, 4), ("sigmoid", None), label_smoothing=0.1),
+        sample("ignore_index=-100 on some rows: run apart", (9, 5), (5, 6, 4), ("relu", None), ignore_index=-100),
+        sample("ignore_index=2, a class", (9, 5), (5, 6, 4), ("relu", None), ignore_index=2),
+        sample("class weight: run apart", (8, 5), (5, 6, 4), ("relu", None),
+               weight=torch.rand(4, generator=gen, dtype=torch.float64) + 0.1),
+        sample("ends on an activation: run apart", (8, 5), (5, 6, 4), ("relu", "sigmoid")),
+    ]
+
+
+def _chain_cross_entropy_bench(device):
+    def randn_(*shape):
+        return torch.randn(*shape, device=device, requires_grad=True)
+    found = []
+    for batch in (64, 1024):
+        params = [t for n_in, n_out in zip((784, 512, 512), (512, 512, 10)) for t in (randn_(n_out, n_in), randn_(n_out))]
+        target = torch.randint(0, 10, (batch,), device=device)
+        found.append((f"784-512-512-10 sigmoid, batch {batch}",
+                      (randn_(batch, 784), target, ("sigmoid", "sigmoid", None), *params), {}))
+    return found
+
+
+register(Op(
+    "linear_chain_cross_entropy", linear_chain_cross_entropy, _chain_cross_entropy_reference,
+    _chain_cross_entropy_samples, linear_chain_cross_entropy_numpy, (LinearChainCrossEntropy,),
+    Derivative("L = cross_entropy(lᴸ, t), lᴸ the chain's logits, in one Function",
+               "dL/dlᴸ = r (softmax − onehot), then the chain's rows from the top down (the seed's update_weights)",
+               "as `linear_chain` and `cross_entropy`"),
+    bench=_chain_cross_entropy_bench,
+    fused_by="`Sequential.loss` fuses",
+    tolerances={torch.bfloat16: Tolerance(atol=0.25, rtol=3e-2), torch.float16: Tolerance(atol=3e-2, rtol=4e-3)},
+))
+
+
 # -- nll_loss --------------------------------------------------------------------------------------
 
 
@@ -768,6 +964,9 @@ def nll_loss(input, target, weight=None, size_average=None, ignore_index=-100, r
     'sum', the target's shape for 'none'. ``size_average`` and ``reduce`` are PyTorch's deprecated
     spellings of ``reduction`` and are honoured the same way.
     """
+    plain = _plain_rows(input, target, weight, size_average, reduce, reduction, ignore_index)
+    if plain:
+        return apply(NegativeLogLikelihood, input, target, None, plain.ignore, reduction)
     reduction = check_reduction("nll_loss", reduction, size_average, reduce)
     check_tensor("nll_loss", "input", input)
     check_tensor("nll_loss", "target", target)

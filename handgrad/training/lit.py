@@ -87,7 +87,7 @@ class LitClassifier(L.LightningModule):
 
     def training_step(self, batch, batch_idx):
         x, y = batch
-        loss = self.train_loss(self.model(x), y)
+        loss = self.model.loss(x, y, self.train_loss)       # the network's top and the loss: one Function
         self.log("train_loss", loss, prog_bar=True)
         return loss
 

@@ -40,7 +40,28 @@ def _seed_init(module):
                 torch.nn.init.zeros_(layer.bias)
 
 
-class QuickstartNetwork(torch.nn.Module):
+class _Network(torch.nn.Module):
+    """What the networks share: ``loss``, the training loss in one call."""
+
+    def loss(self, x, target, loss_fn):
+        """``loss_fn(self(x), target)``. Built from handgrad layers with a handgrad
+        ``CrossEntropyLoss``, the network's last stack of Linear layers and the loss run as one
+        Function (``handgrad.nn.Sequential.loss``); hooks on this network fall back to calling it."""
+        head = self._head()
+        if isinstance(head, handgrad.nn.Sequential) and not handgrad.nn._has_hooks(self):
+            return head.loss(self._features(x), target, loss_fn)
+        return loss_fn(self(x), target)
+
+    def _head(self):
+        """The Sequential whose output is the network's: the last thing forward calls."""
+        raise NotImplementedError
+
+    def _features(self, x):
+        """What forward gives ``_head``."""
+        raise NotImplementedError
+
+
+class QuickstartNetwork(_Network):
     """The PyTorch quickstart's network: Flatten, then 784-512-512-10 with ReLU and biases.
 
     Module names are the seed's (``flatten``, ``linear_relu_stack``); PyTorch's default init.
@@ -63,8 +84,14 @@ class QuickstartNetwork(torch.nn.Module):
     def forward(self, x):
         return self.linear_relu_stack(self.flatten(x))
 
+    def _head(self):
+        return self.linear_relu_stack
 
-class BasicNetwork(torch.nn.Module):
+    def _features(self, x):
+        return self.flatten(x)
+
+
+class BasicNetwork(_Network):
     """The seed's ``MyBasicNetwork``: l³ = x W¹ W² W³, three linear layers, no bias, no activation.
 
     Weights ~ N(0, 1/fan_in) as in the seed.
@@ -84,8 +111,14 @@ class BasicNetwork(torch.nn.Module):
     def forward(self, x):
         return self.layers(self.flatten(x))
 
+    def _head(self):
+        return self.layers
 
-class BetterNetwork(torch.nn.Module):
+    def _features(self, x):
+        return self.flatten(x)
+
+
+class BetterNetwork(_Network):
     """The seed's ``MyBetterNetwork``: lⁱ = φ(lⁱ⁻¹ Wⁱ + bⁱ) with φ = sigmoid, no φ on the logits.
 
     Weights ~ N(0, 1/fan_in), biases zero, as in the seed.
@@ -109,8 +142,14 @@ class BetterNetwork(torch.nn.Module):
     def forward(self, x):
         return self.layers(self.flatten(x))
 
+    def _head(self):
+        return self.layers
 
-class CNN(torch.nn.Module):
+    def _features(self, x):
+        return self.flatten(x)
+
+
+class CNN(_Network):
     """Past the seed: a small convolutional network with batch norm, every layer hand-derived.
 
     Two blocks of 3×3 convolution (no bias: the batch norm's β is one), batch norm, ReLU and 2×2
@@ -145,9 +184,15 @@ class CNN(torch.nn.Module):
         )
 
     def forward(self, x):
+        return self.classifier(self._features(x))
+
+    def _head(self):
+        return self.classifier
+
+    def _features(self, x):
         if x.dim() != 4 or x.shape[1:] != (1, 28, 28):
             raise ValueError(f"the cnn network takes images of shape (N, 1, 28, 28), got {tuple(x.shape)}")
-        return self.classifier(self.flatten(self.features(x)))
+        return self.flatten(self.features(x))
 
 
 NETWORKS = {"quickstart": QuickstartNetwork, "basic": BasicNetwork, "better": BetterNetwork, "cnn": CNN}
