@@ -10,6 +10,7 @@ import torch
 import handgrad.nn
 from handgrad import reference, testing
 from handgrad.training import models
+from tests.test_nn import _functions_run
 
 NETWORKS = ("quickstart", "basic", "better")
 IMPLS = ("hand", "torch")
@@ -341,16 +342,6 @@ def test_cnn_learns_a_small_batch():
     assert loss.item() < 0.1 * first, f"cnn did not fit 32 images: loss {first:.3f} -> {loss.item():.3f}"
 
 
-def _nodes(out):
-    names, stack = set(), [out.grad_fn]
-    while stack:
-        node = stack.pop()
-        if node is not None:
-            names.add(type(node).__name__)
-            stack.extend(f for f, _ in node.next_functions)
-    return names
-
-
 @pytest.mark.parametrize("network,dropout", [(n, 0.0) for n in NETWORKS] + [("quickstart", 0.3), ("cnn", 0.3)])
 def test_network_loss_fuses_the_top_and_the_loss_and_equals_torch(network, dropout):
     """``model.loss`` (what train.py's training step calls): with handgrad layers and loss, the top
@@ -368,7 +359,7 @@ def test_network_loss_fuses_the_top_and_the_loss_and_equals_torch(network, dropo
         torch.manual_seed(1)                                  # the same dropout masks
         losses.append(model.loss(x, y, loss_fn))
         losses[-1].backward()
-    assert "LinearChainCrossEntropyBackward" in _nodes(losses[0])
+    assert "LinearChainCrossEntropyBackward" in _functions_run(losses[0])
     pairs = [("loss", losses[0], losses[1])] + [(f"d{n}", p.grad, q.grad) for (n, p), q in
                                                 zip(hand.named_parameters(), builtin.parameters())]
     bad = [str(d) for d in (testing.difference(n, a, e, F64) for n, a, e in pairs) if not d.ok]

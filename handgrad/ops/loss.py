@@ -19,8 +19,8 @@ from handgrad.ops._checks import (FLOAT32, FLOAT32_ON_CUDA, REDUCTIONS, autocast
                                   check_same_dtype_and_device, check_tensor)
 from handgrad.ops._function import HandFunction, apply
 from handgrad.ops._registry import Derivative, Module, ModuleSample, Op, register
-from handgrad.ops.linear import (LinearChain, _chain_reference, _plain_chain, _sum_to, linear_chain,
-                                 linear_chain_numpy)
+from handgrad.ops.linear import (LinearChain, _chain_bench, _chain_reference, _plain_chain, _sum_to,
+                                 linear_chain, linear_chain_numpy)
 from handgrad.ops.softmax import log_softmax_backward, log_softmax_numpy
 from handgrad.testing import ErrorInput, Sample, TOLERANCES, Tolerance, randn
 
@@ -820,8 +820,12 @@ def linear_chain_cross_entropy(input, target, activations, *params, weight=None,
     Args:
         input: (N, in)
         target: (N,) class indices
-        activations, params: as ``linear_chain``
-        weight, ignore_index, reduction, label_smoothing: as ``cross_entropy``
+        activations: one name per layer, "sigmoid", "relu" or None (as ``linear_chain``)
+        params: W¹, b¹, ..., Wᴸ, bᴸ (as ``linear_chain``)
+        weight: (C,) class weights or None (as ``cross_entropy``)
+        ignore_index: a target value whose rows count for nothing (as ``cross_entropy``)
+        reduction: 'mean', 'sum' or 'none' (as ``cross_entropy``)
+        label_smoothing: ε in [0, 1] (as ``cross_entropy``)
     """
     if (weight is None and type(activations) is tuple and activations and activations[-1] is None
             and reduction in REDUCTIONS and 0.0 <= label_smoothing <= 1.0
@@ -878,15 +882,9 @@ def _chain_cross_entropy_samples(gen):
 
 
 def _chain_cross_entropy_bench(device):
-    def randn_(*shape):
-        return torch.randn(*shape, device=device, requires_grad=True)
-    found = []
-    for batch in (64, 1024):
-        params = [t for n_in, n_out in zip((784, 512, 512), (512, 512, 10)) for t in (randn_(n_out, n_in), randn_(n_out))]
-        target = torch.randint(0, 10, (batch,), device=device)
-        found.append((f"784-512-512-10 sigmoid, batch {batch}",
-                      (randn_(batch, 784), target, ("sigmoid", "sigmoid", None), *params), {}))
-    return found
+    """linear_chain's sizes, with a target for each row."""
+    return [(label, (x, torch.randint(0, 10, (x.shape[0],), device=device), *rest), kwargs)
+            for label, (x, *rest), kwargs in _chain_bench(device)]
 
 
 register(Op(
