@@ -35,7 +35,6 @@ BATCHES = (64, 1024)
 STEPS = ([(network, batch, 0.0, "") for network in NETWORKS for batch in BATCHES]
          + [("better", batch, 0.0, "loss apart") for batch in BATCHES]
          + [("quickstart", batch, 0.0, "unfused") for batch in BATCHES] + [("cnn", 128, 0.3, "")])
-VARIANTS = ("", "loss apart", "unfused")
 IMPLS = ("hand", "torch")
 THRESHOLDS = (0.83, 0.88)
 

@@ -41,7 +41,11 @@ def _seed_init(module):
 
 
 class _Network(torch.nn.Module):
-    """What the networks share: ``loss``, the training loss in one call."""
+    """What the networks share: forward, ``_head(_features(x))``, and ``loss``, the training loss in
+    one call."""
+
+    def forward(self, x):
+        return self._head()(self._features(x))
 
     def loss(self, x, target, loss_fn):
         """``loss_fn(self(x), target)``. Built from handgrad layers with a handgrad
@@ -81,9 +85,6 @@ class QuickstartNetwork(_Network):
         self.flatten = torch.nn.Flatten()
         self.linear_relu_stack = _stack(nn, nn.ReLU, dropout=dropout)
 
-    def forward(self, x):
-        return self.linear_relu_stack(self.flatten(x))
-
     def _head(self):
         return self.linear_relu_stack
 
@@ -107,9 +108,6 @@ class BasicNetwork(_Network):
         self.flatten = torch.nn.Flatten()
         self.layers = _stack(nn, activation=None, bias=False)
         _seed_init(self)
-
-    def forward(self, x):
-        return self.layers(self.flatten(x))
 
     def _head(self):
         return self.layers
@@ -138,9 +136,6 @@ class BetterNetwork(_Network):
         self.flatten = torch.nn.Flatten()
         self.layers = _stack(nn, nn.Sigmoid, dropout=dropout)
         _seed_init(self)
-
-    def forward(self, x):
-        return self.layers(self.flatten(x))
 
     def _head(self):
         return self.layers
@@ -182,9 +177,6 @@ class CNN(_Network):
             *([nn.Dropout(dropout)] if dropout > 0 else []),
             nn.Linear(self.HIDDEN, 10),
         )
-
-    def forward(self, x):
-        return self.classifier(self._features(x))
 
     def _head(self):
         return self.classifier
