@@ -40,18 +40,55 @@ class Sequential(torch.nn.Sequential):
         in one Python call fewer each way. Hooks on this module or on the loss, another loss, or no
         such stack: exactly ``loss_fn(self(input), target)``.
         """
-        if type(loss_fn) is _CROSS_ENTROPY and not _has_hooks(loss_fn) and not _has_hooks(self):
-            modules = list(self._modules.values())
-            last = None
-            for start, end, params, activations in _stacks(modules):
-                last = (start, params, activations) if end == len(modules) and activations else None
-            if last is not None and last[2][-1] is None:
-                start, params, activations = last
-                return F.linear_chain_cross_entropy(
-                    _run(modules[:start], input), target, tuple(activations), *params, weight=loss_fn.weight,
-                    ignore_index=loss_fn.ignore_index, reduction=loss_fn.reduction,
-                    label_smoothing=loss_fn.label_smoothing)
-        return loss_fn(self(input), target)
+        top = self._top_stack(loss_fn)
+        if top is None:
+            return loss_fn(self(input), target)
+        start, layers, activations = top
+        params = [p for layer in layers for p in (layer.weight, layer.bias)]
+        features = _run(list(self._modules.values())[:start], input) if start else input
+        return F.linear_chain_cross_entropy(
+            features, target, activations, *params, weight=loss_fn.weight, ignore_index=loss_fn.ignore_index,
+            reduction=loss_fn.reduction, label_smoothing=loss_fn.label_smoothing)
+
+    def _top_stack(self, loss_fn):
+        """(start, Linear layers, activations) of the stack of Linear layers this Sequential ends in, if
+        it and ``loss_fn`` can run as one Function now (no hooks on them, a handgrad CrossEntropyLoss);
+        else None. The stack is worked out once per arrangement of the modules (kept with the tuple
+        of modules it was worked out from: adding, removing or replacing one works it out again);
+        the hooks are looked at on every call, as they may come and go between calls."""
+        if type(loss_fn) is not _CROSS_ENTROPY or _has_hooks(loss_fn) or _has_hooks(self):
+            return None
+        modules = tuple(self._modules.values())
+        known = self.__dict__.get("_handgrad_top_stack")
+        if known is None or known[0] != modules:             # tuples of modules compare by identity
+            known = (modules, _top_stack(modules))
+            self.__dict__["_handgrad_top_stack"] = known
+        top = known[1]
+        if top is None or any(_has_hooks(module) for module in modules[top[0]:]):
+            return None
+        return top
+
+
+def _top_stack(modules):
+    """(start, Linear layers, activations) of the stack of handgrad Linear layers, each followed or not
+    by a handgrad Sigmoid or ReLU, that ends ``modules`` on a Linear layer (no activation on the
+    logits); None if they end otherwise. Read from the end: the grouping is ``_linear_stack``'s
+    (an activation belongs to the Linear layer before it). Hooks are not looked at."""
+    layers, activations, following, i = [], [], None, len(modules) - 1
+    while i >= 0:
+        kind = type(modules[i])
+        if kind is _LINEAR:
+            layers.append(modules[i])
+            activations.append(following)
+            following = None
+        elif following is None and kind in _ACTIVATION_NAMES and i >= 1 and type(modules[i - 1]) is _LINEAR:
+            following = _ACTIVATION_NAMES[kind]
+        else:
+            break
+        i -= 1
+    if not layers or activations[0] is not None:
+        return None
+    return i + 1, tuple(layers[::-1]), tuple(activations[::-1])
 
 
 def _stacks(modules):
@@ -81,13 +118,14 @@ def _run(modules, input):
 _ACTIVATION_NAMES = {_registry.MODULES["Sigmoid"]: "sigmoid", _registry.MODULES["ReLU"]: "relu"}
 _FUSED = {"sigmoid": F.linear_sigmoid, "relu": F.linear_relu}
 _CROSS_ENTROPY = _registry.MODULES["CrossEntropyLoss"]
+_LINEAR = _registry.MODULES["Linear"]
 
 
 def _linear_stack(modules, start):
     """(W¹, b¹, ..., activation names, end): the longest run from ``start`` of handgrad Linear layers
     without hooks, each followed or not by a handgrad Sigmoid or ReLU without hooks."""
     params, activations, i = [], [], start
-    while i < len(modules) and type(modules[i]) is _registry.MODULES["Linear"] and not _has_hooks(modules[i]):
+    while i < len(modules) and type(modules[i]) is _LINEAR and not _has_hooks(modules[i]):
         params += [modules[i].weight, modules[i].bias]
         following = modules[i + 1] if i + 1 < len(modules) else None
         name = _ACTIVATION_NAMES.get(type(following))

@@ -111,3 +111,34 @@ def test_linear_chain_cross_entropy_runs_one_function_in_the_common_case_and_apa
             assert top != "LinearChainCrossEntropyBackward", f"{sample.name}: ran fused"
         else:
             assert top == "LinearChainCrossEntropyBackward", f"{sample.name}: ran {top}"
+
+
+@pytest.mark.parametrize("activation", ["relu", "sigmoid"])
+@pytest.mark.parametrize("reduction", ["mean", "none"])
+def test_linear_chain_cross_entropy_gradients_through_nan_rows_are_torch_s(activation, reduction, device):
+    """A NaN (input row 1) or an inf that becomes one (input row 3: inf − inf in the first layer)
+    turns whole rows NaN; the fused backward reads the ReLU mask as sign(y) there
+    (``activation.relu_rule_nan_rows``), which must give PyTorch's gradients, NaN for NaN, all the
+    same. The other rows, and every gradient torch finds finite, must match as numbers."""
+    gen = torch.Generator().manual_seed(3)
+    sizes, params = (5, 7, 6, 4), []
+    for n_in, n_out in zip(sizes[:-1], sizes[1:]):
+        params += [_randn(gen, n_out, n_in, device=device), _randn(gen, n_out, device=device)]
+    x = torch.randn(6, 5, generator=gen, dtype=torch.float64)
+    x[1, 2], x[3, 0], x[3, 1] = float("nan"), float("inf"), float("inf")
+    params[0].data[:, 1] = -params[0].data[:, 0]                        # inf · w − inf · w = NaN
+    x = x.to(device).requires_grad_()
+    target = torch.randint(0, 4, (6,), generator=gen).to(device)
+    activations = (activation, activation, None)
+
+    loss = F.linear_chain_cross_entropy(x, target, activations, *params, reduction=reduction)
+    assert type(loss.grad_fn).__name__ == "LinearChainCrossEntropyBackward"
+    grads = torch.autograd.grad(loss.sum(), [x, *params])
+    layers = [torch_F.relu if activation == "relu" else torch.sigmoid] * 2 + [lambda l: l]
+    l = x
+    for i, phi in enumerate(layers):
+        l = phi(torch_F.linear(l, params[2 * i], params[2 * i + 1]))
+    expected = torch.autograd.grad(torch_F.cross_entropy(l, target, reduction=reduction).sum(), [x, *params])
+    assert torch.isnan(expected[1]).any() and torch.isfinite(expected[0][0]).all()  # the case is there
+    for name, actual, want in zip(["x", "W1", "b1", "W2", "b2", "W3", "b3"], grads, expected):
+        torch.testing.assert_close(actual, want, equal_nan=True, msg=lambda m: f"d{name}: {m}")

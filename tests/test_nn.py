@@ -600,3 +600,30 @@ def test_sequential_loss_with_another_loss_is_that_loss_of_the_output():
     _, hand, _, _, _ = _loss_pair("Linear, Sigmoid, Linear, Sigmoid, Linear", "cpu")
     x, y = torch.randn(6, 5, dtype=torch.float64), torch.randn(6, 4, dtype=torch.float64)
     torch.testing.assert_close(hand.loss(x, y, handgrad.nn.MSELoss()), torch.nn.functional.mse_loss(hand(x), y))
+
+
+def test_sequential_loss_follows_modules_and_hooks_changed_after_a_call():
+    """Sequential.loss works out its top stack once per arrangement of modules: a hook added after a
+    fused call, a layer replaced or appended, must each be seen on the next call."""
+    builtin, hand, torch_loss, hand_loss, _ = _loss_pair("Linear, Sigmoid, Linear, Sigmoid, Linear", "cpu")
+    x, y = torch.randn(6, 5, dtype=torch.float64), torch.randint(0, 4, (6,))
+
+    def fused():
+        loss = hand.loss(x, y, hand_loss)
+        torch.testing.assert_close(loss, torch_loss(builtin(x), y))
+        return "LinearChainCrossEntropyBackward" in _functions_run(loss)
+
+    assert fused()
+    seen = []
+    handle = hand[2].register_forward_hook(lambda m, inputs, output: seen.append(m))
+    assert not fused() and seen == [hand[2]], "a hook added after a fused call was skipped"
+    handle.remove()
+    assert fused()
+    for model in (builtin, hand):                            # a new last layer, 4 → 3 classes
+        model[4] = type(model[4])(6, 3).double()
+    hand[4].load_state_dict(builtin[4].state_dict())
+    y = y % 3
+    assert fused()
+    for model in (builtin, hand):                            # a module appended: logits end in a Sigmoid
+        model.append(type(model[3])())
+    assert not fused()

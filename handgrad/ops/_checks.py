@@ -80,6 +80,6 @@ def check_reduction(fn, reduction, size_average=None, reduce=None):
 
 def can_inspect_values(t):
     """Whether a data-dependent check may run: not while tracing, compiling or under torch.func."""
-    if torch.compiler.is_compiling() or torch.jit.is_tracing() or t.device.type == "meta":
+    if torch.compiler.is_compiling() or torch.jit.is_tracing() or t.is_meta:
         return False
     return not torch._C._functorch.is_functorch_wrapped_tensor(t)

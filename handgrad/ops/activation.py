@@ -74,6 +74,21 @@ def relu_rule(g, y):
     return relu_mask(y).mul_(g)
 
 
+def relu_rule_nan_rows(g, y):
+    """``relu_rule`` for a g that is NaN across every row in which y holds a NaN, where a NaN unit's
+    own factor changes nothing: elsewhere y ≥ 0 is a number and sign(y) is exactly 1[z > 0], so
+    the mask takes one pass instead of ``relu_mask``'s two.
+
+    The hidden layers of ``LinearChainCrossEntropy`` are such a case. A NaN in row n of lⁱ makes
+    the whole row n of every layer above it NaN, the logits included (each unit sums NaN · w, and
+    NaN · w is NaN for every w, 0 too). Then dL/dlᴸ = r (p − onehot) is NaN across row n, and so
+    is each g below it (g ← g Wⁱ), as in PyTorch's own backward of the same network.
+    """
+    if torch.is_grad_enabled():                              # this backward is being differentiated
+        return relu_rule(g, y)
+    return y.sign().mul_(g)
+
+
 def relu_mask(y):
     """1[z > 0] from y = max(z, 0), as a float tensor: y ≥ 0, so sign(y) is 1 exactly where z > 0.
     A NaN input gives a NaN output, counted as on so that its gradient passes, as in PyTorch.

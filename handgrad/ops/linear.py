@@ -141,6 +141,10 @@ _ACTIVATIONS = {  # name: (φ in place, rule(g, y) = g ∘ φ'(z) read from y = 
     "sigmoid": (torch.Tensor.sigmoid_, activation.sigmoid_rule),
     "relu": (torch.Tensor.relu_, activation.relu_rule),
 }
+RULES = {name: rule for name, (_, rule) in _ACTIVATIONS.items()}
+# The rules for a g that is NaN across each row of a NaN unit (``activation.relu_rule_nan_rows``):
+# what ``LinearChainCrossEntropy`` hands ``LinearChain.backward`` (its ctx's ``rules``).
+RULES_NAN_ROWS = {**RULES, "relu": activation.relu_rule_nan_rows}
 
 
 class LinearChain(HandFunction):
@@ -187,6 +191,7 @@ class LinearChain(HandFunction):
         x, *rest = ctx.saved_tensors
         Ws, outputs = rest[:n], [x, *rest[n:], None][: n + 1]        # outputs[i] = lⁱ, i = 0..L (lᴸ if kept)
         needs = ctx.needs_input_grad
+        rules = getattr(ctx, "rules", RULES)
         # Whether anything below layer i asks for a gradient: then g must go on down through Wⁱ.
         below = [needs[0] or any(needs[2 + 2 * j] or needs[3 + 2 * j] for j in range(i)) for i in range(n)]
         grads = [None] * (2 + 2 * n)
@@ -196,7 +201,7 @@ class LinearChain(HandFunction):
             if g is None:
                 continue
             if ctx.activations[i] is not None:
-                g = _ACTIVATIONS[ctx.activations[i]][1](g, outputs[i + 1])         # g ∘ φ'(zⁱ⁺¹)
+                g = rules[ctx.activations[i]](g, outputs[i + 1])                    # g ∘ φ'(zⁱ⁺¹)
             wanted = (below[i], needs[2 + 2 * i], needs[3 + 2 * i])
             g, grads[2 + 2 * i], grads[3 + 2 * i] = linear_backward(wanted, ctx.bias_shapes[i], g, outputs[i], Ws[i])
         grads[0] = g
@@ -297,18 +302,20 @@ def _plain_chain(input, activations, params):
     if not isinstance(input, torch.Tensor) or input.dim() == 0:
         return False
     dtype, device = input.dtype, input.device
-    if torch.is_autocast_enabled(device.type):
+    if torch.is_autocast_enabled("cpu" if input.is_cpu else device.type):
         return False
     width = input.shape[-1]
     for i, name in enumerate(activations):
         W, b = params[2 * i], params[2 * i + 1]
         if name is not None and name not in _ACTIVATIONS:
             return False
-        if not isinstance(W, torch.Tensor) or W.dim() != 2 or W.shape[1] != width or W.dtype != dtype or W.device != device:
+        if not isinstance(W, torch.Tensor) or W.dim() != 2 or W.dtype != dtype or W.device != device:
             return False
-        if b is not None and (not isinstance(b, torch.Tensor) or b.shape != W.shape[:1] or b.dtype != dtype or b.device != device):
+        out, in_ = W.shape
+        if in_ != width or b is not None and (not isinstance(b, torch.Tensor) or b.dim() != 1 or b.shape[0] != out
+                                              or b.dtype != dtype or b.device != device):
             return False
-        width = W.shape[0]
+        width = out
     return True
 
 

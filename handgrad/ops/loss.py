@@ -19,7 +19,7 @@ from handgrad.ops._checks import (FLOAT32, FLOAT32_ON_CUDA, REDUCTIONS, autocast
                                   check_same_dtype_and_device, check_tensor)
 from handgrad.ops._function import HandFunction, apply
 from handgrad.ops._registry import Derivative, Module, ModuleSample, Op, register
-from handgrad.ops.linear import (LinearChain, _chain_bench, _chain_reference, _plain_chain, _sum_to,
+from handgrad.ops.linear import (RULES_NAN_ROWS, LinearChain, _chain_bench, _chain_reference, _plain_chain, _sum_to,
                                  linear_chain, linear_chain_numpy)
 from handgrad.ops.softmax import log_softmax_backward, log_softmax_numpy
 from handgrad.testing import ErrorInput, Sample, TOLERANCES, Tolerance, randn
@@ -287,11 +287,12 @@ def _plain_rows(input, target, weight, size_average, reduce, reduction, ignore_i
 
 def _plain_class_target(target, n_rows, n_classes, device, ignore_index):
     """``_plain_rows``'s question about the target: (N,) int64 on ``device``, each index in [0, C)."""
-    if not isinstance(target, torch.Tensor) or target.dtype != torch.long or target.shape != (n_rows,):
+    if not isinstance(target, torch.Tensor) or target.dtype != torch.long or target.dim() != 1 or target.shape[0] != n_rows:
         return None
     if not n_rows or not n_classes or target.device != device or not can_inspect_values(target):
         return None
-    low, high = (int(v) for v in torch.aminmax(target))
+    low, high = torch.aminmax(target)
+    low, high = int(low), int(high)
     if low < 0 or high >= n_classes:
         return None                                          # ignored rows, or an index out of range
     return _Plain(None if not 0 <= ignore_index < n_classes else ignore_index)
@@ -780,6 +781,8 @@ class LinearChainCrossEntropy(HandFunction):
         """The chain rule across the two, literally: the cross-entropy's backward turns g into
         dL/dlᴸ = r (p − onehot(t)), and the chain's takes it from the top layer down."""
         chain, loss = _split_contexts(ctx)
+        if not any(h is not None for h in g_hidden):         # g reaches the hidden layers only from lᴸ
+            chain.rules = RULES_NAN_ROWS                     # then a NaN row of lⁱ has a NaN row of g
         g_logits, _, *_ = SoftmaxCrossEntropy.backward(loss, g, g_log_p)
         grad_x, _, *grad_params = LinearChain.backward(chain, g_logits, *g_hidden)
         return (grad_x, None, None, None, None, None, *grad_params)
