@@ -235,6 +235,8 @@ def linear(input, weight, bias=None):
     Shapes: input (*, in), weight (out, in) or (in,), bias broadcastable to (*, out); output
     (*, out), or (*) for a 1-D weight.
     """
+    if _plain_chain(input, (None,), (weight, bias)):                # checked: the common case needs no more
+        return apply(Linear, input, weight, bias)
     input, weight, bias = _linear_arguments("linear", input, weight, bias)
     if weight.dim() == 1:
         return apply(Linear, input, weight.unsqueeze(0), None).squeeze(-1)
@@ -246,7 +248,8 @@ def linear_sigmoid(input, weight, bias=None):
 
     Shapes: input (*, in), weight (out, in), bias broadcastable to (*, out); output (*, out).
     """
-    input, weight, bias = _linear_arguments("linear_sigmoid", input, weight, bias, weight_1d=False)
+    if not _plain_chain(input, ("sigmoid",), (weight, bias)):
+        input, weight, bias = _linear_arguments("linear_sigmoid", input, weight, bias, weight_1d=False)
     return apply(LinearSigmoid, input, weight, bias)
 
 
@@ -255,7 +258,8 @@ def linear_relu(input, weight, bias=None):
 
     Shapes: input (*, in), weight (out, in), bias broadcastable to (*, out); output (*, out).
     """
-    input, weight, bias = _linear_arguments("linear_relu", input, weight, bias, weight_1d=False)
+    if not _plain_chain(input, ("relu",), (weight, bias)):
+        input, weight, bias = _linear_arguments("linear_relu", input, weight, bias, weight_1d=False)
     return apply(LinearReLU, input, weight, bias)
 
 
