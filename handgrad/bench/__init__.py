@@ -10,7 +10,8 @@ Sections:
    vs its torch built-in (``bench.ops``);
 2. one training step (zero_grad, forward, cross-entropy, backward, SGD step) of each seed network
    and of the CNN (batch 128, dropout 0.3), ``models.build(net, "hand")`` (and, "unfused", the
-   quickstart's handgrad modules in a plain ``torch.nn.Sequential``) vs
+   quickstart's handgrad modules in a plain ``torch.nn.Sequential``; "Function only", the fused
+   Function applied directly, to measure the way to it) vs
    ``models.build(net, "torch")`` holding identical weights;
 3. bytes kept for backward per training step: the unique storages that autograd saves (parameters
    excluded), seen through ``torch.autograd.graph.saved_tensors_hooks``;

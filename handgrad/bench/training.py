@@ -18,6 +18,7 @@ from torch.utils.data import DataLoader
 from torchvision.transforms import ToTensor
 
 import handgrad.nn
+from handgrad.ops.loss import LinearChainCrossEntropy
 from handgrad.bench.timing import ms, paired, paired_samples, print_table, summarise, timed
 from handgrad.training import cli, models
 from handgrad.training.data import FashionMNISTDataModule, TensorBatches
@@ -31,8 +32,11 @@ BATCHES = (64, 1024)
 # ``model.loss``), and two variants of the hand side against the same torch.nn side:
 # "loss apart": ``loss_fn(model(x), y)``, the chain and the loss as two Functions;
 # "unfused": handgrad modules inside a plain torch.nn.Sequential, a Function per layer and the loss
-# apart, as a user who assembles the modules gets.
+# apart, as a user who assembles the modules gets;
+# "Function only": not a way to train, a measure of the way to the call: the same Function that
+# ``model.loss`` runs, applied directly, without the hook and argument checks before it.
 STEPS = ([(network, batch, 0.0, "") for network in NETWORKS for batch in BATCHES]
+         + [("quickstart", 64, 0.0, "Function only")]
          + [("better", batch, 0.0, "loss apart") for batch in BATCHES]
          + [("quickstart", batch, 0.0, "unfused") for batch in BATCHES] + [("cnn", 128, 0.3, "")])
 IMPLS = ("hand", "torch")
@@ -73,8 +77,16 @@ def fake_batch(batch, device):
 
 
 def training_loss(model, loss_fn, x, y, variant=""):
-    """The loss as train.py computes it (``model.loss``), or for "loss apart", ``loss_fn(model(x), y)``."""
-    return loss_fn(model(x), y) if variant == "loss apart" else model.loss(x, y, loss_fn)
+    """The loss as train.py computes it (``model.loss``), or for "loss apart", ``loss_fn(model(x), y)``,
+    or for "Function only", ``LinearChainCrossEntropy.apply`` on the network's features."""
+    if variant == "loss apart":
+        return loss_fn(model(x), y)
+    if variant == "Function only":
+        start, layers, activations = model._head()._top_stack(loss_fn)
+        features = model._head()[:start](model._features(x))
+        params = [p for layer in layers for p in (layer.weight, layer.bias)]
+        return LinearChainCrossEntropy.apply(features, y, None, 0.0, "mean", activations, *params)[0]
+    return model.loss(x, y, loss_fn)
 
 
 def step_name(network, variant):
