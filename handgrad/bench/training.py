@@ -18,6 +18,7 @@ from torch.utils.data import DataLoader
 from torchvision.transforms import ToTensor
 
 import handgrad.nn
+from handgrad.nn import _parameters
 from handgrad.ops.loss import LinearChainCrossEntropy
 from handgrad.bench.timing import ms, paired, paired_samples, print_table, summarise, timed
 from handgrad.training import cli, models
@@ -84,8 +85,7 @@ def training_loss(model, loss_fn, x, y, variant=""):
     if variant == "Function only":
         start, layers, activations = model._head()._top_stack(loss_fn)
         features = model._head()[:start](model._features(x))
-        params = [p for layer in layers for p in (layer.weight, layer.bias)]
-        return LinearChainCrossEntropy.apply(features, y, None, 0.0, "mean", activations, *params)[0]
+        return LinearChainCrossEntropy.apply(features, y, None, 0.0, "mean", activations, *_parameters(layers))[0]
     return model.loss(x, y, loss_fn)
 
 

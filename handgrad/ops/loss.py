@@ -291,8 +291,7 @@ def _plain_class_target(target, n_rows, n_classes, device, ignore_index):
         return None
     if not n_rows or not n_classes or target.device != device or not can_inspect_values(target):
         return None
-    low, high = torch.aminmax(target)
-    low, high = int(low), int(high)
+    low, high = (int(v) for v in torch.aminmax(target))
     if low < 0 or high >= n_classes:
         return None                                          # ignored rows, or an index out of range
     return _Plain(None if not 0 <= ignore_index < n_classes else ignore_index)
