@@ -251,3 +251,48 @@ def test_hessian_and_jacfwd_match_torch(activation):
     builtin = loss(torch_F, getattr(torch, activation))
     torch.testing.assert_close(hessian(hand)(x), hessian(builtin)(x))
     torch.testing.assert_close(jacfwd(hand)(x), jacfwd(builtin)(x))
+
+
+def test_apply_runs_the_old_style_twin_alike_and_the_function_itself_under_torch_func():
+    """``ops._function.apply`` runs each Function through an old-style twin (forward(ctx, ...), a
+    cheaper ``Function.apply``) when every input is given and no torch.func transform is active:
+    its outputs, gradients and forward-mode tangents must be the Function's own. A call that leaves
+    a default out, and every call under vmap, take the Function itself."""
+    import torch.autograd.forward_ad as fwAD
+    from torch.autograd.function import _SingleLevelFunction
+    from torch.func import vmap
+
+    from handgrad.ops._function import apply
+
+    gen = torch.Generator().manual_seed(0)
+    x, W, b = (torch.randn(*s, generator=gen, dtype=torch.float64, requires_grad=True) for s in ((4, 3), (5, 3), (5,)))
+    twin_out, own_out = apply(autograd.Linear, x, W, b), autograd.Linear.apply(x, W, b)
+    ran = twin_out.grad_fn._forward_cls
+    assert issubclass(ran, autograd.Linear) and ran is not autograd.Linear, f"apply ran {ran}, not the twin"
+    assert ran.setup_context is _SingleLevelFunction.setup_context, "the twin must be old-style (no setup_context)"
+    assert own_out.grad_fn._forward_cls is autograd.Linear
+    torch.testing.assert_close(twin_out, own_out, rtol=0, atol=0)
+    g = torch.randn(4, 5, generator=gen, dtype=torch.float64)
+    for got, want in zip(torch.autograd.grad(twin_out, (x, W, b), g), torch.autograd.grad(own_out, (x, W, b), g)):
+        torch.testing.assert_close(got, want, rtol=0, atol=0)
+
+    short = apply(autograd.Linear, x, W)                     # b left to its default: the Function binds it
+    assert short.grad_fn._forward_cls is autograd.Linear
+    torch.testing.assert_close(short, x @ W.T)
+
+    dx = torch.randn(4, 3, generator=gen, dtype=torch.float64)
+    with fwAD.dual_level():                                  # forward mode, no transform: the twin's jvp
+        y = apply(autograd.Sigmoid, fwAD.make_dual(x.detach(), dx))
+        tangent = fwAD.unpack_dual(y).tangent
+    s = torch.sigmoid(x.detach())
+    torch.testing.assert_close(tangent, dx * s * (1 - s))
+
+    seen = []
+
+    def per_row(row):
+        out = apply(autograd.Linear, row, W, b)
+        seen.append(torch._C._are_functorch_transforms_active())
+        return out
+
+    torch.testing.assert_close(vmap(per_row)(x), torch_F.linear(x, W, b))
+    assert seen == [True], "under vmap the transform is active: apply takes the Function (the old style has no vmap rule)"

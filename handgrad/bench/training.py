@@ -19,6 +19,7 @@ from torchvision.transforms import ToTensor
 
 import handgrad.nn
 from handgrad.nn import _parameters
+from handgrad.ops._function import apply
 from handgrad.ops.loss import LinearChainCrossEntropy
 from handgrad.bench.timing import ms, paired, paired_samples, print_table, summarise, timed
 from handgrad.training import cli, models
@@ -79,13 +80,14 @@ def fake_batch(batch, device):
 
 def training_loss(model, loss_fn, x, y, variant=""):
     """The loss as train.py computes it (``model.loss``), or for "loss apart", ``loss_fn(model(x), y)``,
-    or for "Function only", ``LinearChainCrossEntropy.apply`` on the network's features."""
+    or for "Function only", ``LinearChainCrossEntropy`` applied (``ops._function.apply``) to the
+    network's features."""
     if variant == "loss apart":
         return loss_fn(model(x), y)
     if variant == "Function only":
         start, layers, activations = model._head()._top_stack(loss_fn)
         features = model._head()[:start](model._features(x))
-        return LinearChainCrossEntropy.apply(features, y, None, 0.0, "mean", activations, *_parameters(layers))[0]
+        return apply(LinearChainCrossEntropy, features, y, None, 0.0, "mean", activations, *_parameters(layers))[0]
     return model.loss(x, y, loss_fn)
 
 

@@ -20,6 +20,7 @@ import inspect
 
 import torch
 from torch.autograd import Function
+from torch.autograd.function import _SingleLevelFunction
 
 
 class HandFunction(Function):
@@ -91,10 +92,46 @@ def make_traceable(function):
         function.traceable_apply = staticmethod(traceable_apply)
 
 
+def _eager_twin(function):
+    """``function`` in the old style: one ``forward(ctx, *inputs)`` that runs its forward, then its
+    setup_context. PyTorch's ``Function.apply`` costs ~30 µs more a call for a Function that defines
+    ``setup_context`` (the style that torch.func's transforms need) than for one whose forward takes
+    ``ctx``; outside those transforms the twin gives the same outputs, saved tensors, backward and
+    jvp for the old style's price. A subclass, so ``grad_fn._forward_cls`` is still a ``function``.
+    It takes the calls that give every positional parameter (apply binds no default for those);
+    None when forward has keyword-only parameters."""
+    signature = function.forward.__signature__
+    if signature._keyword_only:
+        return None
+    run, setup = function.forward, function.setup_context
+
+    def forward(ctx, *inputs):
+        output = run(*inputs)
+        setup(ctx, inputs, output)
+        return output
+
+    twin = type(function.__name__, (function,), {"__module__": function.__module__,
+                                                 "__qualname__": function.__qualname__})
+    twin.forward = staticmethod(forward)
+    twin.setup_context = staticmethod(_SingleLevelFunction.setup_context)   # "not defined": the old style
+    twin.arity = (signature._positional, float("inf") if signature._variadic else signature._positional)
+    return twin
+
+
+_EAGER = {}
+
+
 def apply(function, *args):
-    """``function.apply(*args)``; the twin without ``jvp`` while ``torch.compile`` traces."""
+    """``function.apply(*args)``: through its old-style twin (``_eager_twin``) when every input is
+    given and no torch.func transform is active; the twin without ``jvp`` while ``torch.compile``
+    traces."""
     if torch.compiler.is_compiling():
         return function.traceable_apply(*args)
+    if function not in _EAGER:
+        _EAGER[function] = _eager_twin(function)
+    twin = _EAGER[function]
+    if twin is not None and twin.arity[0] <= len(args) <= twin.arity[1] and not torch._C._are_functorch_transforms_active():
+        return twin.apply(*args)
     return function.apply(*args)
 
 
