@@ -102,7 +102,7 @@ class LinearSigmoid(_LinearThenActivation):
 
     @staticmethod
     def forward(x, W, b=None):
-        return Linear.forward(x, W, b).sigmoid_()
+        return _activate("sigmoid", Linear.forward(x, W, b))
 
     @staticmethod
     def backward(ctx, g):
@@ -122,7 +122,7 @@ class LinearReLU(_LinearThenActivation):
 
     @staticmethod
     def forward(x, W, b=None):
-        return Linear.forward(x, W, b).relu_()
+        return _activate("relu", Linear.forward(x, W, b))
 
     @staticmethod
     def backward(ctx, g):
@@ -137,11 +137,20 @@ class LinearReLU(_LinearThenActivation):
         return linear_jvp(x, W, dx, dW, db) * activation.relu_mask(y)
 
 
-_ACTIVATIONS = {  # name: (φ in place, rule(g, y) = g ∘ φ'(z) read from y = φ(z))
-    "sigmoid": (torch.Tensor.sigmoid_, activation.sigmoid_rule),
-    "relu": (torch.Tensor.relu_, activation.relu_rule),
+_ACTIVATIONS = {  # name: (φ in place, φ, rule(g, y) = g ∘ φ'(z) read from y = φ(z))
+    "sigmoid": (torch.Tensor.sigmoid_, torch.sigmoid, activation.sigmoid_rule),
+    "relu": (torch.Tensor.relu_, torch.relu, activation.relu_rule),
 }
-RULES = {name: rule for name, (_, rule) in _ACTIVATIONS.items()}
+RULES = {name: rule for name, (_, _, rule) in _ACTIVATIONS.items()}
+
+
+def _activate(name, z):
+    """φ(z), in place on z (one tensor a layer), but a new tensor while ``torch.compile`` traces:
+    there, in torch 2.11, a Function's output made by an in-place op got no gradient (the compiled
+    graph ran the hand backward on a zero tangent, so every gradient came out 0: found on an H100,
+    then seen on the CPU with torch 2.11; 2.14 is right either way)."""
+    inplace, fresh, _ = _ACTIVATIONS[name]
+    return fresh(z) if torch.compiler.is_compiling() else inplace(z)
 # The rules for a g that is NaN across each row of a NaN unit (``activation.relu_rule_nan_rows``):
 # what ``LinearChainCrossEntropy`` hands ``LinearChain.backward`` (its ctx's ``rules``).
 RULES_NAN_ROWS = {**RULES, "relu": activation.relu_rule_nan_rows}
@@ -167,7 +176,7 @@ class LinearChain(HandFunction):
             else:
                 l = Linear.forward(l, W, b)
             if name is not None:
-                l = _ACTIVATIONS[name][0](l)                                   # φ in place: one tensor per layer
+                l = _activate(name, l)                                         # φ in place: one tensor per layer
             outputs.append(l)
         return (outputs[-1], *outputs[:-1])
 
@@ -221,7 +230,7 @@ class LinearChain(HandFunction):
             else:
                 dl = linear_jvp(outputs[i], Ws[i], dl, dW, db)
                 if name is not None:
-                    dl = _ACTIVATIONS[name][1](dl, outputs[i + 1])
+                    dl = _ACTIVATIONS[name][2](dl, outputs[i + 1])
             tangents.append(dl)
         return (tangents[-1], *tangents[:-1])
 

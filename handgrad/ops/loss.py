@@ -1391,7 +1391,11 @@ class SigmoidBinaryCrossEntropy(HandFunction):
     @staticmethod
     def forward(x, t, w, p, reduction):
         ls = torch.nn.functional.logsigmoid(x)                              # log σ(x) = −softplus(−x)
-        terms = (1 - t).mul_(x).sub_(ls if p is None else ls * ((p - 1) * t + 1))    # (1 − t) x − (p t + 1 − t) ls
+        weighted = ls if p is None else ls * ((p - 1) * t + 1)               # (p t + 1 − t) ls
+        if torch.compiler.is_compiling():    # no output made in place there: see linear._activate
+            terms = (1 - t) * x - weighted
+        else:
+            terms = (1 - t).mul_(x).sub_(weighted)                           # (1 − t) x − (p t + 1 − t) ls
         if w is not None:
             terms = terms * w
         return _reduce(terms, reduction, terms.numel()), ls
