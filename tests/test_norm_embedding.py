@@ -142,28 +142,33 @@ def test_norm_backward_inside_an_autocast_region_keeps_float32(op):
         assert d.ok, d
 
 
-@pytest.mark.parametrize("norm_type", [2.0, 1.0, float("inf")], ids=lambda p: f"norm_type={p}")
+@pytest.mark.parametrize("norm_type", [2.0, 1.0, 3.0, float("inf")], ids=lambda p: f"norm_type={p}")
 def test_embedding_max_norm_rescales_the_looked_up_rows_in_place_as_torch_does(norm_type, device):
     """The rows looked up whose norm exceeds max_norm become max_norm · row / (norm + 1e-7), in the
-    table itself; the rows not looked up are untouched; the gradient is the lookup's at the new table."""
+    table itself; the rows not looked up are untouched; the gradient is the lookup's at the new table.
+    Against torch on the CPU, whatever the device: its CUDA kernel takes no |x| in Σ xᵖ and gives
+    every row norm 1 for p = inf (seen on an H100, torch 2.11)."""
     gen = torch.Generator().manual_seed(0)
-    table = (torch.randn(8, 4, generator=gen, dtype=torch.float64) * 2).to(device)
-    x = torch.tensor([[1, 3, 3], [6, 1, 0]], device=device)
+    table = torch.randn(8, 4, generator=gen, dtype=torch.float64) * 2
+    x = torch.tensor([[1, 3, 3], [6, 1, 0]])
     results = []
-    for fn in (torch_F.embedding, F.embedding):
-        W = table.clone().requires_grad_()
-        y = fn(x, W, max_norm=1.0, norm_type=norm_type)
+    for fn, on in ((torch_F.embedding, "cpu"), (F.embedding, device)):
+        W = table.clone().to(on).requires_grad_()
+        y = fn(x.to(on), W, max_norm=1.0, norm_type=norm_type)
         y.backward(torch.ones_like(y))
-        results.append((y, W.detach(), W.grad))
+        results.append((y.cpu(), W.detach().cpu(), W.grad.cpu()))
     (y_ref, W_ref, grad_ref), (y, W, grad) = results
-    assert torch.allclose(W, W_ref, rtol=0, atol=1e-15), "the table was not rescaled in place as torch rescales it"
-    looked_up = torch.zeros(8, dtype=torch.bool, device=device)
+    exact = device == "cpu"                 # elsewhere the norm's sum may round in another order
+    tolerance = {"rtol": 0, "atol": 1e-15} if exact else {"rtol": 1e-14, "atol": 1e-15}
+    assert torch.allclose(W, W_ref, **tolerance), "the table was not rescaled in place as torch rescales it"
+    looked_up = torch.zeros(8, dtype=torch.bool)
     looked_up[x.flatten()] = True
     norms = table.norm(p=norm_type, dim=1)
     expected = torch.where((looked_up & (norms > 1.0)).unsqueeze(1), table / (norms + 1e-7).unsqueeze(1), table)
     assert torch.allclose(W, expected, rtol=1e-12, atol=1e-15), "not max_norm · row / (norm + 1e-7) on the rows looked up"
     assert torch.equal(W[~looked_up], table[~looked_up]), "a row not looked up changed"
-    assert torch.equal(y, y_ref) and torch.equal(grad, grad_ref), "output or gradient differs from torch's"
+    assert torch.equal(grad, grad_ref), "the gradient differs from torch's"
+    assert torch.equal(y, y_ref) if exact else torch.allclose(y, y_ref, **tolerance), "the output differs from torch's"
 
 
 def test_embedding_sparse_stays_on_the_builtin_and_coverage_says_why():
