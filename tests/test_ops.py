@@ -97,20 +97,23 @@ def _inplace_ops():
 
 @pytest.mark.parametrize("op", _inplace_ops())
 def test_op_inplace_overwrites_its_input_like_torch(op, device):
-    """inplace=True on a non-leaf: the output is the input's storage, with torch's values and gradients."""
+    """inplace=True on a non-leaf: the output is the input's storage, with torch's values and gradients
+    (where torch's cannot be compared, as dropout's mask on CUDA: handgrad's own with inplace=False)."""
     checked = 0
     for sample in op.samples(torch.Generator().manual_seed(0)):
         x = sample.args[0]
-        if x.numel() == 0 or (sample.reference_devices and torch.device(device).type not in sample.reference_devices):
+        if x.numel() == 0:
             continue
+        comparable = not sample.reference_devices or torch.device(device).type in sample.reference_devices
         results = []
-        for fn in (op.function, op.reference):
+        for fn, inplace in ((op.function, True), (op.reference, True) if comparable else (op.function, False)):
             leaf = x.detach().to(device).requires_grad_()
             z = leaf * 1.5                                   # a non-leaf, which in-place ops may overwrite
             torch.manual_seed(0)
             try:
-                y = fn(z, *sample.args[1:], **sample.kwargs, inplace=True)
-                assert y.data_ptr() == z.data_ptr(), f"{op.name} [{sample.name}]: output is not the input's storage"
+                y = fn(z, *sample.args[1:], **sample.kwargs, inplace=inplace)
+                assert y.data_ptr() == z.data_ptr() or not inplace, (
+                    f"{op.name} [{sample.name}]: output is not the input's storage")
                 y.backward(torch.ones_like(y))
             except RuntimeError as error:                    # refused (e.g. in place with a slope ≤ 0)
                 results.append(error)

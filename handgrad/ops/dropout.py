@@ -59,7 +59,12 @@ def dropout(input, p=0.5, training=True, inplace=False):
     if p == 1.0:
         m = torch.zeros_like(input)                          # drops everything, draws nothing
     else:
-        m = torch.empty_like(input).bernoulli_(1.0 - p).div_(1.0 - p)    # keep / (1 − p)
+        # On the CPU in x's memory order, as the built-in draws it (the same seed, its very mask);
+        # elsewhere in logical order, so that a transposed x drops the same elements as a contiguous
+        # one (PyTorch's CUDA dropout does not: it dropped others, seen on an H100).
+        cpu = input.device.type == "cpu"
+        m = torch.empty_like(input) if cpu else torch.empty(input.shape, dtype=input.dtype, device=input.device)
+        m = m.bernoulli_(1.0 - p).div_(1.0 - p)                         # keep / (1 − p)
     return apply(Dropout, input, m, inplace)
 
 

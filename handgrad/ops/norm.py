@@ -64,6 +64,13 @@ def _per_channel(t, dtype):
     return t.to(dtype).view(1, -1, 1)
 
 
+def _gamma(gamma, beta):
+    """γ for the forward kernel: ones (y = 1 · x̂ + β, the same values) where β comes without γ, a
+    case in which PyTorch's CUDA kernel raised "tensor does not have a device" on non-contiguous
+    inputs (an H100, torch 2.11; with γ given it ran)."""
+    return torch.ones_like(beta) if gamma is None and beta is not None else gamma
+
+
 class BatchNorm(HandFunction):
     """Training: y = γ x̂ + β with the batch's μ and σ² per channel; returns (y, μ, r).
 
@@ -77,7 +84,7 @@ class BatchNorm(HandFunction):
             return torch.empty_like(x), stats, stats.clone()
         # PyTorch's forward kernel. It also updates the running statistics in place:
         # running_mean ← (1 − m) running_mean + m μ, running_var ← (1 − m) running_var + m σ² M / (M − 1).
-        return torch.native_batch_norm(x, gamma, beta, running_mean, running_var, True, momentum, eps)
+        return torch.native_batch_norm(x, _gamma(gamma, beta), beta, running_mean, running_var, True, momentum, eps)
 
     @staticmethod
     def setup_context(ctx, inputs, output):
@@ -172,7 +179,7 @@ class BatchNormEval(HandFunction):
     def forward(x, gamma, beta, running_mean, running_var, eps):
         if x.numel() == 0:
             return torch.empty_like(x)
-        return torch.native_batch_norm(x, gamma, beta, running_mean, running_var, False, 0.0, eps)[0]
+        return torch.native_batch_norm(x, _gamma(gamma, beta), beta, running_mean, running_var, False, 0.0, eps)[0]
 
     @staticmethod
     def setup_context(ctx, inputs, output):
@@ -779,6 +786,11 @@ def _layer_norm_bench(device):
 # 2.5e-3 or 2e-2, against the NumPy oracle, whatever the size of the entry compared.
 _LAYER_NORM_TOLERANCES = {torch.float16: Tolerance(atol=4e-3, rtol=8e-3), torch.bfloat16: Tolerance(atol=3e-2, rtol=3e-2)}
 
+# dL/dγ = Σ g x̂ sums terms of size ~1 over (N, *): PyTorch's CUDA kernel and this one round them to
+# bfloat16 (2⁻⁸) at other places, which moved a sum of 36 terms by 0.02 (eval, an H100), over the
+# default 1e-2 + 3e-2 |dL/dγ| where dL/dγ is small.
+_BATCH_NORM_TOLERANCES = {torch.bfloat16: Tolerance(atol=3e-2, rtol=3e-2)}
+
 register(Op(
     "batch_norm", batch_norm, torch.nn.functional.batch_norm, _batch_norm_samples, batch_norm_numpy,
     (BatchNorm, BatchNormEval),
@@ -789,6 +801,7 @@ register(Op(
     modules={cls: Module(lambda self, input: _batch_norm_module_forward(self, input), samples)
              for cls, samples in _batch_norm_module_samples().items()},
     bench=_batch_norm_bench,
+    tolerances=_BATCH_NORM_TOLERANCES,
     errors=_BATCH_NORM_ERRORS,
 ))
 
