@@ -134,6 +134,27 @@ def test_datamodule_reports_missing_files_in_one_line(tmp_path):
     assert "\n" not in str(info.value)
 
 
+def test_datamodule_extracts_the_original_gz_files_without_download(tmp_path, monkeypatch):
+    # A fresh clone ships the four .gz files only: download=False (the benchmark's) must read them,
+    # offline. Found when `python -m handgrad.bench` failed in a fresh copy on a GPU machine.
+    import urllib.request
+
+    raw = tmp_path / "FashionMNIST" / "raw"
+    raw.mkdir(parents=True)
+    for gz in (REPO / "data" / "FashionMNIST" / "raw").glob("*.gz"):
+        shutil.copy(gz, raw / gz.name)
+
+    def offline(*args, **kwargs):
+        raise AssertionError("tried to fetch a file from the internet")
+
+    monkeypatch.setattr(urllib.request, "urlopen", offline)
+    dm = FashionMNISTDataModule(str(tmp_path), val_size=0, download=False)
+    dm.setup("fit")
+    assert len(dm.train_set[1]) == 60000 and len(dm.test_set[1]) == 10000
+    assert sorted(p.name for p in raw.iterdir() if p.suffix != ".gz") == sorted(
+        p.stem for p in raw.glob("*.gz")), "the four IDX files were not extracted"
+
+
 def test_datamodule_reports_a_failed_download(tmp_path, monkeypatch):
     import torchvision
 

@@ -106,9 +106,13 @@ class FashionMNISTDataModule(L.LightningDataModule):
 
     def _dataset(self, train, download):
         raw = Path(self.data_dir) / "FashionMNIST" / "raw"
-        extracted = all((raw / Path(url).stem).is_file() for url, _ in torchvision.datasets.FashionMNIST.resources)
+        resources = torchvision.datasets.FashionMNIST.resources
+        extracted = all((raw / Path(url).stem).is_file() for url, _ in resources)
+        # The four original .gz files here (a fresh clone ships them) are extracted even without
+        # download: torchvision's download() fetches only a file that is missing or fails its MD5.
+        local = not extracted and all(check_integrity(str(raw / Path(url).name), md5) for url, md5 in resources)
         try:
-            return torchvision.datasets.FashionMNIST(self.data_dir, train=train, download=download)
+            return torchvision.datasets.FashionMNIST(self.data_dir, train=train, download=download or local)
         except Exception as error:
             detail = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
             if extracted:
