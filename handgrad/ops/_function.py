@@ -6,7 +6,7 @@
   arguments to forward's signature on every call, and building then binding it was half of the
   Python cost of a call.
 - ``apply(function, *args)``: how the faces apply a Function. Outside torch.func's transforms,
-  through its old-style twin (``_eager_twin``: ~20 µs less a call); under them, the Function
+  through its old-style twin (``_eager_twin``: ~20-30 µs less a call); under them, the Function
   itself; while ``torch.compile`` traces, the twin of ``function`` without ``jvp``: Dynamo refuses
   to trace a Function that defines ``jvp`` (forward mode), yet forward mode is what
   ``torch.func.jacfwd`` and ``hessian`` need, so each Function keeps its ``jvp`` and compiled code
@@ -61,9 +61,12 @@ class _PositionalSignature(inspect.Signature):
         fast._keyword_only = any(p.kind == p.KEYWORD_ONLY for p in parameters)
         return fast
 
+    def takes_all(self, n):
+        """Whether ``n`` positional arguments give every parameter, so that none needs binding."""
+        return (n >= self._positional if self._variadic else n == self._positional) and not self._keyword_only
+
     def bind(self, *args, **kwargs):
-        complete = len(args) >= self._positional if self._variadic else len(args) == self._positional
-        if complete and not kwargs and not self._keyword_only:
+        if not kwargs and self.takes_all(len(args)):
             return _Bound(args)
         return super().bind(*args, **kwargs)
 
@@ -75,15 +78,16 @@ def _without_jvp(function):
         k: v
         for cls in reversed(own)
         for k, v in vars(cls).items()
-        if k not in ("jvp", "__dict__", "__weakref__", "__init_subclass__", "traceable_apply")
+        if k not in ("jvp", "__dict__", "__weakref__", "__init_subclass__", "traceable_apply", "eager_twin")
     }
     return type(function.__name__, (Function,), body)
 
 
-def make_traceable(function):
-    """Give ``function`` a ``traceable_apply`` that applies its twin without ``jvp`` (the registry
-    does it for every op). A static method of the class, because that is what Dynamo follows from a
-    Function class passed around as a value (a lookup keyed by the class is not traceable)."""
+def make_twins(function):
+    """Give ``function`` its two twins as class attributes (the registry does it for every op):
+    ``traceable_apply``, which applies the twin without ``jvp`` (a static method, because that is
+    what Dynamo follows from a Function class passed around as a value; a lookup keyed by the class
+    is not traceable), and ``eager_twin`` (``_eager_twin``)."""
     if "traceable_apply" not in vars(function):
         twin = _without_jvp(function)
 
@@ -91,16 +95,17 @@ def make_traceable(function):
             return twin.apply(*args)
 
         function.traceable_apply = staticmethod(traceable_apply)
+        function.eager_twin = _eager_twin(function)
 
 
 def _eager_twin(function):
     """``function`` in the old style: one ``forward(ctx, *inputs)`` that runs its forward, then its
-    setup_context. PyTorch's ``Function.apply`` costs ~30 µs more a call for a Function that defines
-    ``setup_context`` (the style that torch.func's transforms need) than for one whose forward takes
-    ``ctx``; outside those transforms the twin gives the same outputs, saved tensors, backward and
-    jvp for the old style's price. A subclass, so ``grad_fn._forward_cls`` is still a ``function``.
-    It takes the calls that give every positional parameter (apply binds no default for those);
-    None when forward has keyword-only parameters."""
+    setup_context. PyTorch's ``Function.apply`` costs ~20-30 µs more a call for a Function that
+    defines ``setup_context`` (the style that torch.func's transforms need) than for one whose forward
+    takes ``ctx``; outside those transforms the twin gives the same outputs, saved tensors, backward
+    and jvp for the old style's price. A subclass, so ``grad_fn._forward_cls`` is still a
+    ``function``. It takes the calls that give every parameter positionally (``takes_all``: apply
+    binds no default for those); None when forward has keyword-only parameters."""
     signature = function.forward.__signature__
     if signature._keyword_only:
         return None
@@ -115,11 +120,8 @@ def _eager_twin(function):
                                                  "__qualname__": function.__qualname__})
     twin.forward = staticmethod(forward)
     twin.setup_context = staticmethod(_SingleLevelFunction.setup_context)   # "not defined": the old style
-    twin.arity = (signature._positional, float("inf") if signature._variadic else signature._positional)
+    twin.takes_all = staticmethod(signature.takes_all)
     return twin
-
-
-_EAGER = {}
 
 
 def apply(function, *args):
@@ -128,10 +130,8 @@ def apply(function, *args):
     traces."""
     if torch.compiler.is_compiling():
         return function.traceable_apply(*args)
-    if function not in _EAGER:
-        _EAGER[function] = _eager_twin(function)
-    twin = _EAGER[function]
-    if twin is not None and twin.arity[0] <= len(args) <= twin.arity[1] and not torch._C._are_functorch_transforms_active():
+    twin = function.__dict__.get("eager_twin")          # its own: a subclass's is not its parent's
+    if twin is not None and twin.takes_all(len(args)) and not torch._C._are_functorch_transforms_active():
         return twin.apply(*args)
     return function.apply(*args)
 

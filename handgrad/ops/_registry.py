@@ -9,7 +9,7 @@ op's torch.nn classes, and the README's table of derivatives is printed from it.
 import dataclasses
 from typing import Callable
 
-from handgrad.ops._function import make_traceable
+from handgrad.ops._function import make_twins
 
 OPS = {}          # name -> Op, in the order of declaration
 MODULES = {}      # class name -> handgrad.nn class (generated, see ``_module_class``)
@@ -98,7 +98,7 @@ def register(op):
         raise ValueError(f"an op named {op.name!r} is already registered")
     OPS[op.name] = op
     for function in op.functions:
-        make_traceable(function)
+        make_twins(function)
     for torch_cls, module in op.modules.items():
         cls = _module_class(torch_cls, module.forward, op)
         MODULES[cls.__name__] = REPLACES[torch_cls] = cls
