@@ -188,13 +188,12 @@ def embedding_numpy(x, W, padding_idx=None, max_norm=None, norm_type=2.0, scale_
 
 def _samples(gen):
     def sample(name, index_shape, n_rows=7, d=4, index_dtype=torch.int64, scale=1.0, include=None, derivative=True,
-               **kwargs):
+               builtin_devices=None, **kwargs):
         W = randn(gen, n_rows, d, requires_grad=False) * scale
         x = torch.randint(0, n_rows, index_shape, generator=gen, dtype=index_dtype)
         if include is not None and x.numel():
             x.view(-1)[0] = include % n_rows                 # the index the option is about occurs
-        builtin = kwargs.pop("builtin_devices", None)
-        return Sample((x, W.requires_grad_()), kwargs, name, gradcheck=derivative, builtin_devices=builtin)
+        return Sample((x, W.requires_grad_()), kwargs, name, gradcheck=derivative, builtin_devices=builtin_devices)
 
     # padding_idx and scale_grad_by_freq make the gradient differ from the derivative on purpose
     # (PyTorch documents it), and a max_norm that rescales rewrites W on every call, finite
@@ -214,20 +213,21 @@ def _samples(gen):
         sample("scale_grad_by_freq", (4, 5), scale_grad_by_freq=True, derivative=False),
         sample("scale_grad_by_freq, padding_idx=2", (4, 5), scale_grad_by_freq=True, padding_idx=2, include=2,
                derivative=False),
-        sample("max_norm=1 rescales rows", (3, 4), max_norm=1.0, scale=2.0, derivative=False, **_CUDA_RENORM),
+        sample("max_norm=1 rescales rows", (3, 4), max_norm=1.0, scale=2.0, derivative=False,
+               builtin_devices=_RENORM_BUILTIN),
         sample("max_norm=1, norm_type=1", (3, 4), max_norm=1.0, norm_type=1.0, scale=2.0, derivative=False,
-               **_CUDA_RENORM),
+               builtin_devices=_RENORM_BUILTIN),
         sample("max_norm=0.5, norm_type=inf, padding_idx", (3, 4), max_norm=0.5, norm_type=float("inf"),
-               padding_idx=1, include=1, derivative=False, **_CUDA_RENORM),
+               padding_idx=1, include=1, derivative=False, builtin_devices=_RENORM_BUILTIN),
         sample("max_norm=1, norm_type=3, duplicate rows", (6, 5), n_rows=3, max_norm=1.0, norm_type=3.0, scale=2.0,
-               derivative=False, **_CUDA_RENORM),
+               derivative=False, builtin_devices=_RENORM_BUILTIN),
     ]
 
 
 # PyTorch's CUDA renorm is wrong for norm_type other than 1 and 2 and for a transposed table (the
 # strided check): where a sample rescales, the built-in is trusted on the CPU only, and the NumPy
 # oracle checks every device (found on an H100, 2026-11-26).
-_CUDA_RENORM = {"builtin_devices": ("cpu",)}
+_RENORM_BUILTIN = ("cpu",)
 
 
 def _idx(*values, dtype=torch.long):

@@ -142,6 +142,9 @@ _ACTIVATIONS = {  # name: (φ in place, φ, rule(g, y) = g ∘ φ'(z) read from 
     "relu": (torch.Tensor.relu_, torch.relu, activation.relu_rule),
 }
 RULES = {name: rule for name, (_, _, rule) in _ACTIVATIONS.items()}
+# The rules for a g that is NaN across each row of a NaN unit (``activation.relu_rule_nan_rows``):
+# what ``LinearChainCrossEntropy`` hands ``LinearChain.backward`` (its ctx's ``rules``).
+RULES_NAN_ROWS = {**RULES, "relu": activation.relu_rule_nan_rows}
 
 
 def _activate(name, z):
@@ -151,9 +154,6 @@ def _activate(name, z):
     then seen on the CPU with torch 2.11; 2.14 is right either way)."""
     inplace, fresh, _ = _ACTIVATIONS[name]
     return fresh(z) if torch.compiler.is_compiling() else inplace(z)
-# The rules for a g that is NaN across each row of a NaN unit (``activation.relu_rule_nan_rows``):
-# what ``LinearChainCrossEntropy`` hands ``LinearChain.backward`` (its ctx's ``rules``).
-RULES_NAN_ROWS = {**RULES, "relu": activation.relu_rule_nan_rows}
 
 
 class LinearChain(HandFunction):
