@@ -159,6 +159,33 @@ def test_verify_catches_an_op_that_refuses_non_contiguous_input():
     assert "non-contiguous inputs: RuntimeError: view size is not compatible" in failure
 
 
+def test_verify_strided_compares_with_contiguous_inputs_where_the_reference_raises():
+    def refuses(x):
+        raise RuntimeError("tensor does not have a device")        # as CUDA's batch norm did with β but no γ
+
+    report = testing.verify(_tanh_function().apply, refuses, SAMPLES, checks=("strided",))
+    statuses = [o.status for o in report.outcomes if o.check == "strided"]
+    assert len(statuses) >= len(SAMPLES) and set(statuses) == {"pass"}, report
+
+    class LayoutDependent(torch.autograd.Function):
+        @staticmethod
+        def forward(x):
+            return torch.tanh(x) if x.is_contiguous() else torch.tanh(x) + 1
+
+        @staticmethod
+        def setup_context(ctx, inputs, output):
+            ctx.save_for_backward(torch.tanh(inputs[0]))
+
+        @staticmethod
+        def backward(ctx, g):
+            (y,) = ctx.saved_tensors
+            return g * (1 - y * y)
+
+    report = testing.verify(LayoutDependent.apply, refuses, SAMPLES[:1], checks=("strided",))
+    (failure, *_) = _failures(report, "strided")
+    assert "output differs from contiguous inputs" in failure, failure
+
+
 def test_verify_catches_a_vmap_rule_that_does_not_batch():
     MyTanh = _tanh_function(derivative=lambda g, y: g * (1 - y * y) if g.sum() > -1e9 else g, vmap=True)
     report = testing.verify(MyTanh.apply, torch.tanh, SAMPLES[:1], checks=("vmap",))
