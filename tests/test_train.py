@@ -18,7 +18,8 @@ import handgrad.nn
 from handgrad.training import cli
 from handgrad.training.callbacks import AtomicCheckpointIO, learning_curve
 from handgrad.training.data import CLASSES, DatasetError, FashionMNISTDataModule, TensorBatches, flip_and_shift
-from handgrad.training.lit import LitClassifier
+from handgrad.training import models
+from handgrad.training.lit import LitClassifier, compiled_loss
 from tests import fake_fashion
 
 REPO = Path(__file__).resolve().parents[1]
@@ -248,12 +249,39 @@ def test_lit_classifier_training_step_equals_the_torch_impl():
         torch.testing.assert_close(p.grad, q.grad, msg=lambda m: f"{name}.grad: {m}")
 
 
+def test_compiled_training_loss_gives_the_eager_loss_and_gradients(device):
+    # On CUDA, reduce-overhead replays CUDA graphs; a loss kept from an earlier step must stay readable
+    # (a graph's outputs are overwritten by its next replay), and a smaller last batch compiles anew.
+    mode = "reduce-overhead" if device == "cuda" else "default"
+    torch.manual_seed(0)
+    model = models.build("quickstart", "hand").to(device)
+    loss_fn = handgrad.nn.CrossEntropyLoss()
+    eager, compiled = compiled_loss(model, loss_fn), compiled_loss(model, loss_fn, mode)
+    kept = []
+    for batch in (32, 32, 32, 12):
+        x, y = torch.rand(batch, 1, 28, 28, device=device), torch.randint(0, 10, (batch,), device=device)
+        results = []
+        for loss in (eager, compiled):
+            model.zero_grad()
+            value = loss(x, y)
+            value.backward()
+            results.append((value.detach(), [p.grad.clone() for p in model.parameters()]))
+        (eager_value, eager_grads), (value, grads) = results
+        torch.testing.assert_close(value, eager_value)
+        for (name, _), g, e in zip(model.named_parameters(), grads, eager_grads):
+            torch.testing.assert_close(g, e, msg=lambda m: f"batch {batch}, {name}.grad: {m}")
+        kept.append((value, eager_value))
+    for value, eager_value in kept:
+        torch.testing.assert_close(value, eager_value)
+
+
 @pytest.mark.parametrize(
     "bad",
     [
         {"optimizer": "rmsprop"}, {"scheduler": "step"}, {"network": "resnet"}, {"lr": 0.0}, {"lr": float("nan")},
         {"momentum": -0.1, "optimizer": "sgd"}, {"momentum": 0.9, "optimizer": "adam"}, {"weight_decay": -1e-4},
         {"label_smoothing": 2.0}, {"label_smoothing": -0.1}, {"dropout": 1.0}, {"dropout": -0.5},
+        {"compile": "fast"},
     ],
     ids=str,
 )
@@ -365,6 +393,16 @@ def test_train_cnn_with_augmentation(data_root, tmp_path):
     assert results["test_acc"] > 0.3, f"the cnn learned nothing of the stand-in data: {results['test_acc']}"
 
 
+def test_train_compiled_trains_as_eager(data_root, tmp_path):
+    cli.main(_args(data_root, tmp_path / "eager"))
+    cli.main(_args(data_root, tmp_path / "compiled", "--model.compile", "default"))
+    eager, compiled = _results(tmp_path / "eager"), _results(tmp_path / "compiled")
+    assert compiled["hyperparameters"]["model"]["compile"] == "default"
+    assert [e["train_loss"] for e in compiled["epochs"]] == pytest.approx([e["train_loss"] for e in eager["epochs"]],
+                                                                          rel=1e-4)
+    assert abs(compiled["test_acc"] - eager["test_acc"]) <= 0.005
+
+
 def test_train_impl_torch_matches_impl_hand(data_root, tmp_path):
     cli.main(_args(data_root, tmp_path / "hand"))
     cli.main(_args(data_root, tmp_path / "torch", "--model.impl", "torch"))
@@ -395,6 +433,7 @@ def _refused(args, capsys):
     "option, message",
     [
         (["--model.network", "resnet"], "model.network"),
+        (["--model.compile", "fast"], "model.compile"),
         (["--model.dropout", "1.5"], "error: dropout must be in [0, 1), got 1.5"),
         (["--model.label_smoothing", "2"], "error: label_smoothing must be in [0, 1], got 2.0"),
         (["--model.label_smoothing", "-0.1"], "error: label_smoothing must be in [0, 1], got -0.1"),

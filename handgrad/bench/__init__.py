@@ -23,8 +23,11 @@ Sections:
    quickstart code (``benchmarks/seed_quickstart.py``), both as subprocesses;
 7. train.py's own training seconds per epoch (results.json) with ``--model.impl hand`` vs
    ``--model.impl torch``, for the seed's quickstart recipe, the default recipe and the CNN's.
+8. section 2's step with ``--model.compile`` (``reduce-overhead``, CUDA graphs, on CUDA;
+   ``default`` on the CPU), both sides compiled and eager: quickstart at batch 64 and 1024, the
+   default recipe's network at batch 128, with each side's compile time.
 
-Sections 2 to 7 (``bench.training``) need the ``train`` extra; the timing harness is ``bench.timing``.
+Sections 2 to 8 (``bench.training``) need the ``train`` extra; the timing harness is ``bench.timing``.
 
 Timed comparisons alternate hand and built-in repetitions (swapping which goes first), after a
 warm-up, and report the median time of each and the median of the per-pair ratios hand / built-in,

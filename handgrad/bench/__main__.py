@@ -47,6 +47,7 @@ def _sections():
         5: ("time_to_accuracy", training("bench_time_to_accuracy")),
         6: ("whole_process", training("bench_whole_process")),
         7: ("train_py", training("bench_train_py")),
+        8: ("compiled_step", training_no_data("bench_compiled_step")),
     }
 
 

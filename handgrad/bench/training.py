@@ -1,6 +1,7 @@
 """Sections 2 to 7: the seed's networks and train.py, hand against built-in (or against the seed's own
 code), from one training step to the whole process. Needs the ``train`` extra."""
 
+import functools
 import inspect
 import itertools
 import json
@@ -24,7 +25,7 @@ from handgrad.ops.loss import LinearChainCrossEntropy
 from handgrad.bench.timing import ms, paired, paired_samples, print_table, summarise, timed
 from handgrad.training import cli, models
 from handgrad.training.data import FashionMNISTDataModule, TensorBatches
-from handgrad.training.lit import LitClassifier, build_optimizer, build_scheduler
+from handgrad.training.lit import LitClassifier, build_optimizer, build_scheduler, compiled_loss
 
 ROOT = Path(__file__).resolve().parents[2]
 NETWORKS = ("quickstart", "basic", "better")
@@ -95,11 +96,11 @@ def step_name(network, variant):
     return f"{network} {variant}".strip()
 
 
-def _training_step(model, loss_fn, optimizer, x, y, variant=""):
+def _training_step(loss, optimizer, x, y):
+    """One step: zero_grad, ``loss(x, y)``, backward, the optimiser's step."""
     def step():
         optimizer.zero_grad()
-        loss = training_loss(model, loss_fn, x, y, variant)
-        loss.backward()
+        loss(x, y).backward()
         optimizer.step()
     return step
 
@@ -110,8 +111,9 @@ def bench_training_step(device, mode):
         twins, losses = twin_models(network, device, dropout, fused=variant != "unfused"), loss_functions()
         x, y = fake_batch(batch, device)
         steps = {
-            impl: _training_step(m, losses[impl], torch.optim.SGD(m.parameters(), lr=1e-3), x, y,
-                                 variant if impl == "hand" else "loss apart")
+            impl: _training_step(
+                functools.partial(training_loss, m, losses[impl], variant=variant if impl == "hand" else "loss apart"),
+                torch.optim.SGD(m.parameters(), lr=1e-3), x, y)
             for impl, m in twins.items()
         }
         timing = paired(steps["hand"], steps["torch"], device, mode["repeats"], mode["sample_s"])
@@ -418,5 +420,45 @@ def bench_train_py(device, mode, data_dir):
         "7. train.py, training seconds per epoch (results.json; median over epochs after the first)",
         ["recipe", "hand s", "torch s", "hand/torch"],
         [[r["recipe"], f"{r['hand_s']:.2f}", f"{r['torch_s']:.2f}", f"{r['ratio']:.2f}"] for r in results],
+    )
+    return results
+
+
+# ----------------------------------------------------------------------- 8. compiled training step
+
+# (network, batch): the quickstart at the issue's two batch sizes and the default recipe's network and batch.
+COMPILED_STEPS = (("quickstart", 64), ("quickstart", 1024), ("better", 128))
+
+
+def bench_compiled_step(device, mode):
+    """Section 2's step with train.py's ``--model.compile``: ``reduce-overhead`` on CUDA (CUDA graphs),
+    ``default`` on the CPU; each side compiled and eager, hand against built-in."""
+    compile_mode = "reduce-overhead" if device.type == "cuda" else "default"
+    results = []
+    for network, batch in COMPILED_STEPS:
+        twins, losses = twin_models(network, device), loss_functions()
+        x, y = fake_batch(batch, device)
+        steps, compile_s = {}, {}
+        for impl, m in twins.items():
+            optimizer = torch.optim.SGD(m.parameters(), lr=1e-3)
+            steps[impl] = _training_step(compiled_loss(m, losses[impl]), optimizer, x, y)
+            compiled = _training_step(compiled_loss(m, losses[impl], compile_mode), optimizer, x, y)
+            compile_s[impl], _ = timed(lambda: [compiled() for _ in range(3)], device)   # compile, record, replay
+            steps[impl + " compiled"] = compiled
+        row = {"network": network, "batch": batch, "mode": compile_mode, "compile_s": compile_s}
+        pairs = {"eager": ("hand", "torch"), "compiled": ("hand compiled", "torch compiled"),
+                 "compiled_vs_eager": ("hand compiled", "torch")}
+        for name, (a, b) in pairs.items():
+            row[name] = paired(steps[a], steps[b], device, mode["repeats"], mode["sample_s"])
+        results.append(row)
+    print_table(
+        f"8. Training step (ms) compiled with train.py's --model.compile {compile_mode} "
+        "(both sides; compile s: the first three steps)",
+        ["network", "batch", "hand", "torch", "hand/torch", "hand c", "torch c", "hand c/torch c",
+         "hand c/torch", "compile s hand/torch"],
+        [[r["network"], r["batch"], ms(r["eager"]["hand_s"]), ms(r["eager"]["torch_s"]), f"{r['eager']['ratio']:.2f}",
+          ms(r["compiled"]["hand_s"]), ms(r["compiled"]["torch_s"]), f"{r['compiled']['ratio']:.2f}",
+          f"{r['compiled_vs_eager']['ratio']:.2f}",
+          f"{r['compile_s']['hand']:.0f}/{r['compile_s']['torch']:.0f}"] for r in results],
     )
     return results

@@ -5,6 +5,7 @@ Lightning. With ``impl="hand"`` every layer and the loss run hand-derived backwa
 ``impl="torch"`` the same network runs on torch.nn's built-ins, for comparison.
 """
 
+import functools
 import math
 from typing import Literal
 
@@ -18,6 +19,10 @@ from handgrad.training.data import CLASSES
 
 OPTIMIZERS = ("sgd", "adam", "adamw")
 SCHEDULERS = ("none", "cosine")
+# torch.compile's modes for --model.compile; "none" trains eagerly. "reduce-overhead" also records the
+# step's kernels as CUDA graphs (on a GPU), replayed with one launch each: the step of a small network
+# is bound by the CPU that launches its kernels there.
+COMPILE_MODES = ("none", "default", "reduce-overhead", "max-autotune")
 FIT_METRICS = ("train_loss", "val_loss", "val_acc")            # what a checkpoint can monitor
 
 
@@ -37,6 +42,10 @@ class LitClassifier(L.LightningModule):
         dropout: dropout probability after each hidden activation (cnn: before its last layer), in
             [0, 1) (0: none, as in the seed)
         label_smoothing: ε of the training cross-entropy, in [0, 1] (0: the seed's loss)
+        compile: ``none`` (eager, the default) or a ``torch.compile`` mode (``default``,
+            ``reduce-overhead``, ``max-autotune``) for the training loss and its backward: the hand
+            backward is traced into the compiled graph as written (a Function's ``backward``), so the
+            gradients stay hand-derived. Validation and test run eagerly.
 
     Raises:
         ValueError: for an option out of its range, or one that would do nothing (momentum without
@@ -54,6 +63,7 @@ class LitClassifier(L.LightningModule):
         scheduler: Literal["none", "cosine"] = "cosine",
         dropout: float = 0.0,
         label_smoothing: float = 0.0,
+        compile: Literal["none", "default", "reduce-overhead", "max-autotune"] = "none",
     ):
         super().__init__()
         if optimizer not in OPTIMIZERS:
@@ -70,6 +80,8 @@ class LitClassifier(L.LightningModule):
             raise ValueError(f"weight_decay must be a number >= 0, got {weight_decay}")
         if not 0 <= label_smoothing <= 1:
             raise ValueError(f"label_smoothing must be in [0, 1], got {label_smoothing}")
+        if compile not in COMPILE_MODES:
+            raise ValueError(f"compile must be one of {COMPILE_MODES}, got {compile!r}")
         self.save_hyperparameters()
         self.model = models.build(network, impl, dropout)
         layers = handgrad.nn if impl == "hand" else torch.nn
@@ -81,13 +93,16 @@ class LitClassifier(L.LightningModule):
         self.test_acc = torchmetrics.classification.MulticlassAccuracy(n, average="micro")
         self.test_per_class = torchmetrics.classification.MulticlassAccuracy(n, average=None)
         self.per_class_accuracy = None
+        self._training_loss = None        # made on the first training step: compiled_loss
 
     def forward(self, x):
         return self.model(x)
 
     def training_step(self, batch, batch_idx):
         x, y = batch
-        loss = self.model.loss(x, y, self.train_loss)       # the network's top and the loss: one Function
+        if self._training_loss is None:
+            self._training_loss = compiled_loss(self.model, self.train_loss, self.hparams.compile)
+        loss = self._training_loss(x, y)          # the network's top and the loss: one Function
         if self._logger_writes(batch_idx):
             self.log("train_loss", loss, prog_bar=True)
         return loss
@@ -133,6 +148,25 @@ class LitClassifier(L.LightningModule):
         if scheduler is None:
             return optimizer
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+
+def compiled_loss(model, loss_fn, mode="none"):
+    """``(x, target) -> model.loss(x, target, loss_fn)``, eager (``mode="none"``) or compiled with
+    ``torch.compile(mode=mode)``, one graph per batch shape (``dynamic=False``: a last, smaller batch
+    compiles once more rather than making every kernel shape-generic).
+
+    Compiled, each call marks a new step for CUDA graphs and returns a copy of the loss: a graph's
+    outputs live in memory its next replay overwrites, and Lightning keeps the loss past the step."""
+    if mode not in COMPILE_MODES:
+        raise ValueError(f"compile must be one of {COMPILE_MODES}, got {mode!r}")
+    if mode == "none":
+        return functools.partial(model.loss, loss_fn=loss_fn)
+    step = torch.compile(functools.partial(model.loss, loss_fn=loss_fn), mode=mode, dynamic=False)
+
+    def loss(x, target):
+        torch.compiler.cudagraph_mark_step_begin()
+        return step(x, target).clone()
+    return loss
 
 
 def build_optimizer(params, optimizer, lr, momentum=0.0, weight_decay=0.0):
