@@ -82,44 +82,35 @@ def _parameters(layers):
 def _top_stack(modules):
     """(start, Linear layers, activations) of the stack of handgrad Linear layers, each followed or not
     by a handgrad Sigmoid or ReLU, that ends ``modules`` on a Linear layer (no activation on the
-    logits); None if they end otherwise. Read from the end: the grouping is ``_linear_stack``'s
-    (an activation belongs to the Linear layer before it). Hooks are not looked at."""
-    layers, activations, following, i = [], [], None, len(modules) - 1
-    while i >= 0:
-        kind = type(modules[i])
-        if kind is _LINEAR:
-            layers.append(modules[i])
-            activations.append(following)
-            following = None
-        elif following is None and kind in _ACTIVATION_NAMES and i >= 1 and type(modules[i - 1]) is _LINEAR:
-            following = _ACTIVATION_NAMES[kind]
-        else:
-            break
-        i -= 1
-    if not layers or activations[0] is not None:
+    logits); None if they end otherwise. The stacks are ``_stacks``'s, hooks not looked at."""
+    stacks = list(_stacks(modules, hooks=False))
+    if not stacks:
         return None
-    return i + 1, tuple(layers[::-1]), tuple(activations[::-1])
+    start, _, layers, activations = stacks[-1]
+    if not activations or activations[-1] is not None:
+        return None
+    return start, tuple(layers), tuple(activations)
 
 
-def _stacks(modules):
-    """(start, end, params, activations) for each module or stack of modules that runs as one call:
-    a stack of handgrad Linear layers (``_linear_stack``), or any other module (no params)."""
+def _stacks(modules, hooks=True):
+    """(start, end, Linear layers, activations) for each module or stack of modules that runs as one
+    call: a stack of handgrad Linear layers (``_linear_stack``), or any other module (no layers)."""
     i = 0
     while i < len(modules):
-        params, activations, end = _linear_stack(modules, i)
+        layers, activations, end = _linear_stack(modules, i, hooks)
         if not activations:
             end = i + 1
-        yield i, end, params, activations
+        yield i, end, layers, activations
         i = end
 
 
 def _run(modules, input):
     """The modules one after the other, each stack of Linear layers as one Function."""
-    for start, end, params, activations in _stacks(modules):
+    for start, end, layers, activations in _stacks(modules):
         if len(activations) > 1:
-            input = F.linear_chain(input, tuple(activations), *params)
+            input = F.linear_chain(input, tuple(activations), *_parameters(layers))
         elif activations and activations[0] is not None:
-            input = _FUSED[activations[0]](input, *params)
+            input = _FUSED[activations[0]](input, *_parameters(layers))
         else:
             input = modules[start](input)
     return input
@@ -131,21 +122,22 @@ _CROSS_ENTROPY = _registry.MODULES["CrossEntropyLoss"]
 _LINEAR = _registry.MODULES["Linear"]
 
 
-def _linear_stack(modules, start):
-    """(W¹, b¹, ..., activation names, end): the longest run from ``start`` of handgrad Linear layers
-    without hooks, each followed or not by a handgrad Sigmoid or ReLU without hooks."""
-    params, activations, i = [], [], start
-    while i < len(modules) and type(modules[i]) is _LINEAR and not _has_hooks(modules[i]):
-        params += [modules[i].weight, modules[i].bias]
+def _linear_stack(modules, start, hooks=True):
+    """(Linear layers, activation names, end): the longest run from ``start`` of handgrad Linear layers,
+    each followed or not by a handgrad Sigmoid or ReLU (an activation belongs to the Linear layer
+    before it); with ``hooks``, of such modules without hooks (a module with hooks runs on its own)."""
+    layers, activations, i = [], [], start
+    while i < len(modules) and type(modules[i]) is _LINEAR and not (hooks and _has_hooks(modules[i])):
+        layers.append(modules[i])
         following = modules[i + 1] if i + 1 < len(modules) else None
         name = _ACTIVATION_NAMES.get(type(following))
-        if name is not None and not _has_hooks(following):
+        if name is not None and not (hooks and _has_hooks(following)):
             activations.append(name)
             i += 2
         else:
             activations.append(None)
             i += 1
-    return params, activations, i
+    return layers, activations, i
 
 
 def _has_hooks(module):
