@@ -15,10 +15,9 @@ import pytest
 import torch
 
 import handgrad.nn
-from handgrad.training import cli
+from handgrad.training import cli, models
 from handgrad.training.callbacks import AtomicCheckpointIO, learning_curve
 from handgrad.training.data import CLASSES, DatasetError, FashionMNISTDataModule, TensorBatches, flip_and_shift
-from handgrad.training import models
 from handgrad.training.lit import LitClassifier, compiled_loss
 from tests import fake_fashion
 

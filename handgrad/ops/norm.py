@@ -67,7 +67,8 @@ def _per_channel(t, dtype):
 def _gamma(gamma, beta):
     """γ for the forward kernel: ones (y = 1 · x̂ + β, the same values) where β comes without γ, a
     case in which PyTorch's CUDA batch norm raised "tensor does not have a device" (an H100, torch
-    2.11, float64; with γ given it ran, and so does handgrad's with these ones)."""
+    2.11: float32 and float64, training and eval, any layout; with γ given it ran, and so does
+    handgrad's with these ones)."""
     return torch.ones_like(beta) if gamma is None and beta is not None else gamma
 
 

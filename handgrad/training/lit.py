@@ -159,9 +159,10 @@ def compiled_loss(model, loss_fn, mode="none"):
     outputs live in memory its next replay overwrites, and Lightning keeps the loss past the step."""
     if mode not in COMPILE_MODES:
         raise ValueError(f"compile must be one of {COMPILE_MODES}, got {mode!r}")
+    eager = functools.partial(model.loss, loss_fn=loss_fn)
     if mode == "none":
-        return functools.partial(model.loss, loss_fn=loss_fn)
-    step = torch.compile(functools.partial(model.loss, loss_fn=loss_fn), mode=mode, dynamic=False)
+        return eager
+    step = torch.compile(eager, mode=mode, dynamic=False)
 
     def loss(x, target):
         torch.compiler.cudagraph_mark_step_begin()
