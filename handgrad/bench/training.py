@@ -37,9 +37,10 @@ BATCHES = (64, 1024)
 # "unfused": handgrad modules inside a plain torch.nn.Sequential, a Function per layer and the loss
 # apart, as a user who assembles the modules gets;
 # "Function only": not a way to train, a measure of the way to the call: the same Function that
-# ``model.loss`` runs, applied directly, without the hook and argument checks before it.
+# ``model.loss`` runs, applied directly, without the hook and argument checks before it;
+# "bare Function": not a way to train either, the floor of a Python Function (``BareQuickstart``).
 STEPS = ([(network, batch, 0.0, "") for network in NETWORKS for batch in BATCHES]
-         + [("quickstart", 64, 0.0, "Function only")]
+         + [("quickstart", 64, 0.0, "Function only"), ("quickstart", 64, 0.0, "bare Function")]
          + [("better", batch, 0.0, "loss apart") for batch in BATCHES]
          + [("quickstart", batch, 0.0, "unfused") for batch in BATCHES] + [("cnn", 128, 0.3, "")])
 IMPLS = ("hand", "torch")
@@ -79,12 +80,45 @@ def fake_batch(batch, device):
     return torch.rand(batch, 1, 28, 28, device=device), torch.randint(0, 10, (batch,), device=device)
 
 
+class BareQuickstart(torch.autograd.Function):
+    """The floor of a Python Function, for the benchmark only: the quickstart's loss
+    L = cross_entropy(relu(relu(x W¹ᵀ + b¹) W²ᵀ + b²) W³ᵀ + b³, t), 'mean', with the formulas of
+    ``LinearChainCrossEntropy`` and nothing more.
+
+    What it leaves out is what handgrad's Function keeps, so the difference between the two rows is
+    the price of the guarantees: no check of the arguments or of the target's range; L the only
+    output (handgrad's returns log p and the hidden layers too, so that double backward
+    differentiates through them); no forward mode, no vmap rule, no torch.compile twin; NaN rows not
+    treated as PyTorch treats them; the old style's one ``forward(ctx, ...)``.
+    """
+
+    @staticmethod
+    def forward(ctx, x, t, W1, b1, W2, b2, W3, b3):
+        l1 = torch.addmm(b1, x, W1.t()).relu_()
+        l2 = torch.addmm(b2, l1, W2.t()).relu_()
+        log_p = torch.log_softmax(torch.addmm(b3, l2, W3.t()), 1)
+        ctx.save_for_backward(x, W2, W3, l1, l2, log_p, t)
+        return torch.nn.functional.nll_loss(log_p, t)
+
+    @staticmethod
+    def backward(ctx, g):
+        x, W2, W3, l1, l2, log_p, t = ctx.saved_tensors
+        g3 = log_p.exp().mul_(g / t.shape[0])                                    # r p
+        g3.scatter_add_(1, t.unsqueeze(1), (-g / t.shape[0]).expand(t.shape[0], 1))   # r (p − onehot(t))
+        g2 = g3.mm(W3).mul_(l2.sign())                                           # g W³ ∘ 1[z² > 0]
+        g1 = g2.mm(W2).mul_(l1.sign())                                           # g W² ∘ 1[z¹ > 0]
+        return None, None, g1.t().mm(x), g1.sum(0), g2.t().mm(l1), g2.sum(0), g3.t().mm(l2), g3.sum(0)
+
+
 def training_loss(model, loss_fn, x, y, variant=""):
     """The loss as train.py computes it (``model.loss``), or for "loss apart", ``loss_fn(model(x), y)``,
     or for "Function only", ``LinearChainCrossEntropy`` applied (``ops._function.apply``) to the
-    network's features."""
+    network's features, or for "bare Function", ``BareQuickstart`` (the quickstart network only)."""
     if variant == "loss apart":
         return loss_fn(model(x), y)
+    if variant == "bare Function":
+        _, layers, _ = model._head()._top_stack(loss_fn)
+        return BareQuickstart.apply(model._features(x), y, *_parameters(layers))
     if variant == "Function only":
         start, layers, activations = model._head()._top_stack(loss_fn)
         features = model._head()[:start](model._features(x))
@@ -105,11 +139,28 @@ def _training_step(loss, optimizer, x, y):
     return step
 
 
+def _check_same_step(twins, losses, x, y, variant):
+    """Before timing a row: its hand side gives the built-in's loss and gradients (float32 tolerances)."""
+    grads = {}
+    for impl, model in twins.items():
+        model.zero_grad()
+        loss = training_loss(model, losses[impl], x, y, variant if impl == "hand" else "loss apart")
+        loss.backward()
+        grads[impl] = [loss.detach()] + [p.grad.clone() for p in model.parameters()]
+        model.zero_grad()
+    for (name, _), hand, builtin in zip([("loss", None), *twins["torch"].named_parameters()], grads["hand"], grads["torch"]):
+        if not torch.allclose(hand, builtin, rtol=1e-4, atol=1e-6):
+            raise RuntimeError(f"section 2, {variant or 'model.loss'}: {name} differs from the built-in's "
+                               f"(largest difference {(hand - builtin).abs().max().item():.3g})")
+
+
 def bench_training_step(device, mode):
     results = []
     for network, batch, dropout, variant in STEPS:
         twins, losses = twin_models(network, device, dropout, fused=variant != "unfused"), loss_functions()
         x, y = fake_batch(batch, device)
+        if not dropout:
+            _check_same_step(twins, losses, x, y, variant)
         steps = {
             impl: _training_step(
                 functools.partial(training_loss, m, losses[impl], variant=variant if impl == "hand" else "loss apart"),

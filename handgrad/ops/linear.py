@@ -143,7 +143,7 @@ _ACTIVATIONS = {  # name: (φ in place, φ, rule(g, y) = g ∘ φ'(z) read from 
 }
 RULES = {name: rule for name, (_, _, rule) in _ACTIVATIONS.items()}
 # The rules for a g that is NaN across each row of a NaN unit (``activation.relu_rule_nan_rows``):
-# what ``LinearChainCrossEntropy`` hands ``LinearChain.backward`` (its ctx's ``rules``).
+# what ``LinearChainCrossEntropy`` hands ``chain_backward``.
 RULES_NAN_ROWS = {**RULES, "relu": activation.relu_rule_nan_rows}
 
 
@@ -194,27 +194,13 @@ class LinearChain(HandFunction):
 
     @staticmethod
     def backward(ctx, g, *g_hidden):
-        """From the top layer down, as the seed's update_weights: g arrives at lⁱ, goes through φⁱ
-        (g ← g ∘ φ'), gives dL/dWⁱ = gᵀ lⁱ⁻¹ and dL/dbⁱ = Σ g, and moves down as g ← g Wⁱ."""
+        """``chain_backward`` on what forward kept: x, the weights, l¹, ..., lᴸ⁻¹ (and lᴸ if kept)."""
         n = len(ctx.activations)
         x, *rest = ctx.saved_tensors
-        Ws, outputs = rest[:n], [x, *rest[n:], None][: n + 1]        # outputs[i] = lⁱ, i = 0..L (lᴸ if kept)
         needs = ctx.needs_input_grad
-        rules = getattr(ctx, "rules", RULES)
-        # Whether anything below layer i asks for a gradient: then g must go on down through Wⁱ.
-        below = [needs[0] or any(needs[2 + 2 * j] or needs[3 + 2 * j] for j in range(i)) for i in range(n)]
-        grads = [None] * (2 + 2 * n)
-        for i in reversed(range(n)):
-            if i < n - 1 and g_hidden[i] is not None:                # lⁱ⁺¹ was used outside too
-                g = g_hidden[i] if g is None else g + g_hidden[i]
-            if g is None:
-                continue
-            if ctx.activations[i] is not None:
-                g = rules[ctx.activations[i]](g, outputs[i + 1])                    # g ∘ φ'(zⁱ⁺¹)
-            wanted = (below[i], needs[2 + 2 * i], needs[3 + 2 * i])
-            g, grads[2 + 2 * i], grads[3 + 2 * i] = linear_backward(wanted, ctx.bias_shapes[i], g, outputs[i], Ws[i])
-        grads[0] = g
-        return tuple(grads)
+        grad_x, grad_params = chain_backward(g, g_hidden, x, rest[:n], rest[n:], ctx.activations, ctx.bias_shapes,
+                                             needs[0], needs[2:])
+        return (grad_x, None, *grad_params)
 
     @staticmethod
     def jvp(ctx, dx, _, *dparams):
@@ -233,6 +219,36 @@ class LinearChain(HandFunction):
                     dl = _ACTIVATIONS[name][2](dl, outputs[i + 1])
             tangents.append(dl)
         return (tangents[-1], *tangents[:-1])
+
+
+def chain_backward(g, g_hidden, x, Ws, above, activations, bias_shapes, needs_x, needs_params, rules=RULES):
+    """The backward of ``LinearChain``, and of the chain inside ``LinearChainCrossEntropy``: from the
+    top layer down, as the seed's update_weights. g arrives at lⁱ, goes through φⁱ (g ← g ∘ φ'),
+    gives dL/dWⁱ = gᵀ lⁱ⁻¹ and dL/dbⁱ = Σ g, and moves down as g ← g Wⁱ.
+
+    ``above`` holds l¹, ..., lᴸ⁻¹ (and lᴸ when the top layer has a φ), ``g_hidden`` the gradients
+    that reached l¹, ..., lᴸ⁻¹ from outside the chain (None for none), ``needs_x`` and
+    ``needs_params`` (one per W¹, b¹, ..., Wᴸ, bᴸ) which gradients are wanted, ``rules`` each φ's
+    rule g ∘ φ'. Returns (dL/dx, [dL/dW¹, dL/db¹, ..., dL/dWᴸ, dL/dbᴸ]), None where not wanted.
+    """
+    n = len(activations)
+    outputs = [x, *above, None][: n + 1]                     # outputs[i] = lⁱ, i = 0..L (lᴸ if kept)
+    # below[i]: whether anything below layer i asks for a gradient; then g must go on down through Wⁱ.
+    below, wanted = [], needs_x
+    for i in range(n):
+        below.append(wanted)
+        wanted = wanted or needs_params[2 * i] or needs_params[2 * i + 1]
+    grads = [None] * (2 * n)
+    for i in reversed(range(n)):
+        if i < n - 1 and g_hidden[i] is not None:                # lⁱ⁺¹ was used outside too
+            g = g_hidden[i] if g is None else g + g_hidden[i]
+        if g is None:
+            continue
+        if activations[i] is not None:
+            g = rules[activations[i]](g, outputs[i + 1])                        # g ∘ φ'(zⁱ⁺¹)
+        wanted = (below[i], needs_params[2 * i], needs_params[2 * i + 1])
+        g, grads[2 * i], grads[2 * i + 1] = linear_backward(wanted, bias_shapes[i], g, outputs[i], Ws[i])
+    return g, grads
 
 
 # -- functional faces ------------------------------------------------------------------------------

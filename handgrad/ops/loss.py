@@ -19,8 +19,8 @@ from handgrad.ops._checks import (FLOAT32, FLOAT32_ON_CUDA, REDUCTIONS, autocast
                                   check_same_dtype_and_device, check_tensor)
 from handgrad.ops._function import HandFunction, apply
 from handgrad.ops._registry import Derivative, Module, ModuleSample, Op, register
-from handgrad.ops.linear import (RULES_NAN_ROWS, LinearChain, _chain_bench, _chain_reference, _plain_chain, _sum_to,
-                                 linear_chain, linear_chain_numpy)
+from handgrad.ops.linear import (RULES, RULES_NAN_ROWS, LinearChain, _chain_bench, _chain_reference, _plain_chain,
+                                 _sum_to, chain_backward, linear_chain, linear_chain_numpy)
 from handgrad.ops.softmax import log_softmax_backward, log_softmax_numpy
 from handgrad.testing import ErrorInput, Sample, TOLERANCES, Tolerance, randn
 
@@ -85,57 +85,11 @@ class SoftmaxCrossEntropy(HandFunction):
 
     @staticmethod
     def backward(ctx, g, g_log_p):
-        """dL/dx = r ∘ (s p − a) with p = softmax(x), s = Σ_c a (per row), r = g, g / D or g_row.
-
-        L_row = −Σ_c a_c log p_c gives dL/d(log p) = −r a, and through log softmax
-        (``log_softmax_backward``) dL/dx = −r a + p Σ_c r a = r (s p − a). For an unweighted class
-        index without smoothing, s = 1 and a = onehot(t): the seed's dL/dlogits = softmax − onehot.
-        Shapes: x, p, a (M, C); s, r (M, 1); g () or (M,).
-        For probability targets also dL/dq = −r (1 − ε) w ∘ log p, (M, C).
-
-        g_log_p, the gradient reaching the log-probability output, is non-zero only when this
-        backward is itself differentiated; it goes through log softmax the same way.
-        """
+        """``cross_entropy_backward`` on what forward kept: log p, the target and the class weight."""
         log_p, target, weight = ctx.saved_tensors
-        eps, n_classes = ctx.label_smoothing, log_p.shape[1]
-        grad_x = grad_target = None
-        if g is not None and target.is_floating_point():
-            a = _probability_target(target, weight, eps, log_p.dtype)                # (M, C)
-            r = _row_scale(_as(g, log_p.dtype), ctx.reduction, log_p.shape[0], log_p.shape[0])
-            if ctx.needs_input_grad[0]:
-                grad_x = log_softmax_backward(-r * a, log_p.exp(), 1)               # r (s p − a), (M, C)
-            if ctx.needs_input_grad[1]:
-                w = 1 if weight is None else _as(weight, log_p.dtype)
-                grad_target = -r * (1 - eps) * w * log_p                             # dL/dq, (M, C)
-        elif g is not None and ctx.needs_input_grad[0] and ctx.ignore_index is None and weight is None and eps == 0:
-            # The seed's case: every row kept, a = onehot(t), s = 1, D = M: dL/dx = r (p − onehot(t)).
-            r = _as(g, log_p.dtype)
-            r = r.unsqueeze(1) if ctx.reduction == "none" else (r / log_p.shape[0] if ctx.reduction == "mean" else r)
-            grad_x = log_p.exp() * r                                         # r p, (M, C)
-            grad_x.scatter_add_(1, target.unsqueeze(1), (-r).expand(log_p.shape[0], 1))    # − r onehot(t)
-        elif g is not None and ctx.needs_input_grad[0]:
-            # The same r (s p − a), without building the dense (M, C) a: a is one entry per row
-            # (plus ε/C w everywhere when smoothing), scattered in at the end.
-            kept, t, w_t = _class_index_rows(target, weight, ctx.ignore_index, log_p.dtype)
-            r = _row_scale(_as(g, log_p.dtype), ctx.reduction, w_t.sum(), log_p.shape[0])
-            r = r * kept.unsqueeze(1)                                        # ignored rows: no gradient
-            rw = r if weight is None else r * w_t.unsqueeze(1)               # r w_t, (M, 1)
-            p = log_p.exp()                                                  # softmax(x), (M, C)
-            if eps == 0:
-                grad_x = p * rw                                              # r s p, s = w_t ...
-            else:
-                w = 1 if weight is None else _as(weight, log_p.dtype)
-                w_sum = n_classes if weight is None else w.sum()
-                s = (1 - eps) * rw + (eps / n_classes) * w_sum * r           # r s, (M, 1)
-                grad_x = p * s - (eps / n_classes) * r * w                   # ... − r (ε / C) w
-            grad_x = grad_x.scatter_add(1, t.unsqueeze(1), -(1 - eps) * rw)  # ... − r (1 − ε) w_t onehot(t)
-        if g_log_p is not None and ctx.needs_input_grad[0]:
-            through_log_p = log_softmax_backward(g_log_p, log_p.exp(), 1)    # (M, C)
-            grad_x = through_log_p if grad_x is None else grad_x + through_log_p
-        if grad_x is not None:
-            grad_x = _as(grad_x, ctx.x_dtype)
-        if grad_target is not None:
-            grad_target = _as(grad_target, target.dtype)
+        grad_x, grad_target = cross_entropy_backward(g, g_log_p, log_p, target, weight, ctx.ignore_index,
+                                                     ctx.label_smoothing, ctx.reduction, ctx.x_dtype,
+                                                     *ctx.needs_input_grad[:2])
         return grad_x, grad_target, None, None, None, None
 
     @staticmethod
@@ -164,6 +118,62 @@ class SoftmaxCrossEntropy(HandFunction):
             d_rows = d_rows.where(kept, 0)
             denominator = w_t.sum()
         return _as(_reduce(d_rows, ctx.reduction, denominator), ctx.x_dtype), d_log_p
+
+
+def cross_entropy_backward(g, g_log_p, log_p, target, weight, ignore_index, eps, reduction, x_dtype, needs_x,
+                           needs_target):
+    """The backward of ``SoftmaxCrossEntropy``, and of the loss inside ``LinearChainCrossEntropy``:
+    dL/dx = r ∘ (s p − a) with p = softmax(x), s = Σ_c a (per row), r = g, g / D or g_row.
+
+    L_row = −Σ_c a_c log p_c gives dL/d(log p) = −r a, and through log softmax
+    (``log_softmax_backward``) dL/dx = −r a + p Σ_c r a = r (s p − a). For an unweighted class
+    index without smoothing, s = 1 and a = onehot(t): the seed's dL/dlogits = softmax − onehot.
+    Shapes: x, p, a (M, C); s, r (M, 1); g () or (M,).
+    For probability targets also dL/dq = −r (1 − ε) w ∘ log p, (M, C).
+
+    g_log_p, the gradient reaching the log-probability output, is non-zero only when this
+    backward is itself differentiated; it goes through log softmax the same way.
+    """
+    n_classes = log_p.shape[1]
+    grad_x = grad_target = None
+    if g is not None and target.is_floating_point():
+        a = _probability_target(target, weight, eps, log_p.dtype)                # (M, C)
+        r = _row_scale(_as(g, log_p.dtype), reduction, log_p.shape[0], log_p.shape[0])
+        if needs_x:
+            grad_x = log_softmax_backward(-r * a, log_p.exp(), 1)               # r (s p − a), (M, C)
+        if needs_target:
+            w = 1 if weight is None else _as(weight, log_p.dtype)
+            grad_target = -r * (1 - eps) * w * log_p                             # dL/dq, (M, C)
+    elif g is not None and needs_x and ignore_index is None and weight is None and eps == 0:
+        # The seed's case: every row kept, a = onehot(t), s = 1, D = M: dL/dx = r (p − onehot(t)).
+        r = _as(g, log_p.dtype)
+        r = r.unsqueeze(1) if reduction == "none" else (r / log_p.shape[0] if reduction == "mean" else r)
+        grad_x = log_p.exp() * r                                         # r p, (M, C)
+        grad_x.scatter_add_(1, target.unsqueeze(1), (-r).expand(log_p.shape[0], 1))    # − r onehot(t)
+    elif g is not None and needs_x:
+        # The same r (s p − a), without building the dense (M, C) a: a is one entry per row
+        # (plus ε/C w everywhere when smoothing), scattered in at the end.
+        kept, t, w_t = _class_index_rows(target, weight, ignore_index, log_p.dtype)
+        r = _row_scale(_as(g, log_p.dtype), reduction, w_t.sum(), log_p.shape[0])
+        r = r * kept.unsqueeze(1)                                        # ignored rows: no gradient
+        rw = r if weight is None else r * w_t.unsqueeze(1)               # r w_t, (M, 1)
+        p = log_p.exp()                                                  # softmax(x), (M, C)
+        if eps == 0:
+            grad_x = p * rw                                              # r s p, s = w_t ...
+        else:
+            w = 1 if weight is None else _as(weight, log_p.dtype)
+            w_sum = n_classes if weight is None else w.sum()
+            s = (1 - eps) * rw + (eps / n_classes) * w_sum * r           # r s, (M, 1)
+            grad_x = p * s - (eps / n_classes) * r * w                   # ... − r (ε / C) w
+        grad_x = grad_x.scatter_add(1, t.unsqueeze(1), -(1 - eps) * rw)  # ... − r (1 − ε) w_t onehot(t)
+    if g_log_p is not None and needs_x:
+        through_log_p = log_softmax_backward(g_log_p, log_p.exp(), 1)    # (M, C)
+        grad_x = through_log_p if grad_x is None else grad_x + through_log_p
+    if grad_x is not None:
+        grad_x = _as(grad_x, x_dtype)
+    if grad_target is not None:
+        grad_target = _as(grad_target, target.dtype)
+    return grad_x, grad_target
 
 
 def _reduce(rows, reduction, denominator):
@@ -779,11 +789,15 @@ class LinearChainCrossEntropy(HandFunction):
     def backward(ctx, g, g_log_p, *g_hidden):
         """The chain rule across the two, literally: the cross-entropy's backward turns g into
         dL/dlᴸ = r (p − onehot(t)), and the chain's takes it from the top layer down."""
-        chain, loss = _split_contexts(ctx)
-        if not any(h is not None for h in g_hidden):         # g reaches the hidden layers only from lᴸ
-            chain.rules = RULES_NAN_ROWS                     # then a NaN row of lⁱ has a NaN row of g
-        g_logits, _, *_ = SoftmaxCrossEntropy.backward(loss, g, g_log_p)
-        grad_x, _, *grad_params = LinearChain.backward(chain, g_logits, *g_hidden)
+        x, Ws, hidden, log_p, target = _saved(ctx)
+        # Backward runs only when x or a parameter wants a gradient: dL/dlᴸ is always wanted.
+        g_logits, _ = cross_entropy_backward(g, g_log_p, log_p, target, None, ctx.ignore_index, ctx.label_smoothing,
+                                             ctx.reduction, x.dtype, True, False)
+        # When g reaches the hidden layers only from lᴸ, a NaN row of lⁱ has a NaN row of g.
+        rules = RULES_NAN_ROWS if all(h is None for h in g_hidden) else RULES
+        needs = ctx.needs_input_grad
+        grad_x, grad_params = chain_backward(g_logits, g_hidden, x, Ws, hidden, ctx.activations, ctx.bias_shapes,
+                                             needs[0], needs[6:], rules)
         return (grad_x, None, None, None, None, None, *grad_params)
 
     @staticmethod
@@ -795,12 +809,17 @@ class LinearChainCrossEntropy(HandFunction):
         return (d_loss, d_log_p, *d_hidden)
 
 
-def _split_contexts(ctx):
-    """What LinearChain's and SoftmaxCrossEntropy's backward and jvp read from their ctx, taken from
-    the fused Function's: saved tensors, options, and which inputs want a gradient."""
+def _saved(ctx):
+    """x, [W¹, ..., Wᴸ], [l¹, ..., lᴸ⁻¹], log p and the target: what the fused Function kept."""
     n = len(ctx.activations)
     x, *rest = ctx.saved_tensors
-    Ws, hidden, (log_p, target) = rest[:n], rest[n:2 * n - 1], rest[2 * n - 1:]
+    return x, rest[:n], rest[n:2 * n - 1], rest[2 * n - 1], rest[2 * n]
+
+
+def _split_contexts(ctx):
+    """What LinearChain's and SoftmaxCrossEntropy's jvp read from their ctx, taken from the fused
+    Function's: saved tensors, options, and which inputs want a gradient."""
+    x, Ws, hidden, log_p, target = _saved(ctx)
     needs = ctx.needs_input_grad
     chain_needs = (needs[0], False, *needs[6:])
     chain = types.SimpleNamespace(saved_tensors=(x, *Ws, *hidden), needs_input_grad=chain_needs,
