@@ -11,8 +11,10 @@ Sections:
 2. one training step (zero_grad, forward, cross-entropy, backward, SGD step) of each seed network
    and of the CNN (batch 128, dropout 0.3), ``models.build(net, "hand")`` (and, "unfused", the
    quickstart's handgrad modules in a plain ``torch.nn.Sequential``; "Function only", the fused
-   Function applied directly, to measure the way to it) vs
-   ``models.build(net, "torch")`` holding identical weights;
+   Function applied directly, to measure the way to it; "bare Function", the floor of a Python
+   Function: the built-in's kernels and nothing else, ``training.BareQuickstart``) vs
+   ``models.build(net, "torch")`` holding identical weights, each row's loss and gradients checked
+   equal to the built-in's before it is timed;
 3. bytes kept for backward per training step: the unique storages that autograd saves (parameters
    excluded), seen through ``torch.autograd.graph.saved_tensors_hooks``;
 4. one epoch of train.py's data path (``TensorBatches`` over tensors on the device) vs the seed's
