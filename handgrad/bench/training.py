@@ -103,10 +103,11 @@ class BareQuickstart(torch.autograd.Function):
     @staticmethod
     def backward(ctx, g):
         x, W2, W3, l1, l2, log_p, t = ctx.saved_tensors
-        g3 = log_p.exp().mul_(g / t.shape[0])                                    # r p
-        g3.scatter_add_(1, t.unsqueeze(1), (-g / t.shape[0]).expand(t.shape[0], 1))   # r (p − onehot(t))
-        g2 = g3.mm(W3).mul_(l2.sign())                                           # g W³ ∘ 1[z² > 0]
-        g1 = g2.mm(W2).mul_(l1.sign())                                           # g W² ∘ 1[z¹ > 0]
+        g3 = log_p.exp().mul_(g / t.shape[0])                                    # r p, r = g / M
+        g3.scatter_add_(1, t.unsqueeze(1), (-g / t.shape[0]).expand(t.shape[0], 1))   # g³ = r (p − onehot(t))
+        g2 = g3.mm(W3).mul_(l2.sign())                                           # g³ W³ ∘ 1[z² > 0]
+        g1 = g2.mm(W2).mul_(l1.sign())                                           # g² W² ∘ 1[z¹ > 0]
+        # dL/dWⁱ = gⁱᵀ lⁱ⁻¹, dL/dbⁱ = Σ gⁱ (l⁰ = x)
         return None, None, g1.t().mm(x), g1.sum(0), g2.t().mm(l1), g2.sum(0), g3.t().mm(l2), g3.sum(0)
 
 
