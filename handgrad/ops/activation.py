@@ -383,6 +383,12 @@ def _gelu_samples(gen):
     """Every input form with the default, then with approximate='tanh', and 'none' spelt out."""
     extremes = ([-1000.0, 1000.0, -1e4, 1e4, 0.0], [NAN, -1.0, 2.0, NAN], [INF, -INF, 1.0])
     samples = elementwise_samples(extremes=extremes)(gen)
+    for sample in samples:
+        if sample.name == f"x = {[INF, -INF, 1.0]}":
+            # The forward is PyTorch's kernel, and its float32 and bfloat16 CPU GELU runs through
+            # oneDNN, which on AVX-512 CPUs gives NaN at +inf (found on 2026-11-27; limited to AVX2,
+            # or in float64, it gives inf). So ±inf is compared in float64, where the kernel is exact.
+            sample.dtypes = (torch.float64,)
     for sample in elementwise_samples(extremes=extremes, approximate="tanh")(gen):
         sample.name += ", approximate='tanh'"
         samples.append(sample)
