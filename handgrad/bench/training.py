@@ -23,6 +23,7 @@ from handgrad.nn import _parameters
 from handgrad.ops._function import apply
 from handgrad.ops.loss import LinearChainCrossEntropy
 from handgrad.bench.timing import ms, paired, paired_samples, print_table, summarise, timed
+from handgrad.testing import Tolerance, difference
 from handgrad.training import cli, models
 from handgrad.training.data import FashionMNISTDataModule, TensorBatches
 from handgrad.training.lit import LitClassifier, build_optimizer, build_scheduler, compiled_loss
@@ -44,6 +45,8 @@ STEPS = ([(network, batch, 0.0, "") for network in NETWORKS for batch in BATCHES
          + [("better", batch, 0.0, "loss apart") for batch in BATCHES]
          + [("quickstart", batch, 0.0, "unfused") for batch in BATCHES] + [("cnn", 128, 0.3, "")])
 IMPLS = ("hand", "torch")
+# How close a row's loss and gradients must be to the built-in's before it is timed (float32).
+STEP_TOLERANCE = Tolerance(atol=1e-6, rtol=1e-4)
 THRESHOLDS = (0.83, 0.88)
 
 
@@ -103,8 +106,9 @@ class BareQuickstart(torch.autograd.Function):
     @staticmethod
     def backward(ctx, g):
         x, W2, W3, l1, l2, log_p, t = ctx.saved_tensors
-        g3 = log_p.exp().mul_(g / t.shape[0])                                    # r p, r = g / M
-        g3.scatter_add_(1, t.unsqueeze(1), (-g / t.shape[0]).expand(t.shape[0], 1))   # g³ = r (p − onehot(t))
+        r = g / t.shape[0]                                                       # r = g / M
+        g3 = log_p.exp().mul_(r)                                                 # r p
+        g3.scatter_add_(1, t.unsqueeze(1), (-r).expand(t.shape[0], 1))           # g³ = r (p − onehot(t))
         g2 = g3.mm(W3).mul_(l2.sign())                                           # g³ W³ ∘ 1[z² > 0]
         g1 = g2.mm(W2).mul_(l1.sign())                                           # g² W² ∘ 1[z¹ > 0]
         # dL/dWⁱ = gⁱᵀ lⁱ⁻¹, dL/dbⁱ = Σ gⁱ (l⁰ = x)
@@ -140,19 +144,21 @@ def _training_step(loss, optimizer, x, y):
     return step
 
 
-def _check_same_step(twins, losses, x, y, variant):
-    """Before timing a row: its hand side gives the built-in's loss and gradients (float32 tolerances)."""
+def _check_same_step(twins, loss_of, x, y, variant):
+    """Before timing a row: its hand side gives the built-in's loss and gradients (``STEP_TOLERANCE``)."""
     grads = {}
     for impl, model in twins.items():
         model.zero_grad()
-        loss = training_loss(model, losses[impl], x, y, variant if impl == "hand" else "loss apart")
+        loss = loss_of[impl](x, y)
         loss.backward()
         grads[impl] = [loss.detach()] + [p.grad.clone() for p in model.parameters()]
         model.zero_grad()
-    for (name, _), hand, builtin in zip([("loss", None), *twins["torch"].named_parameters()], grads["hand"], grads["torch"]):
-        if not torch.allclose(hand, builtin, rtol=1e-4, atol=1e-6):
-            raise RuntimeError(f"section 2, {variant or 'model.loss'}: {name} differs from the built-in's "
-                               f"(largest difference {(hand - builtin).abs().max().item():.3g})")
+    names = ["loss"] + [name for name, _ in twins["torch"].named_parameters()]
+    for name, hand, builtin in zip(names, grads["hand"], grads["torch"]):
+        diff = difference(name, hand, builtin, STEP_TOLERANCE)
+        if not diff.ok:
+            raise RuntimeError(f"section 2, {variant or 'model.loss'}: {diff.name} differs from the built-in's "
+                               f"(max abs {diff.max_abs:.3g}, max rel {diff.max_rel:.3g})")
 
 
 def bench_training_step(device, mode):
@@ -160,14 +166,13 @@ def bench_training_step(device, mode):
     for network, batch, dropout, variant in STEPS:
         twins, losses = twin_models(network, device, dropout, fused=variant != "unfused"), loss_functions()
         x, y = fake_batch(batch, device)
-        if not dropout:
-            _check_same_step(twins, losses, x, y, variant)
-        steps = {
-            impl: _training_step(
-                functools.partial(training_loss, m, losses[impl], variant=variant if impl == "hand" else "loss apart"),
-                torch.optim.SGD(m.parameters(), lr=1e-3), x, y)
-            for impl, m in twins.items()
-        }
+        loss_of = {impl: functools.partial(training_loss, m, losses[impl],
+                                           variant=variant if impl == "hand" else "loss apart")
+                   for impl, m in twins.items()}
+        if not dropout:                                      # with dropout the two sides draw different masks
+            _check_same_step(twins, loss_of, x, y, variant)
+        steps = {impl: _training_step(loss_of[impl], torch.optim.SGD(m.parameters(), lr=1e-3), x, y)
+                 for impl, m in twins.items()}
         timing = paired(steps["hand"], steps["torch"], device, mode["repeats"], mode["sample_s"])
         results.append({"network": step_name(network, variant), "batch": batch} | timing)
     print_table(
