@@ -277,7 +277,7 @@ compare("dL/db1", db1, b1.grad)
 # %% [markdown]
 # Every gradient computed by hand is the one handgrad's backward computed, to float64 rounding.
 # handgrad's own code for each step is on the [derivation pages](../ops/linear/): `linear_backward`
-# computes $\mathbf{g} W$, $\mathbf{g}^\top \mathbf{x}$ and $\sum \mathbf{g}$, `sigmoid_rule`
+# computes $\mathbf{g} W$, $\mathbf{g}^\top \mathbf{x}$ and $\sum \mathbf{g}$, `sigmoid_backward`
 # computes $\mathbf{g} \circ \mathbf{y} \circ (1 - \mathbf{y})$.
 #
 # ## Hand = autograd = NumPy

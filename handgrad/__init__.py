@@ -2,11 +2,28 @@
 
 ``handgrad.autograd`` holds the Functions (the derivations), ``handgrad.functional`` and
 ``handgrad.nn`` their torch.nn.functional and torch.nn faces, ``handgrad.reference`` the seed's math
-in NumPy and ``handgrad.testing`` the verification harness. The training application (the seed's
-networks, Lightning, ``train.py``'s CLI) is the separate subpackage ``handgrad.training``.
+in NumPy and ``handgrad.testing`` the verification harness, with its database of test cases
+``handgrad.testing.op_db``. The training application (the seed's networks, Lightning, ``train.py``'s
+CLI) is the separate subpackage ``handgrad.training``.
+
+``import handgrad`` loads the library alone: ``handgrad.testing`` and ``handgrad.reference`` load on
+first use.
 """
 
-from handgrad import autograd, functional, nn, reference, testing
+import importlib
+
+from handgrad import autograd, functional, nn
 
 __version__ = "0.1.0"
 __all__ = ["autograd", "functional", "nn", "reference", "testing"]
+_ON_FIRST_USE = ("reference", "testing")
+
+
+def __getattr__(name):
+    if name in _ON_FIRST_USE:
+        return importlib.import_module(f"handgrad.{name}")
+    raise AttributeError(f"module 'handgrad' has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(set(globals()) | set(_ON_FIRST_USE))

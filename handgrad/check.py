@@ -1,7 +1,7 @@
 """``python -m handgrad.check`` (or ``handgrad-check``): verify every hand Function here and now.
 
 For every op of the registry (``handgrad.ops.OPS``), on every available device, over all its sample
-inputs: ``handgrad.testing.verify`` against the torch built-in and the NumPy oracle in every dtype,
+inputs from the test database (``handgrad.testing.op_db``): ``handgrad.testing.verify`` against the torch built-in and the NumPy oracle in every dtype,
 gradcheck and gradgradcheck (forward mode included), vmap, torch.compile, non-contiguous inputs,
 ``needs_input_grad``, the hand-derived guarantee and autocast. One row per op/device/dtype with the
 largest errors seen, then every failure and a summary; the exit status is 1 if anything failed.
@@ -13,21 +13,13 @@ import json
 import sys
 import warnings
 
-import torch
-
 from handgrad import testing
-from handgrad.ops import OPS
-
-
-def verify_op(op, devices=None, checks=testing.CHECKS):
-    """``testing.verify`` of one registered op on fresh samples drawn from a fixed seed."""
-    samples = op.samples(torch.Generator().manual_seed(0))
-    return testing.verify(op.function, op.reference, samples, numpy=op.numpy, name=op.name, devices=devices,
-                          checks=checks, tolerances=op.tolerances, fullgraph=True)
+from handgrad.testing.op_db import OP_DB
 
 
 def run_checks(ops=None, devices=None, checks=testing.CHECKS):
-    return [verify_op(OPS[name], devices, checks) for name in ops or OPS]
+    """``testing.verify`` of each op (default: every op), on its samples drawn from a fixed seed."""
+    return [OP_DB[name].verify(devices, checks) for name in ops or OP_DB]
 
 
 def main(argv=None):
@@ -35,8 +27,8 @@ def main(argv=None):
     warnings.filterwarnings("ignore", message=".*torch.jit.script.*is deprecated", category=FutureWarning)
     parser = argparse.ArgumentParser(prog="handgrad-check", description=__doc__.splitlines()[0])
     parser.add_argument("--json", action="store_true", help="print the results as JSON")
-    parser.add_argument("--op", choices=list(OPS), action="append", metavar="OP",
-                        help=f"check only this op (repeatable): {', '.join(OPS)}")
+    parser.add_argument("--op", choices=list(OP_DB), action="append", metavar="OP",
+                        help=f"check only this op (repeatable): {', '.join(OP_DB)}")
     parser.add_argument("--device", action="append", help="check only on this device (repeatable)")
     parser.add_argument("--check", choices=testing.CHECKS, action="append", metavar="CHECK",
                         help=f"run only this check (repeatable): {', '.join(testing.CHECKS)}")
@@ -46,14 +38,12 @@ def main(argv=None):
             parser.error(f"device {device!r} is not available here (available: "
                          f"{', '.join(testing.available_devices())})")
     reports = run_checks(args.op, args.device, tuple(args.check or testing.CHECKS))
-    rows = [row for report in reports for row in report.rows]
-    failures = [failure for report in reports for failure in report.failures]
     ok = all(report.passed for report in reports)
     if args.json:
-        print(json.dumps({"reports": [r.to_dict() for r in reports], "ok": ok,
-                          "summary": testing.summary(rows, failures, reports)}, indent=2, default=str))
+        print(json.dumps({"reports": [r.to_dict() for r in reports], "ok": ok, "summary": testing.summary(reports)},
+                         indent=2, default=str))
     else:
-        print(testing.format_table(rows, failures, reports))
+        print(testing.format_table(reports))
     return 0 if ok else 1
 
 

@@ -1,7 +1,7 @@
 """The seed's networks in NumPy, float64, independent of torch: the oracle the torch code is checked against.
 
-Each op's NumPy oracle lives beside its Function in its family file (``handgrad.ops.<family>``) as
-``<op>_numpy(*args) -> (output, vjp)``: the forward in NumPy and ``vjp(g)``, the backward, which
+Each op's NumPy oracle lives in the test database beside its cases (``handgrad.testing.op_db.<family>``)
+as ``<op>_numpy(*args) -> (output, vjp)``: the forward in NumPy and ``vjp(g)``, the backward, which
 takes g = dL/d(output) and returns the gradient of each input. This module chains them into the
 seed's ``MyBasicNetwork`` and ``MyBetterNetwork`` (and the quickstart's ReLU network), vectorised
 over a batch, in the seed's layout: row vectors, ``l = x W + b`` with ``W`` of shape (in, out) (the
@@ -11,9 +11,9 @@ training loop.
 
 import numpy as np
 
-from handgrad.ops.activation import relu_numpy, sigmoid_numpy
-from handgrad.ops.linear import linear_numpy
-from handgrad.ops.loss import cross_entropy_rows_numpy
+from handgrad.testing.op_db.activation import relu_numpy, sigmoid_numpy
+from handgrad.testing.op_db.classification import cross_entropy_rows_numpy
+from handgrad.testing.op_db.linear import linear_numpy
 
 NETWORKS = {
     # name: (activation between layers, whether layers have biases)
@@ -23,17 +23,6 @@ NETWORKS = {
 }
 SIZES = (784, 512, 512, 10)
 N_LAYERS = len(SIZES) - 1
-
-
-def init_params(network, rng):
-    """The seed's initialisation: W ~ N(0, 1/fan_in) of shape (in, out), biases zero."""
-    _, bias = NETWORKS[network]
-    params = {}
-    for i, (fan_in, fan_out) in enumerate(zip(SIZES[:-1], SIZES[1:]), start=1):
-        params[f"W{i}"] = rng.standard_normal((fan_in, fan_out)) * np.sqrt(1 / fan_in)
-        if bias:
-            params[f"b{i}"] = np.zeros((1, fan_out))
-    return params
 
 
 def forward(params, x, network):

@@ -1,8 +1,8 @@
 """Bad input to ``handgrad.functional`` and ``handgrad.nn`` raises an exception whose message names the
 argument, shape, dtype or value at fault, of a class that ``except`` clauses written for torch catch.
 
-The cases are each op's ``errors`` in the registry (``handgrad.ops.OPS``); valid extreme input (NaN,
-±inf, saturation, ignored rows, empty batches) is among each op's samples, verified in test_ops.py.
+The cases are each op's ``errors`` in the test database (``handgrad.testing.op_db.OP_DB``); valid
+extreme input (NaN, ±inf, saturation, ignored rows, empty batches) is among each op's samples, verified in test_ops.py.
 """
 
 import re
@@ -13,7 +13,7 @@ import torch.nn.functional as torch_F
 
 import handgrad.functional as F
 import handgrad.nn
-from handgrad.ops import OPS
+from handgrad.testing.op_db import OP_DB
 
 HANDGRAD = (F, handgrad.nn)
 TORCH = (torch_F, torch.nn)
@@ -21,7 +21,7 @@ TORCH = (torch_F, torch.nn)
 
 def _params(torch_counterpart=False):
     """Every op's error cases; with ``torch_counterpart``, only those of ops torch.nn.functional has."""
-    return [pytest.param(case, id=f"{name}: {case.name}") for name, op in OPS.items() for case in op.errors
+    return [pytest.param(case, id=f"{name}: {case.name}") for name, op in OP_DB.items() for case in op.errors
             if not torch_counterpart or hasattr(torch_F, name)]
 
 

@@ -11,6 +11,7 @@ import torch
 
 from handgrad import check, testing
 from handgrad.ops import OPS
+from handgrad.testing.op_db import OP_DB
 
 
 def test_check_passes_and_prints_one_row_per_function_device_dtype(capsys):
@@ -33,7 +34,7 @@ def test_check_json_reports_errors_and_every_check(capsys):
         assert float64[name]["status"] == "pass", (name, float64[name])
     assert 0 <= float64["reference"]["max_abs"] < 1e-10
     assert 0 <= float64["numpy"]["max_abs"] < 1e-10
-    assert float64["samples"] == len(OPS["linear"].samples(torch.Generator().manual_seed(0)))
+    assert float64["samples"] == len(OP_DB["linear"].samples(torch.Generator().manual_seed(0)))
 
 
 class _WrongSigmoid(torch.autograd.Function):
@@ -63,7 +64,7 @@ def test_check_fails_with_exit_status_1_on_a_wrong_gradient(monkeypatch, capsys)
 
 
 def test_check_fails_for_an_op_without_samples(monkeypatch, capsys):
-    monkeypatch.setitem(OPS, "tanh", dataclasses.replace(OPS["tanh"], samples=lambda generator: []))
+    monkeypatch.setitem(OP_DB, "tanh", dataclasses.replace(OP_DB["tanh"], samples=lambda generator: []))
     assert check.main(["--op", "tanh", "--device", "cpu"]) == 1
     out = capsys.readouterr().out
     assert "FAIL tanh: no samples were given, so nothing was verified" in out

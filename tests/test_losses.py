@@ -12,7 +12,7 @@ import torch.nn.functional as torch_F
 
 import handgrad.functional as F
 from handgrad import testing
-from handgrad.ops.loss import _chain_cross_entropy_reference
+from handgrad.testing.op_db.chain import _chain_cross_entropy_reference
 
 LEGACY = [{"size_average": False}, {"reduce": False}, {"size_average": True, "reduce": True},
           {"size_average": False, "reduce": True}, {"reduce": False, "reduction": "sum"}]
@@ -101,8 +101,8 @@ def test_cross_entropy_is_nll_loss_of_log_softmax(options, device):
 def test_linear_chain_cross_entropy_runs_one_function_in_the_common_case_and_apart_otherwise():
     """The registry checks the values and gradients of every sample; this checks which path ran:
     one LinearChainCrossEntropy for the common case, the chain and the loss apart otherwise."""
-    from handgrad.ops import OPS
-    samples = OPS["linear_chain_cross_entropy"].samples(torch.Generator().manual_seed(0))
+    from handgrad.testing.op_db import OP_DB
+    samples = OP_DB["linear_chain_cross_entropy"].samples(torch.Generator().manual_seed(0))
     apart = {s.name for s in samples if s.name.endswith("run apart")}
     assert apart and len(apart) < len(samples)
     for sample in samples:
@@ -119,7 +119,7 @@ def test_linear_chain_cross_entropy_runs_one_function_in_the_common_case_and_apa
 def test_linear_chain_cross_entropy_gradients_through_nan_rows_are_torch_s(activation, reduction, device):
     """A NaN (input row 1) or an inf that becomes one (input row 3: inf − inf in the first layer)
     turns whole rows NaN; the fused backward reads the ReLU mask as sign(y) there
-    (``activation.relu_rule_nan_rows``), which must give PyTorch's gradients, NaN for NaN, all the
+    (``activation.relu_backward_nan_rows``), which must give PyTorch's gradients, NaN for NaN, all the
     same. The other rows, and every gradient torch finds finite, must match as numbers."""
     gen = torch.Generator().manual_seed(3)
     sizes, params = (5, 7, 6, 4), []

@@ -1,7 +1,7 @@
 """handgrad.nn as a drop-in for torch.nn: same class hierarchy, parameters, repr, state dicts and
 initialisation; the same outputs, gradients and buffers, in training and eval mode; and ``convert``
-switching a model over in place. The modules and their cases come from the registry
-(``handgrad.ops.OPS``: each op's ``Module.samples``)."""
+switching a model over in place. The modules come from the registry (``handgrad.ops.OPS``), their cases
+from the test database (``handgrad.testing.op_db``: each op's ``OpInfo.modules``)."""
 
 import copy
 import inspect
@@ -14,11 +14,12 @@ import handgrad.autograd
 import handgrad.nn
 from handgrad import testing
 from handgrad.ops import _registry
+from handgrad.testing.op_db import module_samples
 
 FLOAT_DTYPES = (torch.float64, torch.float32)
 MODULE_CLASSES = [pytest.param(cls, id=cls.__name__) for cls in _registry.REPLACES]
 MODULE_SAMPLES = [pytest.param(cls, sample, id=f"{cls.__name__}: {sample.name}")
-                  for cls, sample in _registry.module_samples()]
+                  for cls, sample in module_samples()]
 DROPOUT_SEED = 1234
 
 
@@ -49,7 +50,7 @@ def _has_factory_kwargs(cls):
 
 
 def test_every_registered_module_has_samples():
-    tested = {cls for cls, _ in _registry.module_samples()}
+    tested = {cls for cls, _ in module_samples()}
     assert tested == set(_registry.REPLACES), f"modules without samples: {set(_registry.REPLACES) - tested}"
 
 

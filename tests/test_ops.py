@@ -1,4 +1,5 @@
-"""Every op of the registry (``handgrad.ops.OPS``) verified with ``handgrad.testing.verify``, one test
+"""Every op of the registry (``handgrad.ops.OPS``) verified with ``handgrad.testing.verify`` on its cases
+in the test database (``handgrad.testing.op_db.OP_DB``), one test
 per op, check, device (and dtype for the comparisons), over all of the op's samples.
 
 A new op is tested here the moment it is registered: this file keeps no list of op names.
@@ -11,15 +12,13 @@ import torch
 import torch.nn.functional as torch_F
 
 from handgrad import testing
-from handgrad.ops import OPS
+from handgrad.testing.op_db import OP_DB
 
-OP_PARAMS = [pytest.param(op, id=name) for name, op in OPS.items()]
+OP_PARAMS = [pytest.param(op, id=name) for name, op in OP_DB.items()]
 
 
 def _verify(op, device, checks, dtypes=testing.DTYPES, seed=0):
-    samples = op.samples(torch.Generator().manual_seed(seed))
-    return testing.verify(op.function, op.reference, samples, numpy=op.numpy, name=op.name, devices=[device],
-                          checks=checks, dtypes=dtypes, tolerances=op.tolerances, fullgraph=True)
+    return op.verify([device], checks, dtypes, seed)
 
 
 def _compared_on(op, device):
@@ -92,7 +91,7 @@ def test_op_under_autocast_computes_in_the_builtins_dtype(op, device):
 
 
 def _inplace_ops():
-    return [pytest.param(op, id=op.name) for op in OPS.values() if "inplace" in inspect.signature(op.function).parameters]
+    return [pytest.param(op, id=op.name) for op in OP_DB.values() if "inplace" in inspect.signature(op.function).parameters]
 
 
 @pytest.mark.parametrize("op", _inplace_ops())

@@ -2,8 +2,8 @@
 of ``torch.nn.functional`` and, for a random upstream gradient, the same gradient of every
 differentiable input, within ``testing.TOLERANCES[dtype]`` and with NaN in the same places.
 
-Hypothesis draws the shapes, options, dtype and a seed; torch draws the tensors from that seed
-(``testing.compare_with_builtin`` seeds its generator with it and draws the upstream gradient).
+Hypothesis draws the shapes, options, dtype and a seed; torch draws the tensors from that seed, and
+``testing.verify`` (``seed=``) draws the upstream gradient from it too.
 """
 
 import pytest
@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 
 from handgrad import testing
 from handgrad.ops import OPS
+from handgrad.testing.op_db import OP_DB
 from handgrad.ops._function import Elementwise
 
 FLOAT_DTYPES = (torch.float64, torch.float32)
@@ -31,7 +32,7 @@ def _problem(tensors, options, wrt):
 
 def _check_matches_torch(op, spec, make, dtype, seed):
     sample = make(torch.Generator().manual_seed(seed))
-    report = testing.verify(OPS[op].function, OPS[op].reference, [sample], checks=("reference",), dtypes=(dtype,),
+    report = testing.verify(OP_DB[op].function, OP_DB[op].reference, [sample], checks=("reference",), dtypes=(dtype,),
                             devices=["cpu"], seed=seed)
     assert report.passed, f"{op} {spec} {dtype} seed {seed}:\n{report}"
     (outcome,) = report.outcomes

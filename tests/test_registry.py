@@ -13,8 +13,10 @@ import handgrad.functional
 import handgrad.nn
 from handgrad.ops import OPS, derivative_table
 from handgrad.ops._function import HandFunction
+from handgrad.testing.op_db import OP_DB
 
 OP_PARAMS = [pytest.param(op, id=name) for name, op in OPS.items()]
+INFO_PARAMS = [pytest.param(info, id=name) for name, info in OP_DB.items()]
 README = Path(__file__).resolve().parents[1] / "README.md"
 
 
@@ -31,7 +33,7 @@ def test_op_is_in_every_namespace(op):
         assert issubclass(hand_cls, torch_cls) and torch_cls.__name__ in handgrad.nn.__all__
 
 
-@pytest.mark.parametrize("op", OP_PARAMS)
+@pytest.mark.parametrize("op", INFO_PARAMS)
 def test_op_samples_are_fresh_random_data_with_something_to_differentiate(op):
     first, again, other = (op.samples(torch.Generator().manual_seed(seed)) for seed in (0, 0, 1))
     assert first, f"{op.name} has no samples"
@@ -46,7 +48,7 @@ def test_op_samples_are_fresh_random_data_with_something_to_differentiate(op):
         f"{op.name}: another seed drew the same data")
 
 
-@pytest.mark.parametrize("op", OP_PARAMS)
+@pytest.mark.parametrize("op", INFO_PARAMS)
 def test_op_declares_benchmark_inputs(op):
     cases = op.bench("cpu")
     assert cases, f"{op.name} declares no benchmark sizes"
@@ -67,3 +69,22 @@ def test_import_handgrad_imports_no_training_dependency():
             "{'lightning', 'pytorch_lightning', 'matplotlib', 'jsonargparse', 'torchmetrics', 'torchvision'}))")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "[]", f"import handgrad pulled in {result.stdout.strip()}"
+
+
+def test_import_handgrad_loads_no_test_code():
+    code = ("import sys, handgrad, handgrad.nn, handgrad.functional, handgrad.autograd; "
+            "print(sorted(m for m in sys.modules if m.startswith(('handgrad.testing', 'handgrad.reference'))))")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "[]", f"import handgrad loaded {result.stdout.strip()}"
+    lazy = subprocess.run([sys.executable, "-c", "import handgrad; print(handgrad.testing.verify.__name__)"],
+                          capture_output=True, text=True, check=True)
+    assert lazy.stdout.strip() == "verify", "handgrad.testing is not loaded on first use"
+
+
+def test_every_registered_op_has_its_cases_in_the_test_database():
+    assert list(OP_DB) == list(OPS), "the test database does not follow the registry, op for op"
+    for name, info in OP_DB.items():
+        assert info.op is OPS[name] and info.function is OPS[name].function
+        assert set(info.modules) == set(OPS[name].modules), (
+            f"{name}: module cases for {sorted(c.__name__ for c in info.modules)}, "
+            f"modules {sorted(c.__name__ for c in OPS[name].modules)}")

@@ -154,33 +154,13 @@ def _checks():
     return checks
 
 
-_COLUMNS = {"reference": "vs reference abs / rel", "numpy": "vs NumPy abs / rel", "gradcheck": "gradcheck",
-            "gradgradcheck": "gradgrad", "vmap": "vmap", "compile": "compile", "strided": "strided",
-            "needs_input_grad": "needs_grad", "hand_derived": "hand", "autocast": "autocast"}
-
-
-def _cell(cell, numeric):
-    if cell is None or cell["status"] == "n/a":
-        return "-"
-    if cell["status"] == "FAIL":
-        return "**FAIL**"
-    return f"{cell['max_abs']:.1e} / {cell['max_rel']:.1e}" if numeric else "pass"
-
-
 def _verification(where, ops):
     """The table ``handgrad-check --op <op> ...`` prints for the family, as Markdown, and its failures."""
     checks = _checks()
     reports = run_checks([op.name for op in ops], checks=checks)
-    rows = [row for report in reports for row in report.rows]
     failures = [failure for report in reports for failure in report.failures]
-    lines = ["| function | device | dtype | samples | " + " | ".join(_COLUMNS.values()) + " | result |",
-             "| --- " * (5 + len(_COLUMNS)) + "|"]
-    for r in rows:
-        cells = [_cell(r[c], c in ("reference", "numpy")) for c in _COLUMNS]
-        lines.append(f"| `{r['function']}` | {r['device']} | {r['dtype']} | {r['samples']} | " + " | ".join(cells)
-                     + f" | {'pass' if r['ok'] else '**FAIL**'} |")
-    text = ('<div class="verification" markdown>\n\n' + "\n".join(lines) + "\n\n</div>\n\n"
-            + f"`{testing.summary(rows, failures, reports)}`")
+    text = ('<div class="verification" markdown>\n\n' + testing.format_markdown(reports) + "\n\n</div>\n\n"
+            + f"`{testing.summary(reports)}`")
     if checks != testing.CHECKS:
         text += f" (only the checks {', '.join(checks)}: `HANDGRAD_DOCS_CHECKS` is set)"
     if failures:

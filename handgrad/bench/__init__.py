@@ -27,7 +27,9 @@ Sections:
    ``--model.impl torch``, for the seed's quickstart recipe, the default recipe and the CNN's.
 8. section 2's step with ``--model.compile`` (``reduce-overhead``, CUDA graphs, on CUDA;
    ``default`` on the CPU), both sides compiled and eager: quickstart at batch 64 and 1024, the
-   default recipe's network at batch 128, with each side's compile time.
+   default recipe's network at batch 128, with each side's compile time;
+9. each derivation's faster form against its readable reference (``reference_forms()``), forward +
+   backward of every op whose bench case takes it (``bench.ops``): what each faster form earns.
 
 Sections 2 to 8 (``bench.training``) need the ``train`` extra; the timing harness is ``bench.timing``.
 

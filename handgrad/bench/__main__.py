@@ -48,6 +48,7 @@ def _sections():
         6: ("whole_process", training("bench_whole_process")),
         7: ("train_py", training("bench_train_py")),
         8: ("compiled_step", training_no_data("bench_compiled_step")),
+        9: ("fast_forms", lambda device, mode, args: ops.bench_fast_forms(device, mode)),
     }
 
 

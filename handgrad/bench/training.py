@@ -21,7 +21,7 @@ from torchvision.transforms import ToTensor
 import handgrad.nn
 from handgrad.nn import _parameters
 from handgrad.ops._function import apply
-from handgrad.ops.loss import LinearChainCrossEntropy
+from handgrad.ops.chain import LinearChainCrossEntropy
 from handgrad.bench.timing import ms, paired, paired_samples, print_table, summarise, timed
 from handgrad.testing import Tolerance, difference
 from handgrad.training import cli, models

@@ -1,4 +1,4 @@
-"""Argument checks and autocast casting shared by the functional faces.
+"""Argument checks, autocast casting and the dtype to compute in, shared by the functional faces.
 
 Where PyTorch's message for bad input is cryptic (or PyTorch computes something silently), the faces
 raise an exception of the class PyTorch raises, with a message naming the argument, its shape,
@@ -17,6 +17,19 @@ REDUCTIONS = ("none", "mean", "sum")
 LOWER = {"cpu": "lower", "cuda": "lower"}
 FLOAT32 = {"cpu": "float32", "cuda": "float32"}
 FLOAT32_ON_CUDA = {"cuda": "float32"}
+LOW_PRECISION = (torch.float16, torch.bfloat16)
+
+
+def computed_in(dtype):
+    """The dtype to compute in: float32 for float16 and bfloat16, as PyTorch's kernels compute them
+    inside (sums and chains of operations rounded once at the end, not at every step, and no square
+    of |x| > 256 overflowing float16); the dtype itself otherwise."""
+    return torch.float32 if dtype in LOW_PRECISION else dtype
+
+
+def as_dtype(t, dtype):
+    """``t`` in ``dtype``, without a call when it already is; None passes."""
+    return t if t is None or t.dtype == dtype else t.to(dtype)
 
 
 def autocast(policy, *tensors):
@@ -48,6 +61,17 @@ def check_floating(fn, name, value):
         raise NotImplementedError(f"{fn}: {name} must be a floating-point tensor, got {value.dtype}")
 
 
+def check_same_device(fn, tensors):
+    """``tensors``: name → tensor (None skipped); all must be on the first one's device."""
+    (first_name, first), *rest = ((k, v) for k, v in tensors.items() if v is not None)
+    for name, t in rest:
+        if t.device != first.device:
+            raise RuntimeError(
+                f"{fn}: {name} is on {t.device} but {first_name} is on {first.device}; "
+                f"move them to the same device"
+            )
+
+
 def check_same_dtype_and_device(fn, tensors):
     """``tensors``: name → tensor (None skipped); all must share the first one's dtype and device."""
     (first_name, first), *rest = ((k, v) for k, v in tensors.items() if v is not None)
@@ -57,11 +81,7 @@ def check_same_dtype_and_device(fn, tensors):
                 f"{fn}: {name} has dtype {t.dtype} but {first_name} has dtype {first.dtype}; "
                 f"convert one of them (e.g. {name}.to({first_name}.dtype))"
             )
-        if t.device != first.device:
-            raise RuntimeError(
-                f"{fn}: {name} is on {t.device} but {first_name} is on {first.device}; "
-                f"move them to the same device"
-            )
+    check_same_device(fn, tensors)
 
 
 def check_reduction(fn, reduction, size_average=None, reduce=None):

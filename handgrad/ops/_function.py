@@ -6,7 +6,7 @@
   arguments to forward's signature on every call, and building then binding it was half of the
   Python cost of a call.
 - ``apply(function, *args)``: how the faces apply a Function. Outside torch.func's transforms,
-  through its old-style twin (``_eager_twin``: ~20-30 µs less a call); under them, the Function
+  through its old-style twin (``_eager_twin``, cheaper a call); under them, the Function
   itself; while ``torch.compile`` traces, the twin of ``function`` without ``jvp``: Dynamo refuses
   to trace a Function that defines ``jvp`` (forward mode), yet forward mode is what
   ``torch.func.jacfwd`` and ``hessian`` need, so each Function keeps its ``jvp`` and compiled code
@@ -15,8 +15,14 @@
   rule ``rule(g, x, y) = g ∘ f'(x)``; backward (``g`` the upstream gradient) and forward mode
   (``g`` the input's tangent) both follow from it, as ``auto_element_wise`` does in PyTorch's
   ``derivatives.yaml``.
+- ``multilinear_jvp``: the forward mode of every op that is linear in each input on its own
+  (``auto_linear`` in ``derivatives.yaml``): the forward applied to the tangents.
+- ``derivation``: a backward formula written once as the readable reference, with room for a
+  faster form beside it, which the tests check equal to it (``FAST_FORMS``, ``reference_forms``).
 """
 
+import contextlib
+import functools
 import inspect
 
 import torch
@@ -100,8 +106,8 @@ def make_twins(function):
 
 def _eager_twin(function):
     """``function`` in the old style: one ``forward(ctx, *inputs)`` that runs its forward, then its
-    setup_context. PyTorch's ``Function.apply`` costs ~20-30 µs more a call for a Function that
-    defines ``setup_context`` (the style that torch.func's transforms need) than for one whose forward
+    setup_context. PyTorch's ``Function.apply`` costs more a call (tens of µs on a CPU, the benchmarks
+    page) for a Function that defines ``setup_context`` (the style that torch.func's transforms need) than for one whose forward
     takes ``ctx``; outside those transforms the twin gives the same outputs, saved tensors, backward
     and jvp for the old style's price. A subclass, so ``grad_fn._forward_cls`` is still a
     ``function``. It takes the calls that give every parameter positionally (``takes_all``: apply
@@ -186,3 +192,55 @@ class Elementwise(HandFunction):
         cls.setup_context = staticmethod(setup_context)
         cls.backward = staticmethod(backward)
         cls.jvp = staticmethod(jvp)
+
+
+# -- one derivative, stated once ------------------------------------------------------------------
+
+
+def multilinear_jvp(forward, primals, tangents):
+    """Forward mode of a map that is linear in each of ``primals`` on its own (x and W of a linear
+    layer or a convolution, the table of an embedding, x of pooling, dropout and nll_loss):
+    dy = Σᵢ forward(p₁, ..., dpᵢ, ..., pₙ), the forward itself applied to each tangent in turn, the
+    other arguments kept (what ``derivatives.yaml`` calls ``auto_linear``). ``tangents`` holds None
+    for an argument without one; None comes back when none has one."""
+    terms = [forward(*primals[:i], dp, *primals[i + 1:]) for i, dp in enumerate(tangents) if dp is not None]
+    return sum(terms[1:], terms[0]) if terms else None
+
+
+FAST_FORMS = []          # every derivation with a faster form: the tests check each equal to its reference
+_fast_forms_on = [True]
+
+
+def derivation(reference):
+    """A backward formula, the readable reference: ``g`` and the saved tensors in, a gradient out.
+
+    ``@formula.faster`` beside it gives it a faster form, which computes the same thing with fewer
+    passes or buffers by writing into tensors it makes itself. The faster form runs when backward is
+    not itself being differentiated (grad mode off, as autograd runs a first-order backward); the
+    reference runs otherwise, so double backward, forward mode and ``torch.func`` always see the
+    formula as written. ``reference_forms()`` turns every faster form off (the tests compare them).
+    """
+    def formula(*args):
+        fast = formula.fast
+        if fast is not None and _fast_forms_on[0] and not torch.is_grad_enabled():
+            return fast(*args)
+        return reference(*args)
+
+    def faster(fast):
+        formula.fast = fast
+        FAST_FORMS.append(formula)
+        return fast
+
+    functools.update_wrapper(formula, reference)
+    formula.reference, formula.fast, formula.faster = reference, None, faster
+    return formula
+
+
+@contextlib.contextmanager
+def reference_forms():
+    """Every derivation computes its reference form, never its faster one, while active."""
+    _fast_forms_on[0] = False
+    try:
+        yield
+    finally:
+        _fast_forms_on[0] = True

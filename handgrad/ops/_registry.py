@@ -1,9 +1,9 @@
 """The registry of handgrad's ops: one ``Op`` per op, declared once in its family file.
 
 Everything else reads it: ``handgrad.autograd``, ``handgrad.functional`` and ``handgrad.nn`` take
-their names from it, the tests and ``handgrad-check`` verify every op's samples with
-``handgrad.testing.verify``, the benchmark times every op's ``bench`` inputs, ``convert`` maps every
-op's torch.nn classes, and the README's table of derivatives is printed from it.
+their names from it, ``convert`` maps every op's torch.nn classes, and the README's table of
+derivatives is printed from it. The test database (``handgrad.testing.op_db``) holds one entry of
+cases per registered op, which the tests, ``handgrad-check``, the benchmark and the docs read.
 """
 
 import dataclasses
@@ -28,67 +28,38 @@ class Derivative:
 
 
 @dataclasses.dataclass(frozen=True)
-class ModuleSample:
-    """A module to build and an input to run it on (PyTorch ModuleInfo's ``ModuleInput``):
-    ``torch.nn.<class>(*args, **kwargs)`` and ``handgrad.nn.<class>(*args, **kwargs)`` under the same
-    seed, then ``module(*input(generator))`` with float64 CPU tensors, those that require grad being
-    differentiated."""
-
-    name: str
-    input: Callable
-    args: tuple = ()
-    kwargs: dict = dataclasses.field(default_factory=dict)
-    train_devices: tuple = None      # device types where training mode is compared with torch (dropout: CPU)
-
-
-@dataclasses.dataclass(frozen=True)
 class Module:
     """The handgrad.nn face of an op for one torch.nn class.
 
     Args:
         forward: ``forward(self, *inputs)`` of the handgrad.nn subclass made for the class
-        samples: ``ModuleSample`` cases the module tests build and run, against torch's
         unsupported: ``unsupported(module)``, the reason a module in this configuration stays on the
             built-in (``convert`` leaves it, ``coverage`` says why), or "" when it is supported
     """
 
     forward: Callable
-    samples: tuple = ()
     unsupported: Callable = None
 
 
 @dataclasses.dataclass(frozen=True)
 class Op:
-    """One op of handgrad.
+    """One op of handgrad: its mathematics and its faces. Its test cases (samples, NumPy oracle,
+    bad inputs, benchmark sizes) are its entry in the test database, ``handgrad.testing.op_db``.
 
     Args:
         name: its ``torch.nn.functional`` name (``handgrad.functional.<name>``)
         function: the functional face, which applies the hand-derived Functions
-        reference: the torch built-in with the same signature
-        samples: ``samples(generator)`` → list of ``handgrad.testing.Sample``, float64 CPU tensors drawn
-            from ``generator``, covering every input form the built-in accepts
-        numpy: the NumPy oracle of the math, ``numpy(*args, **kwargs) -> (output, vjp)``
         functions: the ``torch.autograd.Function`` classes it applies (``handgrad.autograd``)
-        modules: torch.nn class → ``Module``, its handgrad.nn face
         derivative: its row in the table of derivatives
-        bench: ``bench(device)`` → list of (label, args, kwargs) at realistic sizes, tensors that
-            require grad being differentiated
-        tolerances: per-dtype ``Tolerance`` where the op's sums are longer than the default allows
-        errors: ``handgrad.testing.ErrorInput`` cases: bad input and the exception it must raise
+        modules: torch.nn class → ``Module``, its handgrad.nn face
         fused_by: for an op with no module of its own, what in ``handgrad.nn`` runs it (the table's cell)
     """
 
     name: str
     function: Callable
-    reference: Callable
-    samples: Callable
-    numpy: Callable
     functions: tuple
     derivative: Derivative
     modules: dict = dataclasses.field(default_factory=dict)
-    bench: Callable = None
-    tolerances: dict = None
-    errors: tuple = ()
     fused_by: str = "`Sequential` fuses"
 
 
@@ -123,11 +94,6 @@ def _module_class(torch_cls, forward, op):
     )
     return type(name, (torch_cls,), {"forward": forward, "__doc__": doc, "__module__": "handgrad.nn",
                                       "__qualname__": name})
-
-
-def module_samples():
-    """(torch.nn class, ModuleSample) for every module of every op."""
-    return [(cls, sample) for op in OPS.values() for cls, module in op.modules.items() for sample in module.samples]
 
 
 def functions():

@@ -4,13 +4,11 @@ The mask is drawn by the functional face and handed to the Function as an input 
 gradient, so the derivation sees a product with a constant: dL/dx = g ∘ m.
 """
 
-import numpy as np
 import torch
 
 from handgrad.ops._checks import check_tensor
-from handgrad.ops._function import HandFunction, apply
-from handgrad.ops._registry import Derivative, Module, ModuleSample, Op, register
-from handgrad.testing import Sample, randn
+from handgrad.ops._function import HandFunction, apply, multilinear_jvp
+from handgrad.ops._registry import Derivative, Module, Op, register
 
 
 class Dropout(HandFunction):
@@ -36,9 +34,9 @@ class Dropout(HandFunction):
 
     @staticmethod
     def jvp(ctx, dx, *_):
-        """Forward mode: dy = dx ∘ m, (*)."""
+        """Forward mode: dy = dx ∘ m, the forward on the tangent (in place, into dx)."""
         (m,) = ctx.saved_tensors
-        return dx.mul_(m) if ctx.inplace else dx * m
+        return multilinear_jvp(Dropout.forward, (None, m, ctx.inplace), (dx, None, None))
 
 
 def dropout(input, p=0.5, training=True, inplace=False):
@@ -61,37 +59,15 @@ def dropout(input, p=0.5, training=True, inplace=False):
     else:
         # On the CPU in x's memory order, as the built-in draws it (the same seed, its very mask);
         # elsewhere in logical order, so that a transposed x drops the same elements as a contiguous
-        # one (PyTorch's CUDA dropout does not: it dropped others, seen on an H100).
+        # one (PyTorch's CUDA dropout does not).
         cpu = input.device.type == "cpu"
         m = torch.empty_like(input) if cpu else torch.empty(input.shape, dtype=input.dtype, device=input.device)
         m = m.bernoulli_(1.0 - p).div_(1.0 - p)                         # keep / (1 − p)
     return apply(Dropout, input, m, inplace)
 
 
-def dropout_numpy(x, p=0.5, training=True, inplace=False):
-    """The keep-mask comes from torch's generator, as the Function's does (the harness seeds it
-    before each call); on the CPU the mask does not depend on the dtype."""
-    if not training or p == 0:
-        return x, lambda g: (g,)
-    keep = torch.empty(x.shape, dtype=torch.float64).bernoulli_(1 - p).numpy().astype(bool) if p < 1 else np.zeros(x.shape, bool)
-    scale = 0.0 if p == 1 else 1 / (1 - p)
-    return np.where(keep, x * scale, 0.0), lambda g: (np.where(keep, g * scale, 0.0),)
-
-
-def _dropout_samples(gen):
-    # On CUDA torch's fused dropout kernel draws its mask from another random stream.
-    forms = {"(N, D) p=0.3": ((10, 8), 0.3), "(B, C, H, W) p=0.5": ((2, 3, 4, 5), 0.5),
-             "p=1 drops everything": ((6, 7), 1.0), "(0, D) empty": ((0, 7), 0.5)}
-    return [Sample((randn(gen, *shape), p), name=name, reference_devices=("cpu",)) for name, (shape, p) in forms.items()]
-
-
 register(Op(
-    "dropout", dropout, torch.nn.functional.dropout, _dropout_samples, dropout_numpy, (Dropout,),
+    "dropout", dropout, (Dropout,),
     Derivative("y = x ∘ m, m = keep / (1 − p)", "dL/dx = g ∘ m", "(*)"),
-    modules={torch.nn.Dropout: Module(
-        lambda self, input: dropout(input, self.p, self.training, self.inplace),
-        tuple(ModuleSample(f"p={p}{', inplace' if inplace else ''}", lambda gen: (randn(gen, 20, 15),), (p, inplace),
-                           train_devices=("cpu",))
-              for p in (0.2, 0.5, 0.9) for inplace in (False, True)))},
-    bench=lambda device: [("(1024, 512), p=0.2", (torch.randn(1024, 512, device=device, requires_grad=True), 0.2), {})],
+    modules={torch.nn.Dropout: Module(lambda self, input: dropout(input, self.p, self.training, self.inplace))},
 ))

@@ -6,13 +6,11 @@ has the input's shape (*), and Σ sums along ``dim``, keeping it.
 
 import warnings
 
-import numpy as np
 import torch
 
 from handgrad.ops._checks import FLOAT32_ON_CUDA, autocast, check_tensor
 from handgrad.ops._function import HandFunction, apply
-from handgrad.ops._registry import Derivative, Module, ModuleSample, Op, register
-from handgrad.testing import Sample, randn
+from handgrad.ops._registry import Derivative, Module, Op, register
 
 
 def softmax_backward(g, p, dim):
@@ -29,7 +27,7 @@ def log_softmax_backward(g, p, dim):
     """dL/dx = g − p Σ g, with p = softmax(x) = exp(log p).
 
     From log p_i = x_i − log Σ_k eˣᵏ: d log p_i/dx_j = 1[i = j] − p_j, so dL/dx_j = g_j − p_j Σ_i g_i.
-    The cross-entropy's backward is this with g = −r a (see ``handgrad.ops.loss``).
+    The cross-entropy's backward is this with g = −r a (see ``handgrad.ops.classification``).
     """
     return g - p * g.sum(dim, keepdim=True)
 
@@ -119,58 +117,18 @@ def log_softmax(input, dim=None, _stacklevel=3, dtype=None):
     return apply(LogSoftmax, input, dim)
 
 
-def softmax_numpy(x, dim=None, _stacklevel=3, dtype=None):
-    """The seed's softmax, shifted by the maximum (``C = np.max(vec)``), and its Jacobian product."""
-    dim = dim if x.ndim else None
-    e = np.exp(x - x.max(axis=dim, keepdims=True))
-    p = e / e.sum(axis=dim, keepdims=True)
-    return p, lambda g: (p * (g - (g * p).sum(axis=dim, keepdims=True)),)
-
-
-def log_softmax_numpy(x, dim=None, _stacklevel=3, dtype=None):
-    dim = dim if x.ndim else None
-    shifted = x - x.max(axis=dim, keepdims=True)
-    log_p = shifted - np.log(np.exp(shifted).sum(axis=dim, keepdims=True))
-    return log_p, lambda g: (g - np.exp(log_p) * g.sum(axis=dim, keepdims=True),)
-
-
-def _samples(gen):
-    forms = {
-        "(N, C), dim=1": ((6, 5), 1, 1.0),
-        "(N, C), dim=0": ((6, 5), 0, 1.0),
-        "(N, C), dim=-1": ((6, 5), -1, 1.0),
-        "(B, C, H, W), dim=1": ((2, 3, 4, 2), 1, 1.0),
-        "(B, C, H, W), dim=3": ((2, 3, 4, 2), 3, 1.0),
-        "(C,), dim=0": ((5,), 0, 1.0),
-        "0-d, dim=0": ((), 0, 1.0),
-        "(0, C) empty, dim=1": ((0, 5), 1, 1.0),
-        "(N, 1) one class": ((4, 1), 1, 1.0),
-        "logits ~ N(0, 100²)": ((6, 5), 1, 100.0),
-    }
-    return [Sample((randn(gen, *shape, scale=scale), dim), name=name) for name, (shape, dim, scale) in forms.items()]
-
-
-def _bench(device):
-    return [("(1024, 10), dim=1", (torch.randn(1024, 10, device=device, requires_grad=True), 1), {}),
-            ("(64, 1000), dim=1", (torch.randn(64, 1000, device=device, requires_grad=True), 1), {})]
-
 
 SHAPES = "x, p, g (*); Σ along dim"
 
 
-def _module_samples():
-    return tuple(ModuleSample(f"dim={dim}", lambda gen: (randn(gen, 2, 4, 3),), (), {"dim": dim}) for dim in (1, -1, 0))
-
 register(Op(
-    "softmax", softmax, torch.nn.functional.softmax, _samples, softmax_numpy, (Softmax,),
+    "softmax", softmax, (Softmax,),
     Derivative("p = eˣ / Σ eˣ", "dL/dx = p ∘ (g − Σ g ∘ p)", SHAPES),
-    modules={torch.nn.Softmax: Module(lambda self, input: softmax(input, self.dim, _stacklevel=5), _module_samples())},
-    bench=_bench,
+    modules={torch.nn.Softmax: Module(lambda self, input: softmax(input, self.dim, _stacklevel=5))},
 ))
 
 register(Op(
-    "log_softmax", log_softmax, torch.nn.functional.log_softmax, _samples, log_softmax_numpy, (LogSoftmax,),
+    "log_softmax", log_softmax, (LogSoftmax,),
     Derivative("y = log p = x − log Σ eˣ", "dL/dx = g − p Σ g", SHAPES),
-    modules={torch.nn.LogSoftmax: Module(lambda self, input: log_softmax(input, self.dim, _stacklevel=5), _module_samples())},
-    bench=_bench,
+    modules={torch.nn.LogSoftmax: Module(lambda self, input: log_softmax(input, self.dim, _stacklevel=5))},
 ))

@@ -1,0 +1,104 @@
+"""What a call left in the autograd graph, and what ran while it was differentiated: the evidence of
+the ``hand_derived`` and ``needs_input_grad`` checks."""
+
+import contextlib
+import re
+
+from torch.autograd import Function
+from torch.utils._python_dispatch import TorchDispatchMode
+
+from handgrad.testing.samples import differentiable_outputs
+
+# Autograd nodes that only move, reshape or cast values: allowed around a hand Function.
+STRUCTURAL = re.compile(
+    r"(View|UnsafeView|Reshape|ReshapeAlias|Unsqueeze|Squeeze|Expand|Permute|Transpose|T|Clone|ToCopy|"
+    r"Select|Slice|Alias|AsStrided|Unbind|Split|SplitWithSizes|Narrow|Detach|Flatten|Unflatten)Backward\d*"
+)
+
+
+def graph(outputs):
+    """(custom Function classes, names of built-in nodes) between the outputs and the leaves."""
+    seen, functions, builtin = set(), [], []
+    stack = [o.grad_fn for o in differentiable_outputs(outputs) if o.grad_fn is not None]
+    while stack:
+        node = stack.pop()
+        if node is None or node in seen:
+            continue
+        seen.add(node)
+        cls = getattr(node, "_forward_cls", None)
+        name = type(node).__name__
+        if cls is not None:
+            functions.append(cls)
+        elif name != "AccumulateGrad":
+            builtin.append(name)
+        stack.extend(next_node for next_node, _ in node.next_functions)
+    return list(dict.fromkeys(functions)), builtin
+
+
+def _overrides(cls, method):
+    return getattr(cls, method, None) is not getattr(Function, method, None)
+
+
+def has_jvp(functions):
+    """Whether every Function defines forward mode."""
+    return bool(functions) and all(_overrides(f, "jvp") for f in functions)
+
+
+def supports_vmap(functions):
+    """Whether every Function can be vmapped (a rule of its own, or ``generate_vmap_rule``)."""
+    return bool(functions) and all(getattr(f, "generate_vmap_rule", False) or _overrides(f, "vmap") for f in functions)
+
+
+class DispatchLog(TorchDispatchMode):
+    """Every aten op dispatched while active."""
+
+    def __init__(self):
+        super().__init__()
+        self.ops = []
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        self.ops.append(func.overloadpacket.__name__)
+        return func(*args, **(kwargs or {}))
+
+
+def builtin_backward_kernels(ops):
+    """The built-in backward kernels among dispatched op names (``sigmoid_backward``, ...)."""
+    return sorted({op for op in ops if "backward" in op})
+
+
+@contextlib.contextmanager
+def recording_backward(functions):
+    """Record (Function, needs_input_grad, returned gradients) of every backward call of these Functions."""
+    calls, own = [], {cls: vars(cls).get("backward") for cls in functions}
+    for cls in functions:
+        def backward(ctx, *grads, _inner=cls.backward, _cls=cls):
+            returned = _inner(ctx, *grads)
+            calls.append((_cls, tuple(ctx.needs_input_grad), returned if isinstance(returned, tuple) else (returned,)))
+            return returned
+
+        cls.backward = staticmethod(backward)
+    try:
+        yield calls
+    finally:
+        for cls, backward in own.items():
+            if backward is None:
+                del cls.backward                     # inherited again
+            else:
+                cls.backward = backward
+
+
+@contextlib.contextmanager
+def recording_fast_forms(formulas):
+    """The names of those of ``formulas`` (derivations, ``handgrad.ops._function.derivation``) whose
+    faster form ran while active: which way a backward went."""
+    ran, own = set(), {formula: formula.fast for formula in formulas}
+    for formula, fast in own.items():
+        def recorded(*args, _fast=fast, _name=formula.__name__):
+            ran.add(_name)
+            return _fast(*args)
+        formula.fast = recorded
+    try:
+        yield ran
+    finally:
+        for formula, fast in own.items():
+            formula.fast = fast

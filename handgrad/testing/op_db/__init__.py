@@ -1,0 +1,39 @@
+"""The test database: for every op of the registry (``handgrad.ops.OPS``), the cases that verify it,
+as PyTorch keeps ``op_db`` apart from its ops. One module per op family, beside the family's
+mathematics in ``handgrad.ops.<family>``: NumPy oracles, samples, bad inputs, module samples, bench
+sizes and tolerances, in one ``OpInfo`` per op.
+
+The tests, ``handgrad-check``, the benchmark and the documentation read ``OP_DB``; nothing here is
+imported by ``import handgrad``.
+"""
+
+from handgrad.ops import OPS
+from handgrad.testing.op_db import (activation, chain, classification, conv, dropout, embedding, linear, norm, pool,
+                                    regression, softmax)
+from handgrad.testing.op_db._common import OpInfo
+
+_FAMILIES = (activation, linear, dropout, softmax, classification, regression, chain, norm, embedding, conv, pool)
+
+
+def _database():
+    """name → OpInfo, in the registry's order; every registered op must have its entry."""
+    infos = {info.name: info for family in _FAMILIES for info in family.OP_INFOS}
+    missing = [name for name in OPS if name not in infos]
+    if missing:
+        raise LookupError(f"the test database has no cases for the registered op(s) {missing}: add an OpInfo to "
+                          f"handgrad/testing/op_db/<family>.py, beside the family's mathematics")
+    unknown = sorted(set(infos) - set(OPS))
+    if unknown:
+        raise LookupError(f"the test database has cases for {unknown}, which no family registers")
+    return {name: infos[name] for name in OPS}
+
+
+OP_DB = _database()
+
+
+def module_samples():
+    """(torch.nn class, ModuleSample) for every module of every op."""
+    return [(cls, sample) for info in OP_DB.values() for cls, samples in info.modules.items() for sample in samples]
+
+
+__all__ = ["OP_DB", "OpInfo", "module_samples"]
