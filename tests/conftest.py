@@ -1,3 +1,5 @@
+import os
+
 import pytest
 import torch
 
@@ -16,6 +18,14 @@ def _float32_as_float32():
     the built-in's then differ by ~1e-3 relative through a deep network (squeezenet, an H100), more
     than float32's tolerance. The tests compare float32 as float32."""
     torch.backends.cudnn.allow_tf32 = False
+
+
+def pytest_configure(config):
+    """Under pytest-xdist, the cores shared out among the workers: a worker's torch threads waiting
+    on cores that another worker holds make every kernel many times slower."""
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    if workers > 1:
+        torch.set_num_threads(max(1, torch.get_num_threads() // workers))
 
 
 @pytest.fixture(params=DEVICES)

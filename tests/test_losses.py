@@ -118,9 +118,8 @@ def test_linear_chain_cross_entropy_runs_one_function_in_the_common_case_and_apa
 @pytest.mark.parametrize("reduction", ["mean", "none"])
 def test_linear_chain_cross_entropy_gradients_through_nan_rows_are_torch_s(activation, reduction, device):
     """A NaN (input row 1) or an inf that becomes one (input row 3: inf − inf in the first layer)
-    turns whole rows NaN; the fused backward reads the ReLU mask as sign(y) there
-    (``activation.relu_backward_nan_rows``), which must give PyTorch's gradients, NaN for NaN, all the
-    same. The other rows, and every gradient torch finds finite, must match as numbers."""
+    turns whole rows NaN; the fused backward must give PyTorch's gradients there, NaN for NaN, all
+    the same. The other rows, and every gradient torch finds finite, must match as numbers."""
     gen = torch.Generator().manual_seed(3)
     sizes, params = (5, 7, 6, 4), []
     for n_in, n_out in zip(sizes[:-1], sizes[1:]):

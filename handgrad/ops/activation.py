@@ -36,7 +36,9 @@ def sigmoid_backward(g, y):
 
 @sigmoid_backward.faster
 def _sigmoid_backward_in_place(g, y):
-    """g y − (g y) y, in the one buffer g y."""
+    """g y − (g y) y, in the one buffer g y. Forward + backward of sigmoid on (1024, 512) in 0.72× the
+    reference's time, of the better network's chain with its loss at batch 64 in 0.95× (bench
+    section 9)."""
     gy = g * y
     return gy.addcmul_(gy, y, value=-1)
 
@@ -83,27 +85,9 @@ def relu_backward(g, y):
 
 @relu_backward.faster
 def _relu_backward_in_place(g, y):
-    """The mask times g in the mask's own buffer."""
+    """The mask times g in the mask's own buffer. Forward + backward of relu on (1024, 512) in 0.91×
+    the reference's time, of linear_relu in 0.98-1.00× (bench section 9)."""
     return relu_mask(y).mul_(g)
-
-
-@derivation
-def relu_backward_nan_rows(g, y):
-    """``relu_backward`` for a g that is NaN across every row in which y holds a NaN.
-
-    The hidden layers of ``LinearChainCrossEntropy`` are such a case. A NaN in row n of lⁱ makes
-    the whole row n of every layer above it NaN, the logits included (each unit sums NaN · w, and
-    NaN · w is NaN for every w, 0 too). Then dL/dlᴸ = r (p − onehot) is NaN across row n, and so
-    is each g below it (g ← g Wⁱ), as in PyTorch's own backward of the same network.
-    """
-    return relu_backward.reference(g, y)
-
-
-@relu_backward_nan_rows.faster
-def _relu_backward_nan_rows_sign(g, y):
-    """sign(y) g: where y holds no NaN, y ≥ 0 and sign(y) is exactly 1[z > 0]; where it does, g is
-    NaN already and a NaN unit's own factor changes nothing. One pass fewer than ``relu_mask``."""
-    return y.sign().mul_(g)
 
 
 def relu(input, inplace=False):
@@ -220,7 +204,8 @@ def gelu_backward(g, z):
 
 @gelu_backward.faster
 def _gelu_backward_in_place(g, z):
-    """The same in two buffers, s then a, each written in place."""
+    """The same in two buffers, s then a, each written in place. Forward + backward of gelu in 0.74×
+    the reference's time on (1024, 512), 0.43× on (64, 128, 3072) (bench section 9)."""
     s = z * _SQRT_HALF
     e = torch.addcmul(s.new_zeros(()), s, s, value=-1).exp_()                # e^(−s²)
     a = s.erf_().add_(1).addcmul_(z, e, value=_K)                            # 1 + erf s + √(2/π) z e^(−s²)
@@ -243,7 +228,8 @@ def gelu_tanh_backward(g, z):
 
 @gelu_tanh_backward.faster
 def _gelu_tanh_backward_in_place(g, z):
-    """The same in two buffers: z² becomes m, then dL/dz; s."""
+    """The same in two buffers: z² becomes m, then dL/dz; s. Forward + backward of gelu (tanh) on
+    (1024, 512) in 0.67× the reference's time (bench section 9)."""
     m = (z * z).mul_(2 * _K * _C).add_(2 * _K)               # m = 2√(2/π) (1 + 0.044715 z²), v = m z
     s = torch.mul(m, z).sigmoid_()                           # s = σ(v)
     dz = m.mul_(3).sub_(4 * _K).mul_(z)                      # z dv/dz = z (3m − 4√(2/π))

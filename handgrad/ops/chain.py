@@ -13,7 +13,7 @@ import torch
 from handgrad.ops._checks import LOWER, REDUCTIONS, autocast
 from handgrad.ops._function import HandFunction, apply
 from handgrad.ops._registry import Derivative, Op, register
-from handgrad.ops.activation import relu_backward, relu_backward_nan_rows, sigmoid_backward
+from handgrad.ops.activation import relu_backward, sigmoid_backward
 from handgrad.ops.classification import (SoftmaxCrossEntropy, _plain_class_target, cross_entropy, cross_entropy_backward,
                                          cross_entropy_jvp)
 from handgrad.ops.linear import Linear, _linear_arguments, linear_backward, linear_jvp, plain_layers
@@ -81,9 +81,6 @@ _ACTIVATIONS = {  # name: (φ in place, φ, rule(g, y) = g ∘ φ'(z) read from 
     "relu": (torch.Tensor.relu_, torch.relu, relu_backward),
 }
 RULES = {name: rule for name, (_, _, rule) in _ACTIVATIONS.items()}
-# The rules for a g that is NaN across each row of a NaN unit (``relu_backward_nan_rows``): what
-# ``LinearChainCrossEntropy`` hands ``chain_backward``.
-RULES_NAN_ROWS = {**RULES, "relu": relu_backward_nan_rows}
 
 
 def _activate(name, z):
@@ -147,15 +144,14 @@ class LinearChain(HandFunction):
         return chain_jvp(dx, dparams, x, rest[:n], rest[n:], ctx.activations)
 
 
-def chain_backward(g, g_hidden, x, Ws, above, activations, bias_shapes, needs_x, needs_params, rules=RULES):
+def chain_backward(g, g_hidden, x, Ws, above, activations, bias_shapes, needs_x, needs_params):
     """The backward of ``LinearChain``, and of the chain inside ``LinearChainCrossEntropy``: from the
     top layer down, as the seed's update_weights. g arrives at lⁱ, goes through φⁱ (g ← g ∘ φ'),
     gives dL/dWⁱ = gᵀ lⁱ⁻¹ and dL/dbⁱ = Σ g, and moves down as g ← g Wⁱ.
 
     ``above`` holds l¹, ..., lᴸ⁻¹ (and lᴸ when the top layer has a φ), ``g_hidden`` the gradients
     that reached l¹, ..., lᴸ⁻¹ from outside the chain (None for none), ``needs_x`` and
-    ``needs_params`` (one per W¹, b¹, ..., Wᴸ, bᴸ) which gradients are wanted, ``rules`` each φ's
-    rule g ∘ φ'. Returns (dL/dx, [dL/dW¹, dL/db¹, ..., dL/dWᴸ, dL/dbᴸ]), None where not wanted.
+    ``needs_params`` (one per W¹, b¹, ..., Wᴸ, bᴸ) which gradients are wanted. Returns (dL/dx, [dL/dW¹, dL/db¹, ..., dL/dWᴸ, dL/dbᴸ]), None where not wanted.
     """
     n = len(activations)
     outputs = [x, *above, None][: n + 1]                     # outputs[i] = lⁱ, i = 0..L (lᴸ if kept)
@@ -171,7 +167,7 @@ def chain_backward(g, g_hidden, x, Ws, above, activations, bias_shapes, needs_x,
         if g is None:
             continue
         if activations[i] is not None:
-            g = rules[activations[i]](g, outputs[i + 1])                        # g ∘ φ'(zⁱ⁺¹)
+            g = RULES[activations[i]](g, outputs[i + 1])                        # g ∘ φ'(zⁱ⁺¹)
         wanted = (below[i], needs_params[2 * i], needs_params[2 * i + 1])
         g, grads[2 * i], grads[2 * i + 1] = linear_backward(wanted, bias_shapes[i], g, outputs[i], Ws[i])
     return g, grads
@@ -235,11 +231,9 @@ class LinearChainCrossEntropy(HandFunction):
         # Backward runs only when x or a parameter wants a gradient: dL/dlᴸ is always wanted.
         g_logits = cross_entropy_backward(g, g_log_p, log_p, target, None, ctx.ignore_index, ctx.label_smoothing,
                                           ctx.reduction)
-        # When g reaches the hidden layers only from lᴸ, a NaN row of lⁱ has a NaN row of g.
-        rules = RULES_NAN_ROWS if all(h is None for h in g_hidden) else RULES
         needs = ctx.needs_input_grad
         grad_x, grad_params = chain_backward(g_logits, g_hidden, x, Ws, hidden, ctx.activations, ctx.bias_shapes,
-                                             needs[0], needs[6:], rules)
+                                             needs[0], needs[6:])
         return (grad_x, None, None, None, None, None, *grad_params)
 
     @staticmethod

@@ -18,7 +18,7 @@ exactly as PyTorch divides.
 import torch
 
 from handgrad.ops._checks import (FLOAT32, REDUCTIONS, as_dtype, autocast, can_inspect_values, check_reduction,
-                                  check_same_dtype_and_device, check_tensor, computed_in)
+                                  check_same_device, check_same_dtype_and_device, check_tensor, computed_in)
 from handgrad.ops._function import HandFunction, apply, derivation, multilinear_jvp
 from handgrad.ops._reduction import reduce, scale
 from handgrad.ops._registry import Derivative, Module, Op, register
@@ -247,7 +247,9 @@ def softmax_cross_entropy_backward(g, log_p, target, weight, ignore_index, eps, 
 def _softmax_cross_entropy_backward_sparse(g, log_p, target, weight, ignore_index, eps, reduction):
     """The same r (s p − a) for class indices without the dense (M, C) a: a is one entry per row
     (plus ε/C w everywhere when smoothing), scattered in at the end; in the seed's case (every row
-    kept, no weight, no smoothing) that is r p − r onehot(t), written into r p's buffer."""
+    kept, no weight, no smoothing) that is r p − r onehot(t), written into r p's buffer. Forward +
+    backward of cross_entropy on (1024, 10) logits in 0.71× the reference's time, of the better
+    network's chain with its loss at batch 64 in 0.96× (bench section 9)."""
     if target.is_floating_point():
         return softmax_cross_entropy_backward.reference(g, log_p, target, weight, ignore_index, eps, reduction)
     n_rows, n_classes = log_p.shape
@@ -425,8 +427,7 @@ def _check_class_target(fn, input, target, class_dim, n_classes, ignore_index):
             f"{tuple(input.shape)}: class-index targets must have shape {class_free_shape} "
             f"(input without its class dimension {class_dim})"
         )
-    if target.device != input.device:
-        raise RuntimeError(f"{fn}: target is on {target.device} but input is on {input.device}")
+    check_same_device(fn, {"input": input, "target": target})
     if target.numel() and can_inspect_values(target):
         low, high = (int(v) for v in torch.aminmax(target))   # one pass; the exact test only if needed
         if low >= 0 and high < n_classes:

@@ -29,7 +29,7 @@ import numbers
 import torch
 
 from handgrad.ops._checks import LOWER, autocast, check_same_dtype_and_device, check_tensor
-from handgrad.ops._function import HandFunction, apply
+from handgrad.ops._function import HandFunction, apply, multilinear_jvp
 from handgrad.ops._registry import Derivative, Module, Op, register
 
 # -- the three bilinear maps, computed (forward kernels only) ---------------------------------------
@@ -129,16 +129,12 @@ class Conv2d(HandFunction):
 
     @staticmethod
     def jvp(ctx, dx, dW, db, *_):
-        """Forward mode, y being bilinear in (x, W): dy = conv(dx, W) + conv(x, dW) + db."""
+        """Forward mode, y − b being bilinear in (x, W): dy = conv(dx, W) + conv(x, dW) + db."""
         x, W = ctx.saved_tensors
-        terms = []
-        if dx is not None:
-            terms.append(conv(dx, W, None, *ctx.geometry))
-        if dW is not None:
-            terms.append(conv(x, dW, None, *ctx.geometry))
-        if db is not None:
-            terms.append(db[:, None, None])
-        return sum(terms[1:], terms[0])
+        dy = multilinear_jvp(conv, (x, W, None, *ctx.geometry), (dx, dW))
+        if db is None:
+            return dy
+        return db[:, None, None] + (0 if dy is None else dy)
 
 
 class Conv2dInputGrad(HandFunction):
@@ -169,14 +165,9 @@ class Conv2dInputGrad(HandFunction):
 
     @staticmethod
     def jvp(ctx, dg, dW, *_):
-        """Forward mode: dx̄ = convᵀ(dg, W) + convᵀ(g, dW)."""
+        """Forward mode, x̄ being bilinear in (g, W): dx̄ = convᵀ(dg, W) + convᵀ(g, dW)."""
         g, W = ctx.saved_tensors
-        terms = []
-        if dg is not None:
-            terms.append(conv_transposed(dg, W, *ctx.geometry, ctx.size))
-        if dW is not None:
-            terms.append(conv_transposed(g, dW, *ctx.geometry, ctx.size))
-        return sum(terms[1:], terms[0])
+        return multilinear_jvp(conv_transposed, (g, W, *ctx.geometry, ctx.size), (dg, dW))
 
 
 class Conv2dWeightGrad(HandFunction):
@@ -207,14 +198,9 @@ class Conv2dWeightGrad(HandFunction):
 
     @staticmethod
     def jvp(ctx, dx, dg, *_):
-        """Forward mode: dW̄ = Σ g patch(dx)ᵀ + Σ dg patch(x)ᵀ."""
+        """Forward mode, W̄ being bilinear in (x, g): dW̄ = Σ g patch(dx)ᵀ + Σ dg patch(x)ᵀ."""
         x, g = ctx.saved_tensors
-        terms = []
-        if dx is not None:
-            terms.append(conv_weight_grad(dx, g, *ctx.geometry, ctx.kernel))
-        if dg is not None:
-            terms.append(conv_weight_grad(x, dg, *ctx.geometry, ctx.kernel))
-        return sum(terms[1:], terms[0])
+        return multilinear_jvp(conv_weight_grad, (x, g, *ctx.geometry, ctx.kernel), (dx, dg))
 
 
 # -- functional face -------------------------------------------------------------------------------

