@@ -26,8 +26,6 @@ BUILD_TIMEOUT_S = 1800                  # the verification of every op, on a loa
 NOT_TEXT = re.compile(r"<(script|style|pre|code|annotation)\b.*?</\1>", re.DOTALL)
 
 
-pytestmark = pytest.mark.xdist_group("docs")            # one build of the site, for all its tests
-
 @pytest.fixture(scope="module")
 def site(tmp_path_factory):
     site_dir = tmp_path_factory.mktemp("site")

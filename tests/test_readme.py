@@ -25,9 +25,6 @@ from pathlib import Path
 
 import pytest
 
-# The commands run one after the other in one scratch copy (--ckpt_path last resumes a run above it).
-pytestmark = pytest.mark.xdist_group("readme")
-
 REPO = Path(__file__).resolve().parents[1]
 README = REPO / "README.md"
 CI = REPO / ".ci" / "run"
