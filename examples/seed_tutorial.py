@@ -25,6 +25,7 @@
 # examples/seed_tutorial.py`), or read it on the documentation site, which runs it at every build.
 
 # %%
+import os
 from pathlib import Path
 
 import matplotlib.pyplot as plt
@@ -42,8 +43,23 @@ from handgrad.training.data import CLASSES, FashionMNISTDataModule
 torch.set_num_threads(1)
 torch.manual_seed(0)
 
-# The repository, wherever this runs from (its root, examples/, or the docs build).
-ROOT = next(p for p in [Path.cwd(), *Path.cwd().parents] if (p / "data/FashionMNIST").is_dir())
+# The repository, wherever this runs from (its root, examples/, the docs build), or the one the
+# installed handgrad comes from: the data ships with it.
+PLACES = [Path.cwd(), *Path.cwd().parents, Path(handgrad.nn.__file__).resolve().parents[1]]
+ROOT = next((p for p in PLACES if (p / "data/FashionMNIST").is_dir()), None)
+if ROOT is None:
+    raise SystemExit("seed_tutorial: no data/FashionMNIST/ here, above here, nor beside the installed handgrad: "
+                     "run it from a clone of the handgrad repository (it ships the four Fashion-MNIST files)")
+FIGURES = ROOT / "runs" / "seed_tutorial"
+
+
+def show(fig, name):
+    """Show the figure (inline in a notebook) and save it to runs/seed_tutorial/<name>.png, so that a
+    run as a script, with no screen, keeps it too."""
+    FIGURES.mkdir(parents=True, exist_ok=True)
+    fig.savefig(FIGURES / f"{name}.png", dpi=100, bbox_inches="tight")
+    print(f"figure saved to {os.path.relpath(FIGURES / f'{name}.png')}")
+    plt.show()
 
 # %% [markdown]
 # ## The data
@@ -73,7 +89,7 @@ for ax, image, label in zip(axes.flat, x_train, y_train):
     ax.set_title(CLASSES[label], fontsize=9)
     ax.axis("off")
 fig.suptitle("The first 16 training images")
-plt.show()
+show(fig, "training_images")
 
 # %% [markdown]
 # Each image is flattened into a row vector $\mathbf{x}$ of $784$ pixels, and a batch of $N$
@@ -372,7 +388,7 @@ ax_accuracy.set(xlabel="step (batch of 64)", ylabel="test accuracy",
 for ax in (ax_loss, ax_accuracy):
     ax.grid(alpha=0.3)
     ax.legend()
-plt.show()
+show(fig, "training_curves")
 
 # %% [markdown]
 # Both networks end near 79 % after two passes: with so few steps of plain SGD on batches of 64,
@@ -414,7 +430,7 @@ for c, ax in enumerate(axes.flat):
     ax.axis("off")
 fig.suptitle("The basic network's 10 templates, T = W³W²W¹ "
              "(red: ink raises the class's score, blue: lowers it)")
-plt.show()
+show(fig, "templates")
 
 # %% [markdown]
 # The templates are noisy: nothing in the loss asks neighbouring pixels for similar weights. Their

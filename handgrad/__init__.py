@@ -6,6 +6,9 @@ in NumPy and ``handgrad.testing`` the verification harness, with its database of
 ``handgrad.testing.op_db``. The training application (the seed's networks, Lightning, ``train.py``'s
 CLI) is the separate subpackage ``handgrad.training``.
 
+``handgrad.register_function`` makes your own hand-derived Function one of handgrad's ops (convert,
+coverage, the check and the benchmark then treat it as handgrad's own).
+
 ``import handgrad`` loads the library alone: ``handgrad.testing`` and ``handgrad.reference`` load on
 first use.
 """
@@ -13,9 +16,10 @@ first use.
 import importlib
 
 from handgrad import autograd, functional, nn
+from handgrad.ops import Derivative, register_function, unregister
 
 __version__ = "0.1.0"
-__all__ = ["autograd", "functional", "nn", "reference", "testing"]
+__all__ = ["autograd", "functional", "nn", "reference", "testing", "register_function", "unregister", "Derivative"]
 _ON_FIRST_USE = ("reference", "testing")
 
 

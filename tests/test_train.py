@@ -454,6 +454,8 @@ def _refused(args, capsys):
         (["--seed_everything", "-1"], "-1 is not in bounds, numpy accepts from 0 to 4294967295"),
         (["--optimizer", "SGD", "--optimizer.lr", "0.1"], "error: unrecognized arguments: --optimizer SGD --optimizer.lr 0.1"),
         (["--lr_scheduler", "StepLR"], "error: unrecognized arguments: --lr_scheduler StepLR"),
+        (["--trainer.max_epoch", "1"], "error: unrecognized arguments: --trainer.max_epoch 1"),
+        (["--threads", "0"], "error: --threads: at least 1, got 0"),
     ],
     ids=lambda option: " ".join(option) if isinstance(option, list) else None,
 )
@@ -544,6 +546,17 @@ def test_train_is_quiet_and_does_not_resume_a_finished_run(data_root, tmp_path):
     ], again[-3000:]
     assert "Restoring" not in again and "test_acc" not in again, "the finished run was run again"
     assert sorted(tmp_path.rglob("*")) == files, "resuming a finished run wrote files"
+
+
+def test_train_into_a_file_draws_no_progress_bar_and_prints_rounded_metrics_and_its_time(data_root, tmp_path):
+    """Output that is not a terminal (a pipe here, as a log file would be) gets no progress-bar
+    redraws; the test metrics come rounded, and the run ends saying where it went, in how long."""
+    result = _train_py(*_args(data_root, tmp_path, epochs=1, quiet=False), "--threads", "1")
+    output = _quiet_run(result) + result.stderr
+    assert "\r" not in output and "it/s" not in output, f"a progress bar was drawn:\n{output[-2000:]}"
+    (test_line,) = [line for line in output.splitlines() if line.startswith("Test: ")]
+    assert re.fullmatch(r"Test: test_acc [01]\.\d{4}, test_loss \d+\.\d{4}", test_line), test_line
+    assert re.search(rf"Run written to {re.escape(str(tmp_path))}/version_0 in \d+ s \(1 CPU thread\)", output), output
 
 
 def test_train_missing_dataset_is_one_line_error(tmp_path):

@@ -76,8 +76,30 @@ def test_verify_catches_a_wrong_derivative():
     assert reference, report
     assert "gradient of input 0 differs from the reference, max abs" in reference[0]
     assert reference[0].startswith("MyTanh cpu float64 [sample 0]: reference: "), reference[0]
-    assert _failures(report, "gradcheck"), report
     assert "FAIL" in str(report)
+
+
+def test_verify_names_the_worst_element_of_a_wrong_gradient_once_with_every_check_it_failed():
+    MyTanh = _tanh_function(derivative=lambda g, y: g * (1 - y))            # forgot to square
+    x = torch.tensor([[0.5, -1.0], [2.0, 0.0]], dtype=torch.float64, requires_grad=True)
+    report = testing.verify(MyTanh.apply, torch.tanh, [(x,)], devices=["cpu"])
+    (line, *others) = [f for f in report.failures if "gradient of input 0" in f]
+    assert not others, f"the same wrong gradient reported more than once:\n" + "\n".join(report.failures)
+    g = torch.randn(2, 2, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    y = torch.tanh(x.detach())
+    hand, right = g * (1 - y), g * (1 - y * y)
+    worst = ((hand - right).abs() - 1e-7 * right.abs()).argmax()
+    i, j = divmod(int(worst), 2)
+    assert f"worst at [{i}, {j}]: {hand[i, j].item():.6g} instead of {right[i, j].item():.6g}" in line, line
+    assert f"(input 0 = {x[i, j].item():.6g} there)" in line, line
+    assert "also failed: reference in float32, bfloat16, float16; gradcheck; strided; autocast in bfloat16" in line, line
+
+
+def test_verify_ends_a_gradcheck_failure_as_a_sentence():
+    MyTanh = _tanh_function(derivative=lambda g, y: g * (1 - y))
+    report = testing.verify(MyTanh.apply, torch.tanh, SAMPLES[:1], devices=["cpu"], checks=("gradgradcheck",))
+    (failure,) = report.failures
+    assert failure.endswith("GradcheckError: Jacobian mismatch for output 0 with respect to input 0."), failure
 
 
 def test_verify_catches_a_builtin_backward_kernel():
@@ -86,6 +108,37 @@ def test_verify_catches_a_builtin_backward_kernel():
     assert not report.passed
     (failure, *_) = _failures(report, "hand_derived")
     assert "built-in backward kernels ran during backward: tanh_backward" in failure
+
+
+def test_verify_names_the_op_whose_derivative_ran_in_double_backward():
+    """A SiLU whose backward uses torch.sigmoid is hand-derived to first order; its double backward
+    differentiates torch.sigmoid with PyTorch's kernel. The report says so, in that pass, with the fix."""
+
+    class SiLU(torch.autograd.Function):
+        @staticmethod
+        def forward(x):
+            return x * torch.sigmoid(x)
+
+        @staticmethod
+        def setup_context(ctx, inputs, output):
+            ctx.save_for_backward(inputs[0])
+
+        @staticmethod
+        def backward(ctx, g):
+            (x,) = ctx.saved_tensors
+            s = torch.sigmoid(x)
+            return g * (s + x * s * (1 - s))                     # dL/dx = g (σ + x σ (1 − σ))
+
+    report = testing.verify(SiLU.apply, torch.nn.functional.silu, SAMPLES, checks=("hand_derived", "double_backward"))
+    assert not _failures(report, "hand_derived"), report
+    (failure, *_) = _failures(report, "double_backward")
+    assert ("built-in backward kernels ran during double backward: sigmoid_backward (SiLU.backward called "
+            "torch's sigmoid, whose derivative it is: use handgrad.functional.sigmoid there") in failure, failure
+
+
+def test_verify_refuses_a_function_class_in_place_of_its_apply():
+    with pytest.raises(TypeError, match=r"MyTanh is a torch\.autograd\.Function class; pass .*MyTanh\.apply"):
+        testing.verify(_tanh_function(), torch.tanh, SAMPLES)
 
 
 def test_verify_refuses_the_builtin_itself():
@@ -132,11 +185,14 @@ class _Scale(torch.autograd.Function):
         return (g * x).sum_to_size(a.shape), g * a
 
 
-def test_verify_catches_gradients_computed_for_inputs_that_did_not_ask():
+def test_verify_advises_on_gradients_computed_for_inputs_that_did_not_ask():
+    """Legal PyTorch (autograd drops them): advice that costs time, not a failure."""
     samples = [(_x(1), _x(4, 3))]
     report = testing.verify(_Scale.apply, torch.mul, samples, checks=("needs_input_grad",))
-    (failure, *_) = _failures(report, "needs_input_grad")
-    assert "_Scale.backward returned a gradient for its input(s) [1], which did not ask for one" in failure
+    assert report.passed, report
+    (advice, *_) = report.advice
+    assert "_Scale.backward computes a gradient for its input(s) [1], which did not ask for one" in advice
+    assert "NOTE " in str(report)
 
 
 def test_verify_catches_an_op_that_refuses_non_contiguous_input():
@@ -212,7 +268,9 @@ def test_verify_catches_an_op_that_ignores_autocast():
     report = testing.verify(MyLinear.apply, torch.nn.functional.linear, [(_x(4, 3), _x(2, 3))], checks=("autocast",),
                             devices=["cpu"])
     (failure, *_) = _failures(report, "autocast")
-    assert "output has dtype torch.float32, the reference under autocast(torch.bfloat16) gives torch.bfloat16" in failure
+    assert ("output dtype differs: torch.float32 here, torch.bfloat16 from the reference under "
+            "autocast(torch.bfloat16)") in failure
+    assert "max abs inf" not in failure
 
 
 def test_verify_compares_with_a_numpy_oracle():

@@ -8,6 +8,7 @@ from pathlib import Path
 import torch
 
 from handgrad import bench
+from handgrad._machine import default_threads
 from handgrad.bench.timing import machine
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -52,21 +53,46 @@ def _sections():
     }
 
 
+# What each section measures, and how long it took in full mode on a quiet 2-core CPU (docs/benchmarks.md).
+SECTION_HELP = {
+    1: ("each op's forward + backward against its built-in, at the sizes the test database declares", 230),
+    2: ("one training step of the seed's networks and the CNN, hand against built-in", 50),
+    3: ("bytes kept for backward per training step", 1),
+    4: ("one epoch of train.py's data path against the seed's DataLoader", 30),
+    5: ("the default recipe's training seconds to 83 % and 88 % test accuracy", 75),
+    6: ("the whole process of train.py's seed quickstart against the seed's own code", 220),
+    7: ("train.py's training seconds per epoch, hand against torch, three recipes", 340),
+    8: ("section 2's step compiled with --model.compile, both sides", 75),
+    9: ("each derivation's faster form against its readable reference", 130),
+}
+
+
+def _epilog(sections):
+    lines = ["sections (seconds in full mode on a quiet 2-core CPU; --quick takes a fraction):"]
+    lines += [f"  {n}. {name}: {SECTION_HELP[n][0]} (~{SECTION_HELP[n][1]} s)" for n, (name, _) in sections.items()]
+    return "\n".join(lines) + "\nsee handgrad/bench/__init__.py and docs/benchmarks.md for the details"
+
+
 def parse_args(argv=None):
     sections = _sections()
-    parser = argparse.ArgumentParser(prog="python -m handgrad.bench", description=bench.__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m handgrad.bench", description=bench.__doc__.splitlines()[0],
+                                     epilog=_epilog(sections), formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--device", choices=("cpu", "cuda"), default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--quick", action="store_true", help="shorten every section (a minute or two in all)")
     parser.add_argument("--sections", default=",".join(map(str, sections)), help="comma-separated, e.g. 1,2,5")
     parser.add_argument("--op", action="append", help="section 1: only this op (repeatable)")
     parser.add_argument("--json", default="bench.json", help="where to write every number")
     parser.add_argument("--data-dir", default=str(ROOT / "data"), help="the root holding FashionMNIST/raw/")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="CPU threads for torch's kernels (default: the cores other work leaves free, at least 1)")
     args = parser.parse_args(argv)
     names = {s.strip() for s in args.sections.split(",")}
     unknown = sorted(names - {str(n) for n in sections})
     if unknown:
         parser.error(f"--sections: no section {', '.join(unknown)}; choose from {sorted(sections)}")
     args.sections = sorted(int(s) for s in names)
+    if args.threads is not None and args.threads < 1:
+        parser.error(f"--threads: at least 1, got {args.threads}")
     if args.device == "cuda" and not torch.cuda.is_available():
         parser.error("--device cuda: CUDA is not available")
     from handgrad.ops import OPS
@@ -79,6 +105,7 @@ def parse_args(argv=None):
 
 def main(argv=None):
     args = parse_args(argv)
+    torch.set_num_threads(args.threads or default_threads())
     sections = _sections()
     device = torch.device(args.device)
     mode_name = "quick" if args.quick else "full"

@@ -7,14 +7,19 @@ cases per registered op, which the tests, ``handgrad-check``, the benchmark and 
 """
 
 import dataclasses
+import sys
 from typing import Callable
 
-from handgrad.ops._function import make_twins
+import torch
+
+from handgrad.ops._function import HandFunction, make_twins
 
 OPS = {}          # name -> Op, in the order of declaration
 MODULES = {}      # class name -> handgrad.nn class (generated, see ``_module_class``)
 REPLACES = {}     # torch.nn class -> handgrad.nn class
 UNSUPPORTED = {}  # torch.nn class -> unsupported(module): why this configuration stays built-in, or ""
+CASES = {}        # name -> the test cases of an op registered with ``register_function`` (the test database's)
+ON_REGISTER = []  # listeners told of each op registered with ``register_function`` (the loaded test database)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -69,13 +74,89 @@ def register(op):
         raise ValueError(f"an op named {op.name!r} is already registered")
     OPS[op.name] = op
     for function in op.functions:
-        make_twins(function)
+        if issubclass(function, HandFunction):
+            make_twins(function)
     for torch_cls, module in op.modules.items():
         cls = _module_class(torch_cls, module.forward, op)
         MODULES[cls.__name__] = REPLACES[torch_cls] = cls
         if module.unsupported is not None:
             UNSUPPORTED[torch_cls] = module.unsupported
     return op
+
+
+def register_function(name, function, functions, *, reference, samples, modules=None, derivative=None, numpy=None,
+                      bench=None, tolerances=None, errors=()):
+    """Make your own hand-derived Function one of handgrad's ops: ``handgrad.functional.<name>``,
+    ``handgrad.autograd``, ``convert`` and ``coverage`` (for the modules you name), ``handgrad-check``
+    and the benchmark then treat it as they treat handgrad's own. Returns the ``Op``.
+
+    Args:
+        name: the op's name, as in ``torch.nn.functional`` (``"silu"``)
+        function: the function that applies your Function (its ``torch.nn.functional`` face)
+        functions: the ``torch.autograd.Function`` classes it applies
+        reference: a callable with the same signature computing the same thing (the built-in), which
+            the check compares with and the benchmark times against
+        samples: ``samples(generator)`` → list of ``handgrad.testing.Sample`` (or argument tuples) of
+            float64 CPU tensors, those with ``requires_grad=True`` differentiated
+        modules: ``{torch.nn class: forward(self, *inputs)}``; ``convert`` switches modules of those
+            classes to a subclass whose forward is this
+        derivative: its row of the table of derivatives, ``Derivative(forward, backward, shapes)``
+        numpy: a NumPy oracle ``numpy(*args, **kwargs) -> (output, vjp)``
+        bench: ``bench(device)`` → list of (label, args, kwargs) at realistic sizes
+        tolerances: per-dtype ``handgrad.testing.Tolerance`` overriding the defaults
+        errors: ``handgrad.testing.ErrorInput`` cases
+    """
+    if name in OPS:
+        raise ValueError(f"register_function: an op named {name!r} is already registered; "
+                         f"handgrad.ops.unregister({name!r}) first to replace it")
+    functions = tuple(functions)
+    plain = [f for f in functions if not (isinstance(f, type) and issubclass(f, torch.autograd.Function))]
+    if plain:
+        raise TypeError(f"register_function: functions must be torch.autograd.Function classes, got {plain!r}")
+    if isinstance(function, type) and issubclass(function, torch.autograd.Function):
+        raise TypeError(f"register_function: function is the Function class {function.__name__}; pass the "
+                        f"function that applies it ({function.__name__}.apply, or a face calling it)")
+    derivative = derivative or Derivative("(yours)", "(yours)", "(yours)")
+    op = register(Op(name, function, functions, derivative,
+                     {cls: Module(forward) for cls, forward in (modules or {}).items()}, fused_by="registered"))
+    CASES[name] = dict(reference=reference, samples=lambda generator: list(samples(generator)), numpy=numpy,
+                       bench=bench or (lambda device: []), errors=tuple(errors), tolerances=tolerances)
+    for namespace in ("handgrad.functional", "handgrad.autograd", "handgrad.nn"):
+        _publish(namespace)
+    for listener in ON_REGISTER:
+        listener(name)
+    return op
+
+
+def unregister(name):
+    """Take an op registered with ``register_function`` out of every namespace, ``convert`` and the
+    test database again (modules already converted keep their class)."""
+    if name not in CASES:
+        raise ValueError(f"unregister: {name!r} was not registered with register_function")
+    op = OPS.pop(name)
+    del CASES[name]
+    for torch_cls in op.modules:
+        MODULES.pop(REPLACES.pop(torch_cls).__name__, None)
+        UNSUPPORTED.pop(torch_cls, None)
+    for namespace in ("handgrad.functional", "handgrad.autograd", "handgrad.nn"):
+        _publish(namespace, removed=[op.name, *(f.__name__ for f in op.functions),
+                                     *(cls.__name__ for cls in op.modules)])
+    for listener in ON_REGISTER:
+        listener(name)
+
+
+def _publish(namespace, removed=()):
+    """Bring a namespace the registry fills (``handgrad.functional``, ``.autograd``, ``.nn``) up to
+    date, if it is loaded."""
+    module = sys.modules.get(namespace)
+    if module is None:
+        return
+    names = {"handgrad.functional": faces, "handgrad.autograd": functions, "handgrad.nn": lambda: MODULES}[namespace]()
+    for stale in removed:
+        if stale not in names and stale in module.__dict__:
+            del module.__dict__[stale]
+    module.__dict__.update(names)
+    module.__all__ = sorted(set(module.__all__) - set(removed) | set(names))
 
 
 def _module_class(torch_cls, forward, op):

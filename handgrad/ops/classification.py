@@ -124,7 +124,7 @@ def nll_loss_backward(g, target, weight, ignore_index, reduction, x_shape):
     rows = torch.arange(n_rows, device=target.device)
     # index_put_ into zeros made from r, so that vmap batches them whenever it batches r (it runs
     # scatter_ one sample at a time).
-    return r.new_zeros(x_shape).index_put_((rows, t), -r[:, 0] * w_t)        # −r w_t onehot(t), (M, C)
+    return r.new_zeros(x_shape).index_put_((rows, t), -r.squeeze(1) * w_t)     # −r w_t onehot(t), (M, C)
 
 
 # -- cross_entropy ---------------------------------------------------------------------------------

@@ -14,9 +14,10 @@ from typing import Callable
 import numpy as np
 import torch
 
+import handgrad.functional as hand_derived_ops
 from handgrad.testing.compare import TOLERANCES, difference, mismatch
-from handgrad.testing.graph import (STRUCTURAL, DispatchLog, builtin_backward_kernels, graph, has_jvp,
-                                    recording_backward, supports_vmap)
+from handgrad.testing.graph import (STRUCTURAL, DispatchLog, forward_op_of, graph, has_jvp, recording_backward,
+                                    supports_vmap, who_called)
 from handgrad.testing.samples import (Run, differentiable_outputs, input_name, outputs_of, run, seeded, upstream)
 
 AUTOCAST_DTYPES = {"cpu": torch.bfloat16, "cuda": torch.float16}
@@ -25,11 +26,13 @@ AUTOCAST_DTYPES = {"cpu": torch.bfloat16, "cuda": torch.float16}
 @dataclasses.dataclass(frozen=True)
 class Result:
     """What one check found on one case: ``status`` "pass", "FAIL" or "n/a" (nothing to check, and
-    ``detail`` says why), the failures or remarks in ``detail``, every tensor compared in ``diffs``."""
+    ``detail`` says why), the failures or remarks in ``detail``, every tensor compared in ``diffs``,
+    and ``advice``: what is legal but worth changing, which fails nothing."""
 
     status: str
     detail: str = ""
     diffs: tuple = ()
+    advice: str = ""
 
 
 def _judged(diffs, prefix=""):
@@ -39,7 +42,11 @@ def _judged(diffs, prefix=""):
 
 
 def exception_line(error):
+    """The exception's class and the first line of its message, ended as a sentence where the line
+    breaks off (gradcheck's runs on into printed tensors: "... with respect to input 0,")."""
     first = str(error).strip().splitlines()[0] if str(error).strip() else ""
+    if len(str(error).strip().splitlines()) > 1 and first.endswith((",", ":", ";")):
+        first = first[:-1] + "."
     return f"{type(error).__name__}: {first}"
 
 
@@ -81,7 +88,7 @@ def compare_runs(actual, expected, tolerance, against, dtypes_must_match=True):
             diffs.append(mismatch(f"{name} is missing"))
             continue
         if dtypes_must_match and a.dtype != e.dtype:
-            diffs.append(mismatch(f"{name} has dtype {a.dtype}, {against} gives {e.dtype}"))
+            diffs.append(mismatch(f"{name} dtype differs: {a.dtype} here, {e.dtype} from {against}"))
         diffs.append(difference(f"{name} differs from {against}", a, e, tolerance))
     for name, e in expected.grads.items():
         a = actual.grads.get(name)
@@ -90,8 +97,12 @@ def compare_runs(actual, expected, tolerance, against, dtypes_must_match=True):
         a = torch.zeros_like(e) if a is None else a
         e = torch.zeros_like(a) if e is None else e
         if dtypes_must_match and a.dtype != e.dtype:
-            diffs.append(mismatch(f"gradient of {name} has dtype {a.dtype}, {against} gives {e.dtype}"))
-        diffs.append(difference(f"gradient of {name} differs from {against}", a, e, tolerance))
+            diffs.append(mismatch(f"gradient of {name} dtype differs: {a.dtype} here, {e.dtype} from {against}"))
+        d = difference(f"gradient of {name} differs from {against}", a, e, tolerance)
+        x = actual.inputs.get(name)
+        if d.worst is not None and x is not None and x.shape == a.shape:
+            d.note = f"{name} = {x[d.worst[0]].item():.6g} there"
+        diffs.append(d)
     return diffs
 
 
@@ -309,11 +320,12 @@ def check_strided(case, dtype):
 
 
 def check_needs_input_grad(case, dtype):
-    """Backward returns None for every input that did not ask for a gradient."""
+    """Backward returns None for every input that did not ask for a gradient. Returning one anyway
+    is legal (autograd drops it): advice, not a failure, as it only costs time."""
     functions = case.functions
     if not functions:
         return Result("n/a", "no custom Function in the graph")
-    problems = []
+    notes = []
     for only in case.sample.differentiable():
         args, kwargs = case.sample.call_args(torch.float64, case.device)
         args = tuple(a.detach().requires_grad_(i == only[1]) if isinstance(a, torch.Tensor) and a.is_floating_point()
@@ -322,25 +334,46 @@ def check_needs_input_grad(case, dtype):
             outputs = differentiable_outputs(outputs_of(case.function(*args, **kwargs)))
         if not outputs:
             continue
-        with recording_backward(functions) as calls:
+        with recording_backward(functions) as (calls, _):
             torch.autograd.grad(outputs, [args[only[1]]], upstream(outputs, case.seed), allow_unused=True)
         for cls, needs, returned in calls:
             extra = [i for i, (need, g) in enumerate(zip(needs, returned)) if not need and g is not None]
             if extra:
-                problems.append(
-                    f"{cls.__name__}.backward returned a gradient for its input(s) {extra}, which did not ask "
-                    f"for one (only input {only[1]} of the op requires grad; ctx.needs_input_grad = {list(needs)})"
+                notes.append(
+                    f"{cls.__name__}.backward computes a gradient for its input(s) {extra}, which did not ask for "
+                    f"one (ctx.needs_input_grad = {list(needs)}): autograd drops it, but skipping it under "
+                    f"`if ctx.needs_input_grad[i]` saves the work"
                 )
-    return Result("FAIL" if problems else "pass", "; ".join(dict.fromkeys(problems)))
+    return Result("pass", advice="; ".join(dict.fromkeys(notes)))
 
 
-def check_hand_derived(case, dtype):
-    """The output comes from a custom Function, no built-in ``*_backward`` kernel is dispatched during
-    backward (nor during double backward), and no built-in autograd node other than reshaping and
-    casting sits between the inputs and the output."""
-    args, kwargs = case.sample.call_args(torch.float64, case.device)
-    with seeded(case.device):
-        outputs = outputs_of(case.function(*args, **kwargs))
+def _kernels_named(ops, first_ops, when):
+    """The built-in backward kernels among ``ops`` ((Function, op) pairs), each with who ran it: a
+    Function's backward itself, or (in double backward) the forward op a Function's backward called,
+    found among ``first_ops``; and how to mend it."""
+    found = {}
+    for owner, op in ops:
+        if "backward" not in op or op in found:
+            continue
+        if owner is not None:
+            found[op] = f"{owner.__name__}.backward called it; compute its formula instead"
+            continue
+        caller, forward = who_called(op, first_ops)
+        if caller is None:
+            found[op] = "from a built-in node of the graph"
+            continue
+        name = forward_op_of(op)
+        mend = (f"use handgrad.functional.{name} there (hand-derived all the way)" if hasattr(hand_derived_ops, name)
+                else "write it with elementary operations (products, sums, exp, ...)")
+        found[op] = f"{caller.__name__}.backward called torch's {forward}, whose derivative it is: {mend}"
+    if not found:
+        return None
+    return f"built-in backward kernels ran during {when}: " + "; ".join(f"{k} ({why})" for k, why in found.items())
+
+
+def _graph_problems(outputs):
+    """The Functions of the graph, and what is wrong with it: no custom Function, or built-in nodes
+    that compute (not only reshape or cast) between the inputs and the output."""
     functions, builtin = graph(outputs)
     problems = []
     if not functions:
@@ -349,22 +382,46 @@ def check_hand_derived(case, dtype):
     computing = sorted({n for n in builtin if not STRUCTURAL.fullmatch(n)})
     if computing:
         problems.append(f"built-in autograd nodes compute part of the result: {', '.join(computing)}")
+    return functions, problems
+
+
+def check_hand_derived(case, dtype):
+    """The output comes from a custom Function, no built-in autograd node other than reshaping and
+    casting sits between the inputs and the output, and no built-in ``*_backward`` kernel is
+    dispatched during backward."""
+    args, kwargs = case.sample.call_args(torch.float64, case.device)
+    with seeded(case.device):
+        outputs = outputs_of(case.function(*args, **kwargs))
+    functions, problems = _graph_problems(outputs)
     diff_outputs = differentiable_outputs(outputs)
     wrt = [args[key] for _, key in case.sample.differentiable()]
     if diff_outputs and wrt:
-        with DispatchLog() as first:
-            grads = torch.autograd.grad(diff_outputs, wrt, upstream(diff_outputs, case.seed), allow_unused=True,
-                                        create_graph=True)
-        ops = first.ops
-        connected = [g for g in grads if g is not None and g.requires_grad]
-        if connected:
-            with DispatchLog() as second:
-                torch.autograd.grad(sum((g * g).sum() for g in connected), wrt, allow_unused=True)
-            ops = ops + second.ops
-        kernels = builtin_backward_kernels(ops)
+        with recording_backward(functions) as (_, running), DispatchLog(running) as log:
+            torch.autograd.grad(diff_outputs, wrt, upstream(diff_outputs, case.seed), allow_unused=True)
+        kernels = _kernels_named(log.ops, log.ops, "backward")
         if kernels:
-            problems.append(f"built-in backward kernels ran during backward: {', '.join(kernels)}")
+            problems.append(kernels)
     return Result("FAIL" if problems else "pass", "; ".join(problems))
+
+
+def check_double_backward(case, dtype):
+    """Differentiating the backward itself (double backward, with respect to the inputs and the
+    upstream gradients, as gradgradcheck does) dispatches no built-in ``*_backward`` kernel either."""
+    args, kwargs = case.sample.call_args(torch.float64, case.device)
+    with seeded(case.device):
+        outputs = differentiable_outputs(outputs_of(case.function(*args, **kwargs)))
+    wrt = [args[key] for _, key in case.sample.differentiable()]
+    functions = graph(outputs)[0]
+    gradients = [g.requires_grad_() for g in upstream(outputs, case.seed)]
+    with recording_backward(functions) as (_, running), DispatchLog(running) as first:
+        grads = torch.autograd.grad(outputs, wrt, gradients, allow_unused=True, create_graph=True)
+    connected = [g for g in grads if g is not None and g.requires_grad]
+    if not connected:
+        return Result("n/a", "the gradients do not depend on the inputs or on the upstream gradient")
+    with DispatchLog() as second:
+        torch.autograd.grad(sum((g * g).sum() for g in connected), wrt + gradients, allow_unused=True)
+    kernels = _kernels_named(first.ops + second.ops, first.ops, "double backward")
+    return Result("FAIL", kernels) if kernels else Result("pass")
 
 
 def check_autocast(case, dtype):
@@ -421,6 +478,7 @@ TABLE = (
     Check("strided", "strided", check_strided),
     Check("needs_input_grad", "needs_grad", check_needs_input_grad),
     Check("hand_derived", "hand", check_hand_derived),
+    Check("double_backward", "hand 2nd", check_double_backward),
     Check("autocast", "autocast", check_autocast, "autocast"),
 )
 CHECKS = tuple(check.name for check in TABLE)

@@ -50,14 +50,17 @@ def supports_vmap(functions):
 
 
 class DispatchLog(TorchDispatchMode):
-    """Every aten op dispatched while active."""
+    """Every aten op dispatched while active, as (the Function whose backward dispatched it, or None
+    for the autograd engine's own nodes, op name); ``running`` is the stack of backwards running
+    (``recording_backward``'s)."""
 
-    def __init__(self):
+    def __init__(self, running=()):
         super().__init__()
         self.ops = []
+        self.running = running
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-        self.ops.append(func.overloadpacket.__name__)
+        self.ops.append((self.running[-1] if self.running else None, func.overloadpacket.__name__))
         return func(*args, **(kwargs or {}))
 
 
@@ -66,19 +69,46 @@ def builtin_backward_kernels(ops):
     return sorted({op for op in ops if "backward" in op})
 
 
+# A backward kernel's forward op where the names do not say it.
+_FORWARD_OF = {"threshold_backward": "relu"}
+
+
+def forward_op_of(kernel):
+    """The forward op whose derivative a built-in backward kernel is: ``sigmoid_backward`` → ``sigmoid``."""
+    return _FORWARD_OF.get(kernel) or kernel.split("_backward")[0].lstrip("_")
+
+
+def who_called(kernel, ops):
+    """The Function whose backward dispatched the forward op of ``kernel`` (what double backward
+    differentiates into that kernel), and that op, from the (Function, op) of a first-order
+    backward; (None, None) when none did."""
+    forward = forward_op_of(kernel)
+    for owner, op in ops:
+        name = op.lstrip("_")
+        if owner is not None and (name == forward or name.startswith(forward + "_")
+                                  or name.removeprefix("native_") == forward):
+            return owner, op
+    return None, None
+
+
 @contextlib.contextmanager
 def recording_backward(functions):
-    """Record (Function, needs_input_grad, returned gradients) of every backward call of these Functions."""
-    calls, own = [], {cls: vars(cls).get("backward") for cls in functions}
+    """Record (Function, needs_input_grad, returned gradients) of every backward call of these
+    Functions; ``running`` (the second value) is the stack of those running now, innermost last."""
+    calls, running, own = [], [], {cls: vars(cls).get("backward") for cls in functions}
     for cls in functions:
         def backward(ctx, *grads, _inner=cls.backward, _cls=cls):
-            returned = _inner(ctx, *grads)
+            running.append(_cls)
+            try:
+                returned = _inner(ctx, *grads)
+            finally:
+                running.pop()
             calls.append((_cls, tuple(ctx.needs_input_grad), returned if isinstance(returned, tuple) else (returned,)))
             return returned
 
         cls.backward = staticmethod(backward)
     try:
-        yield calls
+        yield calls, running
     finally:
         for cls, backward in own.items():
             if backward is None:

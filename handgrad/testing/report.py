@@ -4,11 +4,33 @@ into rows (one per device and dtype) whose columns are the table of checks, prin
 
 import dataclasses
 import math
+import re
 
 import torch
 
 from handgrad.testing.checks import TABLE, Result
 from handgrad.testing.compare import DTYPES
+
+CHECK_ORDER = {check.name: i for i, check in enumerate(TABLE)}
+# Which input a failed gradcheck names ("Jacobian mismatch for output 0 with respect to input 1").
+_GRADCHECK_INPUT = re.compile(r"with respect to input (\d+)")
+
+
+def _dtype(dtype):
+    return str(dtype).removeprefix("torch.")
+
+
+def _subject(outcome):
+    """What a failure is about: the first tensor that differs ("gradient of input 0"), the input a
+    failed gradcheck names, or else the failure itself."""
+    bad = next((d for d in outcome.diffs if not d.ok), None)
+    if bad is not None:
+        return re.split(r" differs| dtype differs| has shape| is missing| is None|: NaN", bad.name)[0]
+    if outcome.check == "gradcheck":
+        found = _GRADCHECK_INPUT.search(outcome.detail)
+        if found:
+            return f"gradient of input {found.group(1)}"
+    return outcome.detail
 
 
 @dataclasses.dataclass
@@ -35,8 +57,9 @@ class Outcome:
 
 
 class Report:
-    """What ``verify`` found: ``passed``, ``failures``, ``rows`` (one per device and dtype), and a
-    table when printed (``str(report)``), the same one ``handgrad-check`` prints."""
+    """What ``verify`` found: ``passed``, ``failures``, ``advice`` (legal, worth changing, failing
+    nothing), ``rows`` (one per device and dtype), and a table when printed (``str(report)``), the
+    same one ``handgrad-check`` prints."""
 
     def __init__(self, name, outcomes, problems):
         self.name = name
@@ -45,12 +68,32 @@ class Report:
 
     @property
     def failures(self):
+        """One sentence per failure, said once: the outcomes that fail on the same tensor of the same
+        sample (a wrong gradient fails the comparison in every dtype, gradcheck, strided, autocast)
+        are one line, the first of them in full and the others named after it."""
         found = list(self.problems)
-        for o in self.outcomes:
-            if o.status == "FAIL":
-                dtype = str(o.dtype).removeprefix("torch.")
-                found.append(f"{self.name} {o.device} {dtype} [{o.sample}]: {o.check}: {o.detail}")
+        groups = {}
+        for o in (o for o in self.outcomes if o.status == "FAIL"):
+            groups.setdefault((o.device, o.sample, _subject(o)), []).append(o)
+        for group in groups.values():
+            group.sort(key=lambda o: (CHECK_ORDER[o.check], DTYPES.index(o.dtype) if o.dtype in DTYPES else 0))
+            first, *others = group
+            line = f"{self.name} {first.device} {_dtype(first.dtype)} [{first.sample}]: {first.check}: {first.detail}"
+            if others:
+                also = {}
+                for o in others:
+                    also.setdefault(o.check, []).append(_dtype(o.dtype))
+                named = [check if check not in ("reference", "numpy", "autocast") else f"{check} in {', '.join(d)}"
+                         for check, d in also.items()]
+                line += f" (also failed: {'; '.join(named)})"
+            found.append(line)
         return found
+
+    @property
+    def advice(self):
+        """What is legal but worth changing (it fails nothing), once each."""
+        return list(dict.fromkeys(f"{self.name} [{o.sample}]: {o.check}: {o.result.advice}"
+                                  for o in self.outcomes if o.result.advice))
 
     @property
     def passed(self):
@@ -69,7 +112,7 @@ class Report:
                                                         "dtype": str(o.dtype).removeprefix("torch."),
                                                         "samples": set(), **{c.name: None for c in TABLE}})
             row["samples"].add(o.sample)
-            cell = row[o.check] or {"status": "n/a", "max_abs": 0.0, "max_rel": 0.0, "count": 0}
+            cell = row[o.check] or {"status": "n/a", "max_abs": 0.0, "max_rel": None, "count": 0}
             if o.status == "FAIL" or (o.status == "pass" and cell["status"] == "n/a"):
                 cell["status"] = o.status
             if o.status != "n/a":
@@ -77,7 +120,8 @@ class Report:
             for d in o.diffs:
                 if math.isfinite(d.max_abs):
                     cell["max_abs"] = max(cell["max_abs"], d.max_abs)
-                    cell["max_rel"] = max(cell["max_rel"], d.max_rel)
+                if d.max_rel is not None and math.isfinite(d.max_rel):
+                    cell["max_rel"] = max(cell["max_rel"] or 0.0, d.max_rel)
             row[o.check] = cell
         out = []
         for (device, dtype), row in sorted(rows.items(), key=lambda kv: (kv[0][0], DTYPES.index(kv[0][1]))):
@@ -87,7 +131,8 @@ class Report:
         return out
 
     def to_dict(self):
-        return {"function": self.name, "passed": self.passed, "rows": self.rows, "failures": self.failures}
+        return {"function": self.name, "passed": self.passed, "rows": self.rows, "failures": self.failures,
+                "advice": self.advice}
 
     def __str__(self):
         return format_table([self])
@@ -106,7 +151,8 @@ def _cells(row, fail="FAIL"):
         elif cell["status"] == "FAIL":
             cells.append(fail)
         else:
-            cells.append(f"{cell['max_abs']:.1e} / {cell['max_rel']:.1e}" if check.numeric else "pass")
+            rel = "-" if cell["max_rel"] is None else f"{cell['max_rel']:.1e}"
+            cells.append(f"{cell['max_abs']:.1e} / {rel}" if check.numeric else "pass")
     return cells
 
 
@@ -123,6 +169,7 @@ def format_table(reports):
     fmt = lambda cells: "  ".join(c.ljust(w) for c, w in zip(cells, widths)).rstrip()
     out = [fmt(HEADER), fmt(["-" * w for w in widths])] + [fmt(line) for line in lines]
     out += [f"FAIL {f}" for f in failures]
+    out += [f"NOTE {a}" for report in reports for a in report.advice]
     out.append(summary(reports))
     return "\n".join(out)
 

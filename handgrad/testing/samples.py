@@ -161,11 +161,12 @@ def upstream(outputs, seed):
 @dataclasses.dataclass
 class Run:
     """What one call gave: every output (tensors or not), the gradient of each differentiable input
-    by name (None when not connected), and the upstream gradients used."""
+    by name (None when not connected), the upstream gradients used, and those inputs by name."""
 
     outputs: list
     grads: dict
     upstream: list
+    inputs: dict = dataclasses.field(default_factory=dict)
 
 
 def run(function, sample, dtype, device, seed, replace=None, create_graph=False):
@@ -181,4 +182,4 @@ def run(function, sample, dtype, device, seed, replace=None, create_graph=False)
     if wrt and diff_outputs:
         found = torch.autograd.grad(diff_outputs, wrt, gradients, allow_unused=True, create_graph=create_graph)
         grads = {input_name(w, k): g for (w, k), g in zip(wrt_keys, found)}
-    return Run(outputs, grads, gradients)
+    return Run(outputs, grads, gradients, {input_name(w, k): t.detach() for (w, k), t in zip(wrt_keys, wrt)})

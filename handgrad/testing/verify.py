@@ -36,9 +36,13 @@ def verify(function, reference, samples, *, numpy=None, name=None, dtypes=DTYPES
         seed: seed of the upstream gradients
 
     Returns:
-        ``Report``: ``.passed``, ``.failures`` (one sentence per failed check) and, printed, the same
-        table ``handgrad-check`` prints.
+        ``Report``: ``.passed``, ``.failures`` (one sentence per failure, each said once with the
+        checks it failed), ``.advice`` (legal but worth changing) and, printed, the same table
+        ``handgrad-check`` prints.
     """
+    if isinstance(function, type) and issubclass(function, torch.autograd.Function):
+        raise TypeError(f"verify: {function.__name__} is a torch.autograd.Function class; pass the function that "
+                        f"applies it, {function.__name__}.apply (or a function calling it)")
     name = name or _name_of(function)
     samples = as_samples(samples)
     unknown = sorted(set(checks) - set(CHECKS))

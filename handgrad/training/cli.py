@@ -12,6 +12,7 @@ resumes from the newest ``last.ckpt`` under ``default_root_dir``.
 import logging
 import sys
 import tempfile
+import time
 import warnings
 from pathlib import Path
 from typing import Optional
@@ -24,6 +25,7 @@ from lightning.pytorch.cli import LightningCLI
 from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 from lightning_utilities.core.imports import RequirementCache
 
+from handgrad._machine import default_threads
 from handgrad.training.callbacks import AtomicCheckpointIO, LastCheckpoint, RunReport, per_class_table
 from handgrad.training.data import DatasetError, FashionMNISTDataModule
 from handgrad.training.lit import FIT_METRICS, LitClassifier
@@ -47,10 +49,19 @@ class HandgradCLI(LightningCLI):
             help="Resume training from this checkpoint; 'last' takes the newest last.ckpt under "
             "trainer.default_root_dir.",
         )
+        parser.add_argument(
+            "--threads",
+            type=Optional[int],
+            default=None,
+            help="CPU threads for torch's kernels; default: the cores other work leaves free (the load "
+            "average subtracted), at least 1: threads waiting for busy cores make every kernel many times slower",
+        )
         parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")
         parser.set_defaults(
             {
                 "trainer.max_epochs": DEFAULT_MAX_EPOCHS,
+                # A progress bar redraws itself: on a terminal only, not into a log file.
+                "trainer.enable_progress_bar": sys.stdout.isatty() and sys.stderr.isatty(),
                 "trainer.default_root_dir": DEFAULT_ROOT_DIR,
                 "checkpoint.monitor": "val_acc",
                 "checkpoint.mode": "max",
@@ -68,6 +79,8 @@ class HandgradCLI(LightningCLI):
             if config.checkpoint.monitor == "val_acc":
                 config.checkpoint.monitor = None
                 config.checkpoint.filename = "epoch{epoch}"
+        if config.threads is not None and config.threads < 1:
+            raise RunError(f"--threads: at least 1, got {config.threads}")
         if config.checkpoint.save_last:
             raise RunError(
                 "checkpoint.save_last: last.ckpt is written at the end of every epoch anyway; leave it false"
@@ -148,10 +161,12 @@ def check_checkpoint_matches(ckpt_path, model):
 
 
 def main(args=None):
+    start = time.perf_counter()
     _quiet()
     try:
         cli = _cli(args)
         trainer, model, data = cli.trainer, cli.model, cli.datamodule
+        torch.set_num_threads(cli.config.threads or default_threads())
         _check_writable(Path(cli.config.trainer.default_root_dir))
         ckpt_path = resolve_checkpoint(cli.config.ckpt_path, cli.config.trainer.default_root_dir)
         if ckpt_path is not None:
@@ -165,14 +180,17 @@ def main(args=None):
             if trainer.is_global_zero:
                 print(f"Restoring the run from {ckpt_path} ({epochs} epochs done)", flush=True)
         trainer.fit(model, datamodule=data, ckpt_path=ckpt_path)
-        trainer.test(model, datamodule=data)
+        (metrics,) = trainer.test(model, datamodule=data, verbose=False)
     except (RunError, DatasetError) as error:
         print(f"error: {error}", file=sys.stderr)
         raise SystemExit(2) from None
     if trainer.is_global_zero and model.per_class_accuracy:
         report = next(c for c in trainer.callbacks if isinstance(c, RunReport))
+        print("Test: " + ", ".join(f"{name} {value:.4f}" for name, value in sorted(metrics.items())))
         print(per_class_table(model.per_class_accuracy), end="")
-        print(f"Run written to {report.run_dir}")
+        threads = torch.get_num_threads()
+        print(f"Run written to {report.run_dir} in {time.perf_counter() - start:.0f} s "
+              f"({threads} CPU thread{'s' if threads != 1 else ''})")
     return trainer
 
 
@@ -190,8 +208,9 @@ def _cli(args):
             # The model builds its own optimiser and schedule (--model.optimizer, --model.scheduler):
             # LightningCLI's --optimizer and --lr_scheduler would replace them behind results.json's back.
             auto_configure_optimizers=False,
-            # Raise instead of printing the whole usage before the message.
-            parser_kwargs={"exit_on_error": False},
+            # Raise instead of printing the whole usage before the message; take no abbreviation of
+            # an option (--trainer.max_epoch would silently be --trainer.max_epochs).
+            parser_kwargs={"exit_on_error": False, "allow_abbrev": False},
         )
     except ArgumentError as error:                           # jsonargparse: a type, a key, a file
         raise RunError(f"{_one_line(error)} (python train.py --help lists every option)") from None

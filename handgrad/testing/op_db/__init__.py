@@ -7,7 +7,7 @@ The tests, ``handgrad-check``, the benchmark and the documentation read ``OP_DB`
 imported by ``import handgrad``.
 """
 
-from handgrad.ops import OPS
+from handgrad.ops import OPS, _registry
 from handgrad.testing.op_db import (activation, chain, classification, conv, dropout, embedding, linear, norm, pool,
                                     regression, softmax)
 from handgrad.testing.op_db._common import OpInfo
@@ -16,8 +16,10 @@ _FAMILIES = (activation, linear, dropout, softmax, classification, regression, c
 
 
 def _database():
-    """name → OpInfo, in the registry's order; every registered op must have its entry."""
+    """name → OpInfo, in the registry's order; every registered op must have its entry: handgrad's in
+    its family's module, one registered with ``handgrad.register_function`` from its own cases."""
     infos = {info.name: info for family in _FAMILIES for info in family.OP_INFOS}
+    infos.update({name: OpInfo(name, **cases) for name, cases in _registry.CASES.items()})
     missing = [name for name in OPS if name not in infos]
     if missing:
         raise LookupError(f"the test database has no cases for the registered op(s) {missing}: add an OpInfo to "
@@ -29,6 +31,15 @@ def _database():
 
 
 OP_DB = _database()
+
+
+def _follow(name):
+    """Keep OP_DB the registry's after ``register_function`` or ``unregister``."""
+    OP_DB.clear()
+    OP_DB.update(_database())
+
+
+_registry.ON_REGISTER.append(_follow)
 
 
 def module_samples():
