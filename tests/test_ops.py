@@ -150,8 +150,8 @@ def test_op_signature_is_torchs(op):
     try:
         theirs = inspect.signature(builtin)
     except ValueError:                                       # a C builtin: its docstring opens on the signature
-        first_line = builtin.__doc__.strip().splitlines()[0]
-        theirs = inspect.signature(eval(f"lambda {first_line[first_line.index('(') + 1:first_line.rindex(')')]}: 0"))
+        doc = builtin.__doc__.strip()                        # which may run over two lines
+        theirs = inspect.signature(eval(f"lambda {' '.join(doc[doc.index('(') + 1:doc.index(')')].split())}: 0"))
     assert list(ours.parameters) == list(theirs.parameters), f"{op.name}: {ours}, torch has {theirs}"
     for name, p in theirs.parameters.items():
         default = ours.parameters[name].default

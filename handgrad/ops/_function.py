@@ -106,9 +106,9 @@ def make_twins(function):
 
 def _eager_twin(function):
     """``function`` in the old style: one ``forward(ctx, *inputs)`` that runs its forward, then its
-    setup_context. PyTorch's ``Function.apply`` costs more a call (tens of µs on a CPU, the benchmarks
-    page) for a Function that defines ``setup_context`` (the style that torch.func's transforms need) than for one whose forward
-    takes ``ctx``; outside those transforms the twin gives the same outputs, saved tensors, backward
+    setup_context. PyTorch's ``Function.apply`` costs more a call (tens of µs on a CPU, the
+    benchmarks page) for a Function that defines ``setup_context`` (the style that torch.func's
+    transforms need) than for one whose forward takes ``ctx``; outside those transforms the twin gives the same outputs, saved tensors, backward
     and jvp for the old style's price. A subclass, so ``grad_fn._forward_cls`` is still a
     ``function``. It takes the calls that give every parameter positionally (``takes_all``: apply
     binds no default for those); None when forward has keyword-only parameters."""
@@ -153,7 +153,10 @@ class Elementwise(HandFunction):
     - ``saves``: ``("y",)`` (the default: σ' = σ(1 − σ) needs only y), ``("x",)`` or ``("x", "y")``,
       or a function of the options returning one of those;
     - ``inplace``: True when its last option is PyTorch's ``inplace`` flag; the input is then
-      overwritten by y, so the rule may read y only.
+      overwritten by y, so the rule may read y only...
+    - ``original``: ... unless True: then the face passes, as one input after the options, a copy
+      of x taken before forward overwrites it (None out of place), and the rule reads x from it
+      (SiLU's derivative needs x, and ``nn.SiLU(inplace=True)`` is what torchvision builds).
 
     Backward is dL/dx = rule(g, x, y), and forward mode dy = rule(dx, x, y): for an elementwise
     f, the Jacobian is the diagonal f'(x) whether it multiplies g from the left or dx from the right.
@@ -161,18 +164,22 @@ class Elementwise(HandFunction):
 
     saves = ("y",)
     inplace = False
+    original = False
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
-        rule, saves, inplace = cls.rule, cls.saves, cls.inplace
+        rule, saves, inplace, keeps_original = cls.rule, cls.saves, cls.inplace, cls.original
+        extra = (None,) if keeps_original else ()
 
         def setup_context(ctx, inputs, output):
             x, *options = inputs
+            original = options.pop() if keeps_original else None
             names = saves(*options) if callable(saves) else saves
             if inplace and options[-1]:
-                if "x" in names:
+                if "x" in names and original is None:
                     raise RuntimeError(f"{cls.__name__}: in place, x is overwritten by y and cannot be saved")
                 ctx.mark_dirty(x)
+                x = x if original is None else original          # the values x had before forward
             kept = [t for name, t in (("x", x), ("y", output)) if name in names]
             ctx.save_for_backward(*kept)
             ctx.save_for_forward(*kept)
@@ -183,7 +190,7 @@ class Elementwise(HandFunction):
             return [next(kept) if name in ctx.saved_names else None for name in ("x", "y")]
 
         def backward(ctx, g):
-            return (rule(g, *saved(ctx), *ctx.options), *(None for _ in ctx.options))
+            return (rule(g, *saved(ctx), *ctx.options), *(None for _ in ctx.options), *extra)
 
         def jvp(ctx, dx, *_):
             dy = rule(dx, *saved(ctx), *ctx.options)

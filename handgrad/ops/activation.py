@@ -10,7 +10,7 @@ import math
 import torch
 
 from handgrad.ops._checks import as_dtype, check_floating, check_tensor, computed_in
-from handgrad.ops._function import Elementwise, apply, derivation
+from handgrad.ops._function import Elementwise, HandFunction, apply, derivation
 from handgrad.ops._registry import Derivative, Module, Op, register
 
 # -- sigmoid ---------------------------------------------------------------------------------------
@@ -249,6 +249,303 @@ def gelu(input, *, approximate="none"):
     return apply(GELU, input, approximate)
 
 
+# -- silu ------------------------------------------------------------------------------------------
+
+
+class SiLU(Elementwise):
+    """y = z σ(z) (the swish); in place, z is overwritten and its copy ``original`` kept."""
+
+    saves = ("x",)
+    inplace = True
+    original = True
+
+    @staticmethod
+    def forward(z, inplace=False, original=None):
+        return torch.nn.functional.silu(z, inplace=inplace)
+
+    @staticmethod
+    def rule(g, z, y, inplace):
+        return silu_backward(g, z)
+
+
+def silu_backward(g, z):
+    """dL/dz = g (σ + z σ (1 − σ)) = g σ (1 + z (1 − σ)), σ = σ(z): the product rule on z σ(z) and
+    σ' = σ (1 − σ). σ is handgrad's ``Sigmoid``, so that double backward stays hand-derived."""
+    s = apply(Sigmoid, z)
+    return g * s * (1 + z * (1 - s))
+
+
+def _with_original(input, inplace):
+    """What an in-place op whose derivative needs x passes beside it: x's values before forward
+    overwrites them (None out of place)."""
+    return input.detach().clone() if inplace else None
+
+
+def silu(input, inplace=False):
+    """y = x σ(x), elementwise, as ``torch.nn.functional.silu``."""
+    check_floating("silu", "input", input)
+    return apply(SiLU, input, inplace, _with_original(input, inplace))
+
+
+# -- mish ------------------------------------------------------------------------------------------
+
+
+class Mish(Elementwise):
+    """y = z tanh(softplus(z)), softplus(z) = log(1 + eᶻ)."""
+
+    saves = ("x",)
+    inplace = True
+    original = True
+
+    @staticmethod
+    def forward(z, inplace=False, original=None):
+        return torch.nn.functional.mish(z, inplace=inplace)
+
+    @staticmethod
+    def rule(g, z, y, inplace):
+        return mish_backward(g, z)
+
+
+def mish_backward(g, z):
+    """dL/dz = g (t + z (1 − t²) σ(z)), t = tanh(softplus(z)): the product rule, tanh' = 1 − tanh²
+    and softplus' = σ. softplus(z) = log(eᶻ + e⁰) (``logaddexp``, exact for large |z|); tanh and σ
+    are handgrad's, so that double backward stays hand-derived."""
+    t = apply(Tanh, torch.logaddexp(z, torch.zeros_like(z)))             # tanh(softplus(z))
+    return g * (t + z * (1 - t * t) * apply(Sigmoid, z))
+
+
+def mish(input, inplace=False):
+    """y = x tanh(softplus(x)), elementwise, as ``torch.nn.functional.mish``."""
+    check_floating("mish", "input", input)
+    return apply(Mish, input, inplace, _with_original(input, inplace))
+
+
+# -- hardswish, hardsigmoid -----------------------------------------------------------------------
+
+
+class Hardswish(Elementwise):
+    """y = z · relu6(z + 3) / 6: 0 below −3, z above 3, z (z + 3) / 6 between."""
+
+    saves = ("x",)
+    inplace = True
+    original = True
+
+    @staticmethod
+    def forward(z, inplace=False, original=None):
+        return torch.nn.functional.hardswish(z, inplace=inplace)
+
+    @staticmethod
+    def rule(g, z, y, inplace):
+        return hardswish_backward(g, z)
+
+
+def hardswish_backward(g, z):
+    """dL/dz = g · (0 for z ≤ −3; (2z + 3) / 6 = z/3 + 1/2 for −3 < z < 3; 1 for z ≥ 3), the pieces
+    joined as PyTorch joins them (a NaN passes g). Not readable from y: y is not monotonic on [−3, 0]."""
+    middle = torch.where(z < 3, z / 3 + 0.5, 1.0)
+    return g * torch.where(z <= -3, 0.0, middle)
+
+
+def hardswish(input, inplace=False):
+    """y = x · relu6(x + 3) / 6, elementwise, as ``torch.nn.functional.hardswish``."""
+    check_floating("hardswish", "input", input)
+    return apply(Hardswish, input, inplace, _with_original(input, inplace))
+
+
+class Hardsigmoid(Elementwise):
+    """y = relu6(z + 3) / 6 = clamp(z / 6 + 1/2, 0, 1)."""
+
+    inplace = True
+
+    @staticmethod
+    def forward(z, inplace=False):
+        return torch.nn.functional.hardsigmoid(z, inplace=inplace)
+
+    @staticmethod
+    def rule(g, z, y, inplace):
+        return hardsigmoid_backward(g, y)
+
+
+def hardsigmoid_backward(g, y):
+    """dL/dz = g / 6 where −3 < z < 3, that is where 0 < y < 1 (y clamps to 0 and 1 outside), else 0."""
+    return g * ((y > 0) & (y < 1)) / 6
+
+
+def hardsigmoid(input, inplace=False):
+    """y = relu6(x + 3) / 6, elementwise, as ``torch.nn.functional.hardsigmoid``."""
+    check_floating("hardsigmoid", "input", input)
+    return apply(Hardsigmoid, input, inplace)
+
+
+# -- hardtanh, relu6 -------------------------------------------------------------------------------
+
+
+class Hardtanh(Elementwise):
+    """y = clamp(z, min_val, max_val)."""
+
+    inplace = True
+
+    @staticmethod
+    def forward(z, min_val=-1.0, max_val=1.0, inplace=False):
+        return torch.nn.functional.hardtanh(z, min_val, max_val, inplace)
+
+    @staticmethod
+    def rule(g, z, y, min_val, max_val, inplace):
+        return hardtanh_backward(g, y, min_val, max_val)
+
+
+def hardtanh_backward(g, y, min_val, max_val):
+    """dL/dz = g where min < z < max, that is where y is not clamped to a bound, else 0 (a NaN
+    passes g, as in PyTorch)."""
+    return g * ~((y <= min_val) | (y >= max_val))
+
+
+def hardtanh(input, min_val=-1.0, max_val=1.0, inplace=False):
+    """y = clamp(x, min_val, max_val), elementwise, as ``torch.nn.functional.hardtanh``."""
+    check_tensor("hardtanh", "input", input)
+    for name, value in (("min_val", min_val), ("max_val", max_val)):
+        if not isinstance(value, (int, float)) or isinstance(value, bool) or math.isnan(value):
+            raise TypeError(f"hardtanh: {name} must be a number, got {value!r}")
+    if min_val > max_val:
+        raise ValueError(f"hardtanh: min_val cannot be greater than max_val, got min_val={min_val}, max_val={max_val}")
+    return apply(Hardtanh, input, float(min_val), float(max_val), inplace)
+
+
+def relu6(input, inplace=False):
+    """y = min(max(x, 0), 6), elementwise, as ``torch.nn.functional.relu6``: ``hardtanh(x, 0, 6)``."""
+    check_tensor("relu6", "input", input)
+    return apply(Hardtanh, input, 0.0, 6.0, inplace)
+
+
+# -- softplus --------------------------------------------------------------------------------------
+
+
+class Softplus(Elementwise):
+    """y = log(1 + e^(βz)) / β, and y = z where βz > threshold (there the two agree to ~e^(−threshold))."""
+
+    saves = ("x",)
+
+    @staticmethod
+    def forward(z, beta=1.0, threshold=20.0):
+        return torch.nn.functional.softplus(z, beta, threshold)
+
+    @staticmethod
+    def rule(g, z, y, beta, threshold):
+        return softplus_backward(g, z, beta, threshold)
+
+
+def softplus_backward(g, z, beta, threshold):
+    """dL/dz = g σ(βz) (d/dz log(1 + e^(βz)) / β = e^(βz) / (1 + e^(βz))), and g where βz > threshold,
+    where y = z. σ is handgrad's ``Sigmoid``."""
+    return g * torch.where(z * beta > threshold, 1.0, apply(Sigmoid, z * beta))
+
+
+def softplus(input, beta=1, threshold=20):
+    """y = log(1 + e^(βx)) / β, linear above the threshold, elementwise, as
+    ``torch.nn.functional.softplus``."""
+    check_floating("softplus", "input", input)
+    for name, value in (("beta", beta), ("threshold", threshold)):
+        if not isinstance(value, (int, float)) or isinstance(value, bool) or math.isnan(value):
+            raise TypeError(f"softplus: {name} must be a number, got {value!r}")
+    if beta == 0:
+        raise ValueError("softplus: beta must not be 0 (y = log(1 + e^(βx)) / β)")
+    return apply(Softplus, input, float(beta), float(threshold))
+
+
+# -- elu -------------------------------------------------------------------------------------------
+
+
+class ELU(Elementwise):
+    """y = z for z > 0, α (eᶻ − 1) otherwise; in place, z is overwritten."""
+
+    inplace = True
+    # φ' depends on the sign of z. Out of place, keep z. In place z is gone, but for α ≥ 0 the sign
+    # of y is the sign of z, and α eᶻ = y + α (PyTorch refuses in place with α < 0 for that reason).
+    saves = staticmethod(lambda alpha, inplace: ("y",) if inplace else ("x",))
+
+    @staticmethod
+    def forward(z, alpha=1.0, inplace=False):
+        return torch.nn.functional.elu(z, alpha, inplace)
+
+    @staticmethod
+    def rule(g, z, y, alpha, inplace):
+        return elu_backward(g, z, y, alpha)
+
+
+def elu_backward(g, z, y, alpha):
+    """dL/dz = g α eᶻ for z ≤ 0, g otherwise (a NaN passes g, as in PyTorch); α eᶻ = y + α, which is
+    what is read when only y is kept. eᶻ is taken of min(z, 0): the branch not taken must stay finite,
+    or double backward would meet 0 · ∞."""
+    if z is not None:
+        return g * torch.where(z <= 0, alpha * torch.exp(z.clamp(max=0)), 1.0)
+    return g * torch.where(y <= 0, y + alpha, 1.0)
+
+
+def elu(input, alpha=1.0, inplace=False):
+    """y = x for x > 0, α (eˣ − 1) otherwise, elementwise, as ``torch.nn.functional.elu``."""
+    check_floating("elu", "input", input)
+    if not isinstance(alpha, (int, float)) or isinstance(alpha, bool) or math.isnan(alpha):
+        raise TypeError(f"elu: alpha must be a number, got {alpha!r}")
+    if inplace and alpha < 0 and input.requires_grad and torch.is_grad_enabled():
+        raise RuntimeError(f"elu: in place with alpha={alpha} < 0 cannot be differentiated (the input's sign is "
+                           f"lost); use inplace=False")
+    return apply(ELU, input, float(alpha), inplace)
+
+
+# -- glu -------------------------------------------------------------------------------------------
+
+
+class GLU(HandFunction):
+    """y = a ∘ σ(b), a and b the two halves of x along ``dim``: the gated linear unit."""
+
+    @staticmethod
+    def forward(x, dim):
+        return torch.nn.functional.glu(x, dim)
+
+    @staticmethod
+    def setup_context(ctx, inputs, output):
+        x, ctx.dim = inputs
+        ctx.save_for_backward(x)
+        ctx.save_for_forward(x)
+
+    @staticmethod
+    def backward(ctx, g):
+        (x,) = ctx.saved_tensors
+        return glu_backward(g, x, ctx.dim), None
+
+    @staticmethod
+    def jvp(ctx, dx, _):
+        """Forward mode: dy = da σ(b) + a σ(b) (1 − σ(b)) db."""
+        (x,) = ctx.saved_tensors
+        a, b = x.chunk(2, ctx.dim)
+        da, db = dx.chunk(2, ctx.dim)
+        s = apply(Sigmoid, b)
+        return da * s + a * s * (1 - s) * db
+
+
+def glu_backward(g, x, dim):
+    """dL/da = g σ(b), dL/db = g a σ(b) (1 − σ(b)), put side by side as x's halves: a moves y through
+    the product, b through σ (σ' = σ (1 − σ))."""
+    a, b = x.chunk(2, dim)
+    s = apply(Sigmoid, b)
+    return torch.cat([g * s, g * a * s * (1 - s)], dim)
+
+
+def glu(input, dim=-1):
+    """y = a ∘ σ(b), a and b the first and second half of input along ``dim``, as
+    ``torch.nn.functional.glu``."""
+    check_floating("glu", "input", input)
+    if input.dim() == 0:
+        raise RuntimeError("glu: input is 0-d; glu halves a dimension, and a scalar has none")
+    if not isinstance(dim, int) or isinstance(dim, bool) or not -input.dim() <= dim < input.dim():
+        raise IndexError(f"glu: dim {dim!r} is out of range for a tensor of {input.dim()} dimensions "
+                         f"(shape {tuple(input.shape)})")
+    if input.shape[dim] % 2:
+        raise RuntimeError(f"glu: dimension {dim} of input (shape {tuple(input.shape)}) has size {input.shape[dim]}; "
+                           f"glu halves it into a and b, so it must be even")
+    return apply(GLU, input, dim % input.dim())
+
+
 # -- registration ----------------------------------------------------------------------------------
 
 register(Op(
@@ -280,4 +577,60 @@ register(Op(
     Derivative("y = z Φ(z); tanh: y = ½ z (1 + tanh u), u = √(2/π)(z + 0.044715 z³)",
                "dL/dz = g · (Φ(z) + z Φ'(z)); tanh: g · s (1 + z (1 − s) dv/dz), s = σ(v), v = 2u", "(*)"),
     modules={torch.nn.GELU: Module(lambda self, input: gelu(input, approximate=self.approximate))},
+))
+
+register(Op(
+    "silu", silu, (SiLU,),
+    Derivative("y = z σ(z)", "dL/dz = g · σ (1 + z (1 − σ)), σ = σ(z)", "(*)"),
+    modules={torch.nn.SiLU: Module(lambda self, input: silu(input, self.inplace))},
+))
+
+register(Op(
+    "mish", mish, (Mish,),
+    Derivative("y = z tanh(softplus(z))", "dL/dz = g · (t + z (1 − t²) σ(z)), t = tanh(softplus(z))", "(*)"),
+    modules={torch.nn.Mish: Module(lambda self, input: mish(input, self.inplace))},
+))
+
+register(Op(
+    "hardswish", hardswish, (Hardswish,),
+    Derivative("y = z · relu6(z + 3) / 6", "dL/dz = g · (0 if z ≤ −3, z/3 + 1/2 if z < 3, else 1)", "(*)"),
+    modules={torch.nn.Hardswish: Module(lambda self, input: hardswish(input, self.inplace))},
+))
+
+register(Op(
+    "hardsigmoid", hardsigmoid, (Hardsigmoid,),
+    Derivative("y = relu6(z + 3) / 6", "dL/dz = g / 6 · 1[0 < y < 1]", "(*)"),
+    modules={torch.nn.Hardsigmoid: Module(lambda self, input: hardsigmoid(input, self.inplace))},
+))
+
+register(Op(
+    "hardtanh", hardtanh, (Hardtanh,),
+    Derivative("y = clamp(z, min, max)", "dL/dz = g · 1[min < y < max]", "(*)"),
+    modules={torch.nn.Hardtanh: Module(lambda self, input: hardtanh(input, self.min_val, self.max_val, self.inplace))},
+))
+
+register(Op(
+    "relu6", relu6, (Hardtanh,),
+    Derivative("y = clamp(z, 0, 6)", "dL/dz = g · 1[0 < y < 6]", "(*)"),
+    modules={torch.nn.ReLU6: Module(lambda self, input: relu6(input, self.inplace))},
+))
+
+register(Op(
+    "softplus", softplus, (Softplus,),
+    Derivative("y = log(1 + e^(βz)) / β (y = z where βz > threshold)", "dL/dz = g · σ(βz) (g where βz > threshold)",
+               "(*)"),
+    modules={torch.nn.Softplus: Module(lambda self, input: softplus(input, self.beta, self.threshold))},
+))
+
+register(Op(
+    "elu", elu, (ELU,),
+    Derivative("y = z if z > 0 else α (eᶻ − 1)", "dL/dz = g · (1 if z > 0 else α eᶻ = y + α)", "(*)"),
+    modules={torch.nn.ELU: Module(lambda self, input: elu(input, self.alpha, self.inplace))},
+))
+
+register(Op(
+    "glu", glu, (GLU,),
+    Derivative("y = a ∘ σ(b), (a, b) the halves of x along dim", "dL/da = g σ(b), dL/db = g a σ(b) (1 − σ(b))",
+               "x (*, 2n, *), y and g (*, n, *)"),
+    modules={torch.nn.GLU: Module(lambda self, input: glu(input, self.dim))},
 ))

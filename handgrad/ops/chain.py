@@ -151,7 +151,8 @@ def chain_backward(g, g_hidden, x, Ws, above, activations, bias_shapes, needs_x,
 
     ``above`` holds l¹, ..., lᴸ⁻¹ (and lᴸ when the top layer has a φ), ``g_hidden`` the gradients
     that reached l¹, ..., lᴸ⁻¹ from outside the chain (None for none), ``needs_x`` and
-    ``needs_params`` (one per W¹, b¹, ..., Wᴸ, bᴸ) which gradients are wanted. Returns (dL/dx, [dL/dW¹, dL/db¹, ..., dL/dWᴸ, dL/dbᴸ]), None where not wanted.
+    ``needs_params`` (one per W¹, b¹, ..., Wᴸ, bᴸ) which gradients are wanted. Returns
+    (dL/dx, [dL/dW¹, dL/db¹, ..., dL/dWᴸ, dL/dbᴸ]), None where not wanted.
     """
     n = len(activations)
     outputs = [x, *above, None][: n + 1]                     # outputs[i] = lⁱ, i = 0..L (lᴸ if kept)

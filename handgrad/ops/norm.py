@@ -28,8 +28,8 @@ import numbers
 
 import torch
 
-from handgrad.ops._checks import (FLOAT32_ON_CUDA, LOW_PRECISION, autocast, check_floating, check_same_device,
-                                  check_tensor, computed_in)
+from handgrad.ops._checks import (FLOAT32_ON_CUDA, LOW_PRECISION, as_dtype, autocast, check_floating,
+                                  check_same_device, check_tensor, computed_in)
 from handgrad.ops._function import HandFunction, apply, derivation
 from handgrad.ops._registry import Derivative, Module, Op, register
 
@@ -164,7 +164,8 @@ def batch_norm_backward(wants, beta_dtype, g, g_mu, g_r, x, gamma, mu, r):
         grad_x = _sum(None if g is None else normalized_backward(g_hat, x_hat, r3, (0, 2)),
                       statistics_backward(None if g_mu is None else _per_channel(g_mu, dtype),
                                           None if g_r is None else _per_channel(g_r, dtype), x_hat, r3, m))
-        grad_x = grad_x.expand_as(x3).reshape(x.shape).to(x.dtype)      # dL/dx, (N, C, *)
+        if grad_x is not None:
+            grad_x = grad_x.expand_as(x3).reshape(x.shape).to(x.dtype)  # dL/dx, (N, C, *)
     return grad_x, grad_gamma, grad_beta
 
 
@@ -468,7 +469,8 @@ def layer_norm_backward(wants, normalized_shape, param_dtype, g, g_mu, g_r, x, g
         grad_x = _sum(None if g is None else normalized_backward(g_hat, x_hat, r2, 1),
                       statistics_backward(None if g_mu is None else g_mu.reshape(-1, 1).to(dtype),
                                           None if g_r is None else g_r.reshape(-1, 1).to(dtype), x_hat, r2, d))
-        grad_x = grad_x.expand_as(x2).reshape(x.shape).to(x.dtype)      # dL/dx, (*, normalized_shape)
+        if grad_x is not None:
+            grad_x = grad_x.expand_as(x2).reshape(x.shape).to(x.dtype)  # dL/dx, (*, normalized_shape)
     return grad_x, grad_gamma, grad_beta
 
 
@@ -527,7 +529,16 @@ def layer_norm(input, normalized_shape, weight=None, bias=None, eps=1e-5):
     Shapes: input (*, normalized_shape); weight, bias normalized_shape (or None); the output has
     input's shape. A float16 or bfloat16 input may take float32 parameters.
     """
-    fn = "layer_norm"
+    normalized_shape = _check_normalized("layer_norm", input, normalized_shape, {"weight": weight, "bias": bias})
+    input, weight, bias = autocast(FLOAT32_ON_CUDA, input, weight, bias)
+    _check_parameter_dtypes("layer_norm", input, {"weight": weight, "bias": bias})
+    y, _, _ = apply(LayerNorm, input, normalized_shape, weight, bias, eps)
+    return y
+
+
+def _check_normalized(fn, input, normalized_shape, params):
+    """Check the input and normalized_shape of a normalisation over the last dimensions, and the
+    parameters of that shape; return normalized_shape as a tuple of ints."""
     check_floating(fn, "input", input)
     if isinstance(normalized_shape, numbers.Integral) or not isinstance(normalized_shape, (tuple, list, torch.Size)):
         raise TypeError(
@@ -545,7 +556,7 @@ def layer_norm(input, normalized_shape, weight=None, bias=None, eps=1e-5):
             f"{fn}: input of shape {tuple(input.shape)} does not end in normalized_shape {normalized_shape}: "
             f"expected input of shape (*, {', '.join(map(str, normalized_shape))})"
         )
-    for name, t in (("weight", weight), ("bias", bias)):
+    for name, t in params.items():
         if t is not None:
             check_tensor(fn, name, t)
             if tuple(t.shape) != normalized_shape:
@@ -553,9 +564,103 @@ def layer_norm(input, normalized_shape, weight=None, bias=None, eps=1e-5):
                     f"{fn}: {name} must have shape normalized_shape {normalized_shape}, got {tuple(t.shape)}"
                 )
             check_same_device(fn, {"input": input, name: t})
-    input, weight, bias = autocast(FLOAT32_ON_CUDA, input, weight, bias)
-    _check_parameter_dtypes(fn, input, {"weight": weight, "bias": bias})
-    y, _, _ = apply(LayerNorm, input, normalized_shape, weight, bias, eps)
+    return normalized_shape
+
+
+# -- rms norm --------------------------------------------------------------------------------------
+
+
+class RMSNorm(HandFunction):
+    """y = γ x̂, x̂ = x r, r = 1/√(mean x² + ε) over the last dimensions, normalized_shape; returns (y, r).
+
+    x (*, normalized_shape); γ normalized_shape or None; r (*, 1, ..., 1). Layer norm without the
+    centring: no μ, no β.
+    """
+
+    @staticmethod
+    def forward(x, normalized_shape, gamma, eps):
+        dims = tuple(range(x.dim() - len(normalized_shape), x.dim()))
+        xf = as_dtype(x, computed_in(x.dtype))
+        r = torch.rsqrt(xf.square().mean(dims, keepdim=True) + eps)          # 1/√(mean x² + ε)
+        y = xf * r if gamma is None else xf * r * gamma
+        return as_dtype(y, x.dtype), r
+
+    @staticmethod
+    def setup_context(ctx, inputs, output):
+        x, normalized_shape, gamma, eps = inputs
+        _, r = output
+        ctx.save_for_backward(x, gamma, r)
+        ctx.save_for_forward(x, gamma, r)
+        ctx.normalized_shape = normalized_shape
+        ctx.set_materialize_grads(False)
+
+    @staticmethod
+    def backward(ctx, g, g_r):
+        x, gamma, r = ctx.saved_tensors
+        grad_x, grad_gamma = rms_norm_backward(ctx.needs_input_grad[0], ctx.needs_input_grad[2], ctx.normalized_shape,
+                                               g, g_r, x, gamma, r)
+        return grad_x, None, grad_gamma, None
+
+    @staticmethod
+    def jvp(ctx, dx, _, d_gamma, __):
+        """Forward mode: dy = γ dx̂ + dγ x̂, dx̂ = ``rms_normalized_backward`` of dx (a symmetric
+        Jacobian), dr = −r² mean(x̂ dx)."""
+        x, gamma, r = ctx.saved_tensors
+        dtype, k = computed_in(x.dtype), len(ctx.normalized_shape)
+        x2, r2 = _rows(x, k).to(dtype), r.reshape(-1, 1)
+        x_hat = x2 * r2
+        dy, d_r = torch.zeros_like(x_hat), torch.zeros_like(r2)
+        if dx is not None:
+            dx2 = _rows(dx, k).to(dtype)
+            dy = rms_normalized_backward(dx2, x_hat, r2, 1)
+            d_r = statistics_jvp(dx2, x_hat, r2, 1)[1]
+        if gamma is not None:
+            dy = dy * gamma.reshape(-1).to(dtype)
+        if d_gamma is not None:
+            dy = dy + x_hat * d_gamma.reshape(-1).to(dtype)
+        return dy.reshape(x.shape).to(x.dtype), d_r.reshape(r.shape)
+
+
+def rms_normalized_backward(g_hat, x_hat, r, dims):
+    """dL/dx = r (ĝ − x̂ mean(ĝ x̂)): ``normalized_backward`` without term 2, since x is not centred
+    (dx̂_i/dx_j = r (1[i = j] − x̂_i x̂_j / M)); symmetric, so forward mode too."""
+    return r * (g_hat - x_hat * (g_hat * x_hat).mean(dims, keepdim=True))
+
+
+def rms_norm_backward(wants_x, wants_gamma, normalized_shape, g, g_r, x, gamma, r):
+    """dL/dγ = Σ g x̂ over the leading dimensions, dL/dx = r (ĝ − x̂ mean(ĝ x̂)), ĝ = γ g, plus what a
+    gradient g_r reaching r adds (double backward). Shapes: x, g, x̂ as (R, D); r (R, 1); γ (D,)."""
+    dtype, k = computed_in(x.dtype), len(normalized_shape)
+    x2 = _rows(x, k).to(dtype)                                           # (R, D)
+    d = max(x2.shape[1], 1)
+    r2 = r.reshape(-1, 1)                                                # (R, 1)
+    x_hat = x2 * r2                                                      # x̂ = x r
+    g2 = None if g is None else _rows(g, k).to(dtype)
+    grad_x = grad_gamma = None
+    if g is not None and wants_gamma and gamma is not None:
+        grad_gamma = (g2 * x_hat).sum(0).reshape(normalized_shape).to(gamma.dtype)  # dL/dγ = Σ g x̂
+    if wants_x:
+        g_hat = None if g is None else g2 if gamma is None else g2 * gamma.reshape(-1).to(dtype)    # ĝ = γ g
+        grad_x = _sum(None if g is None else rms_normalized_backward(g_hat, x_hat, r2, 1),
+                      statistics_backward(None, None if g_r is None else g_r.reshape(-1, 1), x_hat, r2, d))
+        if grad_x is not None:
+            grad_x = grad_x.expand_as(x2).reshape(x.shape).to(x.dtype)  # dL/dx, (*, normalized_shape)
+    return grad_x, grad_gamma
+
+
+def rms_norm(input, normalized_shape, weight=None, eps=None):
+    """y = γ x / √(mean x² + ε) over the last len(normalized_shape) dimensions, as
+    ``torch.nn.functional.rms_norm``; eps None is the machine epsilon of the dtype it computes in (float32
+    for float16 and bfloat16 input), as there.
+
+    Shapes: input (*, normalized_shape); weight normalized_shape (or None); the output has input's shape.
+    """
+    normalized_shape = _check_normalized("rms_norm", input, normalized_shape, {"weight": weight})
+    input, weight = autocast(FLOAT32_ON_CUDA, input, weight)
+    _check_parameter_dtypes("rms_norm", input, {"weight": weight})
+    if eps is None:
+        eps = torch.finfo(computed_in(input.dtype)).eps
+    y, _ = apply(RMSNorm, input, normalized_shape, weight, float(eps))
     return y
 
 
@@ -577,4 +682,12 @@ register(Op(
                "x, g (*, normalized_shape); γ, β normalized_shape; μ, σ² (*, 1, …, 1)"),
     modules={torch.nn.LayerNorm: Module(
         lambda self, input: layer_norm(input, self.normalized_shape, self.weight, self.bias, self.eps))},
+))
+
+register(Op(
+    "rms_norm", rms_norm, (RMSNorm,),
+    Derivative("y = γ x̂, x̂ = x / √(mean x² + ε) over the last dimensions",
+               "dL/dγ = Σ g x̂, dL/dx = r (ĝ − x̂ mean(ĝ x̂)), ĝ = γ g, r = 1/√(mean x² + ε)",
+               "x, g (*, normalized_shape); γ normalized_shape; r (*, 1, …, 1)"),
+    modules={torch.nn.RMSNorm: Module(lambda self, input: rms_norm(input, self.normalized_shape, self.weight, self.eps))},
 ))

@@ -71,6 +71,29 @@ def layer_norm_numpy(x, normalized_shape, weight=None, bias=None, eps=1e-5):
     return y, vjp
 
 
+def rms_norm_numpy(x, normalized_shape, weight=None, eps=None):
+    """Staged: ms = mean x², r = (ms + ε)^(−1/2), x̂ = x r, y = γ x̂; then back stage by stage. eps None
+    is float64's epsilon here (the op takes its input dtype's: within every dtype's tolerance)."""
+    eps = np.finfo(np.float64).eps if eps is None else eps
+    k = len(normalized_shape)
+    axes, lead = tuple(range(x.ndim - k, x.ndim)), tuple(range(x.ndim - k))
+    d = max(int(np.prod(normalized_shape)), 1)
+    ms = (x * x).sum(axis=axes, keepdims=True) / d
+    r = 1 / np.sqrt(ms + eps)
+    x_hat = x * r
+    gamma = 1.0 if weight is None else weight
+
+    def vjp(g):
+        dx_hat = g * gamma
+        dr = (dx_hat * x).sum(axis=axes, keepdims=True)                 # x̂ = x · r
+        dms = -0.5 * (ms + eps) ** -1.5 * dr                             # r = (ms + ε)^(−1/2)
+        dx = dx_hat * r + dms * 2 * x / d                                # ms = mean x²
+        return dx, None, None if weight is None else (g * x_hat).sum(axis=lead)
+
+    return gamma * x_hat, vjp
+
+
+
 # Where float16 and bfloat16 cannot hold the input well enough to normalise it: 10 + N(0, 1) rounds
 # to steps of 0.06 in bfloat16, and two values per channel give x̂ = ±1 and dL/dx ≈ 0 (ε alone).
 # The offset is 10, not more: at 100, float32's own rounding of x (7.6e-6, times r), and PyTorch's
@@ -198,6 +221,26 @@ _BATCH_NORM_ERRORS = (
 )
 
 
+def _rms_norm_samples(gen):
+    def sample(name, shape, k=1, weight=True, eps=1e-6, scale=1.0, as_list=False, **options):
+        normalized = tuple(shape[len(shape) - k:])
+        x = randn(gen, *shape, scale=scale)
+        args = (x, list(normalized) if as_list else normalized, randn(gen, *normalized) if weight else None, eps)
+        return Sample(args, name=name, **options)
+
+    return [
+        sample("(N, D)", (6, 5)),
+        sample("(B, T, D)", (2, 3, 5)),
+        sample("(B, T, D) over (T, D), normalized_shape a list", (2, 3, 4), k=2, as_list=True),
+        sample("(D,) unbatched", (5,)),
+        sample("(N, D), no weight", (6, 5), weight=False),
+        sample("(N, D), eps None (the dtype's)", (6, 5), eps=None),
+        sample("(0, D) empty batch", (0, 5)),
+        sample("x ~ 100 · N(0, 1)", (6, 5), scale=100.0),
+        sample("x ~ N(0, 1e-4²), x² ≪ ε", (6, 5), scale=1e-4, eps=1e-6),
+    ]
+
+
 _LAYER_NORM_ERRORS = (
     ErrorInput("normalized_shape not the input's last dimensions", lambda F, nn: F.layer_norm(x32(4, 3, 5), (4,)),
                RuntimeError, r"input of shape \(4, 3, 5\) does not end in normalized_shape \(4,\).*\(\*, 4\)"),
@@ -298,10 +341,37 @@ _LAYER_NORM_TOLERANCES = {torch.float16: Tolerance(atol=4e-3, rtol=8e-3), torch.
 _BATCH_NORM_TOLERANCES = {torch.bfloat16: Tolerance(atol=3e-2, rtol=3e-2)}
 
 
+_RMS_NORM_ERRORS = (
+    ErrorInput("normalized_shape not the input's last dimensions", lambda F, nn: F.rms_norm(x32(4, 3, 5), (4,)),
+               RuntimeError, r"rms_norm: input of shape \(4, 3, 5\) does not end in normalized_shape \(4,\)"),
+    ErrorInput("weight of the wrong shape", lambda F, nn: F.rms_norm(x32(3, 5), (5,), torch.ones(4)), RuntimeError,
+               r"rms_norm: weight must have shape normalized_shape \(5,\), got \(4,\)"),
+    ErrorInput("int64 input", lambda F, nn: F.rms_norm(torch.ones(3, 5, dtype=torch.long), (5,)),
+               NotImplementedError, r"rms_norm: input must be a floating-point tensor, got torch\.int64"),
+    ErrorInput("nn.RMSNorm on the wrong last dimension", lambda F, nn: nn.RMSNorm(5)(x32(2, 4)), RuntimeError,
+               r"rms_norm: input of shape \(2, 4\) does not end in normalized_shape \(5,\)"),
+)
+
+
+def _rms_norm_module_samples():
+    configurations = [("RMSNorm(5) on (N, D)", (5,), {}, (4, 5)), ("RMSNorm((3, 5))", ((3, 5),), {}, (2, 3, 5)),
+                      ("RMSNorm(5, eps=1e-3)", (5,), {"eps": 1e-3}, (4, 5)),
+                      ("RMSNorm(5, elementwise_affine=False)", (5,), {"elementwise_affine": False}, (4, 5))]
+    return tuple(ModuleSample(name, lambda gen, shape=shape: (randn(gen, *shape),), args, kwargs)
+                 for name, args, kwargs, shape in configurations)
+
+
+def _rms_norm_bench(device):
+    return [("(64, 128, 512) over (512,)", (bench_randn(device, 64, 128, 512), (512,), bench_randn(device, 512)), {})]
+
+
 OP_INFOS = (
     OpInfo("batch_norm", torch.nn.functional.batch_norm, _batch_norm_samples, batch_norm_numpy, _batch_norm_bench,
            errors=_BATCH_NORM_ERRORS, tolerances=_BATCH_NORM_TOLERANCES, modules=_batch_norm_module_samples()),
     OpInfo("layer_norm", torch.nn.functional.layer_norm, _layer_norm_samples, layer_norm_numpy, _layer_norm_bench,
            errors=_LAYER_NORM_ERRORS, tolerances=_LAYER_NORM_TOLERANCES,
            modules={torch.nn.LayerNorm: _layer_norm_module_samples()}),
+    OpInfo("rms_norm", torch.nn.functional.rms_norm, _rms_norm_samples, rms_norm_numpy, _rms_norm_bench,
+           errors=_RMS_NORM_ERRORS, tolerances=_LAYER_NORM_TOLERANCES,
+           modules={torch.nn.RMSNorm: _rms_norm_module_samples()}),
 )
