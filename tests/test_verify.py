@@ -84,7 +84,7 @@ def test_verify_names_the_worst_element_of_a_wrong_gradient_once_with_every_chec
     x = torch.tensor([[0.5, -1.0], [2.0, 0.0]], dtype=torch.float64, requires_grad=True)
     report = testing.verify(MyTanh.apply, torch.tanh, [(x,)], devices=["cpu"])
     (line, *others) = [f for f in report.failures if "gradient of input 0" in f]
-    assert not others, f"the same wrong gradient reported more than once:\n" + "\n".join(report.failures)
+    assert not others, "the same wrong gradient reported more than once:\n" + "\n".join(report.failures)
     g = torch.randn(2, 2, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
     y = torch.tanh(x.detach())
     hand, right = g * (1 - y), g * (1 - y * y)

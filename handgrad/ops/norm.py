@@ -1,22 +1,23 @@
-"""Normalisation: batch norm (each channel over the batch) and layer norm (each sample over its last
-dimensions), one derivation over two different sets.
+"""Normalisation, one derivation over different sets: layer norm (each sample over its last
+dimensions), RMS norm (the same, not centred), group norm (each sample over a group of channels),
+and batch norm (each channel over the batch: ``handgrad.ops.batch_norm``, which takes the rule from here).
 
 Notation (cs231n's staged batch norm, the "backprop ninja" result): x the input; S the M entries
 normalised together (batch norm: the N·(spatial) values of one channel; layer norm: the values of
-one sample's last dimensions); μ = mean_S x, σ² = mean_S (x − μ)² (biased), r = 1/√(σ² + ε),
+one sample's last dimensions; group norm: one sample's values of C / G channels); μ = mean_S x, σ² = mean_S (x − μ)² (biased), r = 1/√(σ² + ε),
 x̂ = (x − μ) r, y = γ x̂ + β with γ the weight and β the bias; g = dL/dy. mean and Σ run over S.
 
 Backward. γ and β touch every entry they scale or shift: dL/dβ = Σ g, dL/dγ = Σ g x̂ (batch norm
-sums over S, layer norm over the leading dimensions). For x, write ĝ = dL/dx̂ = γ g; each x̂_i
+sums over S, layer norm over the leading dimensions, group norm over the batch and positions). For x, write ĝ = dL/dx̂ = γ g; each x̂_i
 depends on x_j directly and through μ and σ² (dμ/dx_j = 1/M, dσ²/dx_j = 2 (x_j − μ)/M,
 dr/dσ² = −r³/2, so dr/dx_j = −r² x̂_j / M):
 
     dx̂_i/dx_j = r (1[i = j] − 1/M − x̂_i x̂_j / M)
     dL/dx = Σ_i ĝ_i dx̂_i/dx = r (ĝ − mean(ĝ) − x̂ mean(ĝ x̂))
 
-In batch norm γ is one number per channel, so this is (γ r)(g − mean(g) − x̂ mean(g x̂)). In eval
-mode batch norm normalises with the running statistics, constants: y is affine in x and
-dL/dx = γ r g.
+In batch norm γ is one number per channel, so this is (γ r)(g − mean(g) − x̂ mean(g x̂)); in group
+norm γ varies within the set, as in layer norm. In eval mode batch norm normalises with the
+running statistics, constants: y is affine in x and dL/dx = γ r g.
 
 The training Functions return μ and r besides y (what backward needs, as PyTorch's kernels save
 them). Being outputs, they carry their own gradients when backward is itself differentiated:
@@ -66,7 +67,7 @@ def _sum(*terms):
     return sum(terms[1:], terms[0]) if terms else None
 
 
-# -- batch norm ----------------------------------------------------------------------------------
+# -- channels: batch norm's and group norm's views ---------------------------------------------------
 
 
 def _channels(x):
@@ -78,265 +79,6 @@ def _channels(x):
 def _per_channel(t, dtype):
     """A (C,) tensor as (1, C, 1), broadcasting along a (N, C, L) view."""
     return t.to(dtype).view(1, -1, 1)
-
-
-def _gamma(gamma, beta):
-    """γ for the forward kernel: ones (y = 1 · x̂ + β, the same values) where β comes without γ, a
-    case in which PyTorch's CUDA batch norm raises "tensor does not have a device" (with γ given it
-    runs, and so does handgrad's with these ones; docs/differences.md)."""
-    return torch.ones_like(beta) if gamma is None and beta is not None else gamma
-
-
-class BatchNorm(HandFunction):
-    """Training: y = γ x̂ + β with the batch's μ and σ² per channel; returns (y, μ, r).
-
-    x (N, C, *); γ, β, μ, r and the running statistics (C,) (γ, β, running statistics may be None).
-    """
-
-    @staticmethod
-    def forward(x, gamma, beta, running_mean, running_var, momentum, eps):
-        if x.numel() == 0:                                   # no values: nothing to average, no update
-            stats = x.new_zeros(x.shape[1], dtype=computed_in(x.dtype))
-            return torch.empty_like(x), stats, stats.clone()
-        # PyTorch's forward kernel. It also updates the running statistics in place:
-        # running_mean ← (1 − m) running_mean + m μ, running_var ← (1 − m) running_var + m σ² M / (M − 1).
-        return torch.native_batch_norm(x, _gamma(gamma, beta), beta, running_mean, running_var, True, momentum, eps)
-
-    @staticmethod
-    def setup_context(ctx, inputs, output):
-        x, gamma, beta = inputs[:3]
-        _, mu, r = output
-        ctx.save_for_backward(x, gamma, mu, r)
-        ctx.save_for_forward(x, gamma, mu, r)
-        ctx.beta_dtype = None if beta is None else beta.dtype
-        ctx.set_materialize_grads(False)
-
-    @staticmethod
-    def backward(ctx, g, g_mu, g_r):
-        x, gamma, mu, r = ctx.saved_tensors
-        grad_x, grad_gamma, grad_beta = batch_norm_backward(ctx.needs_input_grad, ctx.beta_dtype, g, g_mu, g_r,
-                                                            x, gamma, mu, r)
-        return grad_x, grad_gamma, grad_beta, None, None, None, None
-
-    @staticmethod
-    def jvp(ctx, dx, d_gamma, d_beta, *_):
-        """Forward mode: dy = γ dx̂ + dγ x̂ + dβ, dx̂ = ``normalized_backward`` of dx (the Jacobian is
-        symmetric), dμ and dr from ``statistics_jvp``."""
-        x, gamma, mu, r = ctx.saved_tensors
-        dtype = computed_in(x.dtype)
-        x3 = _channels(x).to(dtype)
-        r3 = _per_channel(r, dtype)
-        x_hat = (x3 - _per_channel(mu, dtype)) * r3
-        if dx is None or x.numel() == 0:                     # no tangent, or no values to move the statistics
-            dx_hat, d_mu, d_r = torch.zeros_like(x_hat), torch.zeros_like(r3), torch.zeros_like(r3)
-        else:
-            dx3 = _channels(dx).to(dtype)
-            dx_hat = normalized_backward(dx3, x_hat, r3, (0, 2))
-            d_mu, d_r = statistics_jvp(dx3, x_hat, r3, (0, 2))
-        dy = dx_hat if gamma is None else dx_hat * _per_channel(gamma, dtype)
-        if d_gamma is not None:
-            dy = dy + x_hat * _per_channel(d_gamma, dtype)
-        if d_beta is not None:
-            dy = dy + _per_channel(d_beta, dtype)
-        return dy.reshape(x.shape).to(x.dtype), d_mu.view(-1).to(mu.dtype), d_r.view(-1).to(r.dtype)
-
-
-@derivation
-def batch_norm_backward(wants, beta_dtype, g, g_mu, g_r, x, gamma, mu, r):
-    """dL/dγ = Σ g x̂, dL/dβ = Σ g, dL/dx = γ r (g − mean(g) − x̂ mean(g x̂)), Σ and mean over (N, *)
-    per channel (the module docstring), plus ``statistics_backward`` when μ and r themselves
-    receive gradients. Only what ``wants`` (needs_input_grad of x, γ, β) asks for.
-    Shapes: x, g, x̂ as (N, C, L); γ, μ, r as (1, C, 1); M = N·L."""
-    dtype = computed_in(x.dtype)
-    x3 = _channels(x).to(dtype)                                          # (N, C, L)
-    # M = N·L entries per channel; an empty batch has none to average, and 1 keeps 0/0 out of the graph.
-    m = max(x3.shape[0] * x3.shape[2], 1)
-    r3 = _per_channel(r, dtype)
-    x_hat = (x3 - _per_channel(mu, dtype)) * r3                          # x̂ = (x − μ) r
-    g3 = None if g is None else _channels(g).to(dtype)
-    grad_x = grad_gamma = grad_beta = None
-    if g is not None and wants[1] and gamma is not None:
-        grad_gamma = (g3 * x_hat).sum((0, 2)).to(gamma.dtype)            # dL/dγ = Σ g x̂, (C,)
-    if g is not None and wants[2] and beta_dtype is not None:
-        grad_beta = g3.sum((0, 2)).to(beta_dtype)                        # dL/dβ = Σ g, (C,)
-    if wants[0]:
-        g_hat = None if g is None else g3 if gamma is None else g3 * _per_channel(gamma, dtype)      # ĝ = γ g
-        grad_x = _sum(None if g is None else normalized_backward(g_hat, x_hat, r3, (0, 2)),
-                      statistics_backward(None if g_mu is None else _per_channel(g_mu, dtype),
-                                          None if g_r is None else _per_channel(g_r, dtype), x_hat, r3, m))
-        if grad_x is not None:
-            grad_x = grad_x.expand_as(x3).reshape(x.shape).to(x.dtype)  # dL/dx, (N, C, *)
-    return grad_x, grad_gamma, grad_beta
-
-
-@batch_norm_backward.faster
-def _batch_norm_backward_affine(wants, beta_dtype, g, g_mu, g_r, x, gamma, mu, r):
-    """The same, with dL/dx written as a g + b x + c, one (a, b, c) per channel:
-    a = γ r, b = −a r mean(g x̂) − g_r r³ / M, c = −a mean(g) + g_μ / M − b μ; and Σ g x̂ =
-    r (Σ g x − μ Σ g). So x and g are read for two sums and two products, and the one (N, C, *)
-    tensor made is g x, into which dL/dx is then written: making tensors the size of x (x − μ, x̂
-    and the like) is what the reference spends most of its time on. Forward + backward of batch_norm
-    in 0.47× the reference's time on (128, 32, 28, 28), 0.66× on (128, 64, 14, 14) (bench section 9)."""
-    dtype = computed_in(x.dtype)
-    x3 = _channels(x).to(dtype)                                          # (N, C, L)
-    m = max(x3.shape[0] * x3.shape[2], 1)
-    mu, r = mu.to(dtype), r.to(dtype)
-    grad_x = grad_gamma = grad_beta = None
-    if g is not None:
-        g3 = _channels(g).to(dtype)
-        gx = g3 * x3                                                     # g x, (N, C, L)
-        sum_g = g3.sum((0, 2))                                           # Σ g, (C,)
-        sum_g_xhat = r * (gx.sum((0, 2)) - mu * sum_g)                  # Σ g x̂ = r (Σ g x − μ Σ g), (C,)
-        if wants[1] and gamma is not None:
-            grad_gamma = sum_g_xhat.to(gamma.dtype)                      # dL/dγ = Σ g x̂, (C,)
-        if wants[2] and beta_dtype is not None:
-            grad_beta = sum_g.to(beta_dtype)                             # dL/dβ = Σ g, (C,)
-    if wants[0]:
-        a = r if gamma is None else r * gamma.to(dtype)                  # γ r, (C,)
-        b = c = torch.zeros_like(r)
-        if g is not None:
-            b = -a * r * sum_g_xhat / m                                  # −γ r² mean(g x̂)
-            c = -a * sum_g / m                                           # −γ r mean(g)
-        if g_r is not None:
-            b = b - g_r.to(dtype) * r ** 3 / m                           # −g_r r² x̂ / M = −g_r r³ (x − μ) / M
-        if g_mu is not None:
-            c = c + g_mu.to(dtype) / m                                   # g_μ / M
-        a, b, c = (_per_channel(t, dtype) for t in (a, b, c - b * mu))
-        if g is None:
-            grad_x = torch.addcmul(c, x3, b)                             # b x + c
-        else:                                                            # into g x's buffer, spent
-            grad_x = torch.addcmul(c, x3, b, out=gx).addcmul_(g3, a)     # a g + b x + c
-        grad_x = grad_x.reshape(x.shape).to(x.dtype)                     # dL/dx, (N, C, *)
-    return grad_x, grad_gamma, grad_beta
-
-
-class BatchNormEval(HandFunction):
-    """Eval: y = γ (x − running_mean) r + β with r = 1/√(running_var + ε): affine in x.
-
-    x (N, C, *); γ, β (C,) or None; running_mean, running_var (C,), constants.
-    """
-
-    @staticmethod
-    def forward(x, gamma, beta, running_mean, running_var, eps):
-        if x.numel() == 0:
-            return torch.empty_like(x)
-        return torch.native_batch_norm(x, _gamma(gamma, beta), beta, running_mean, running_var, False, 0.0, eps)[0]
-
-    @staticmethod
-    def setup_context(ctx, inputs, output):
-        x, gamma, beta, running_mean, running_var, eps = inputs
-        ctx.save_for_backward(x, gamma, running_mean, running_var)
-        ctx.save_for_forward(x, gamma, running_mean, running_var)
-        ctx.beta_dtype, ctx.eps = None if beta is None else beta.dtype, eps
-
-    @staticmethod
-    def backward(ctx, g):
-        """dL/dx = γ r g, dL/dγ = Σ g x̂, dL/dβ = Σ g (Σ over (N, *) per channel)."""
-        x, gamma, running_mean, running_var = ctx.saved_tensors
-        dtype = computed_in(x.dtype)
-        r3 = _per_channel(running_var, dtype).add(ctx.eps).rsqrt()                  # 1/√(running_var + ε)
-        g3 = _channels(g).to(dtype)
-        grad_x = grad_gamma = grad_beta = None
-        if ctx.needs_input_grad[0]:
-            a = r3 if gamma is None else r3 * _per_channel(gamma, dtype)
-            grad_x = (g3 * a).reshape(x.shape).to(x.dtype)                         # dL/dx = γ r g, (N, C, *)
-        if ctx.needs_input_grad[1] and gamma is not None:
-            x_hat = (_channels(x).to(dtype) - _per_channel(running_mean, dtype)) * r3
-            grad_gamma = (g3 * x_hat).sum((0, 2)).to(gamma.dtype)                  # dL/dγ = Σ g x̂, (C,)
-        if ctx.needs_input_grad[2] and ctx.beta_dtype is not None:
-            grad_beta = g3.sum((0, 2)).to(ctx.beta_dtype)                              # dL/dβ = Σ g, (C,)
-        return grad_x, grad_gamma, grad_beta, None, None, None
-
-    @staticmethod
-    def jvp(ctx, dx, d_gamma, d_beta, *_):
-        """Forward mode: dy = γ r dx + dγ x̂ + dβ."""
-        x, gamma, running_mean, running_var = ctx.saved_tensors
-        dtype = computed_in(x.dtype)
-        r3 = _per_channel(running_var, dtype).add(ctx.eps).rsqrt()
-        x3 = _channels(x).to(dtype)
-        dy = torch.zeros_like(x3)
-        if dx is not None:
-            a = r3 if gamma is None else r3 * _per_channel(gamma, dtype)
-            dy = dy + _channels(dx).to(dtype) * a
-        if d_gamma is not None:
-            dy = dy + (x3 - _per_channel(running_mean, dtype)) * r3 * _per_channel(d_gamma, dtype)
-        if d_beta is not None:
-            dy = dy + _per_channel(d_beta, dtype)
-        return dy.reshape(x.shape).to(x.dtype)
-
-
-def batch_norm(input, running_mean, running_var, weight=None, bias=None, training=False, momentum=0.1, eps=1e-5):
-    """y = γ (x − μ) / √(σ² + ε) + β per channel, as ``torch.nn.functional.batch_norm``.
-
-    Training: μ and σ² are the batch's, over (N, *) for each channel; running_mean and running_var,
-    when given, are updated in place: running_mean ← (1 − m) running_mean + m μ and
-    running_var ← (1 − m) running_var + m σ² M / (M − 1) (the unbiased variance, M = N·prod(*)).
-    Eval (``training=False``): μ and σ² are running_mean and running_var.
-
-    Shapes: input (N, C, *); running_mean, running_var (C,); weight, bias C values (or None); the
-    output has input's shape. A float16 or bfloat16 input may take float32 statistics and parameters.
-    """
-    gamma, beta = _batch_norm_arguments(input, running_mean, running_var, weight, bias, training, momentum, eps)
-    if training:
-        y, _, _ = apply(BatchNorm, input, gamma, beta, running_mean, running_var, momentum, eps)
-        return y
-    return apply(BatchNormEval, input, gamma, beta, running_mean, running_var, eps)
-
-
-def _batch_norm_arguments(input, running_mean, running_var, weight, bias, training, momentum, eps):
-    """Check batch_norm's arguments; return weight and bias as (C,) (torch takes any shape of C values)."""
-    fn = "batch_norm"
-    check_floating(fn, "input", input)
-    if input.dim() < 2:
-        raise RuntimeError(
-            f"{fn}: input must be (N, C) or (N, C, *) with the channels in dimension 1, got shape "
-            f"{tuple(input.shape)}; for a single sample add a batch dimension (input.unsqueeze(0))"
-        )
-    if (running_mean is None) != (running_var is None):
-        raise ValueError(f"{fn}: running_mean and running_var must both be tensors or both be None")
-    if training:
-        m = input.shape[0] * math.prod(input.shape[2:])
-        if m == 1:
-            raise ValueError(
-                f"{fn}: expected more than 1 value per channel when training, got input of shape "
-                f"{tuple(input.shape)} (torch.Size({list(input.shape)})): the batch variance of a single "
-                f"value is 0; train on a batch of at least 2, or normalise with the running statistics "
-                f"(training=False, module.eval())"
-            )
-        if eps <= 0:
-            raise ValueError(f"{fn}: eps must be positive during training (r = 1/√(σ² + ε)), got {eps}")
-    elif eps < 0:
-        raise ValueError(f"{fn}: eps must be non-negative, got {eps}")
-    elif running_mean is None:
-        raise RuntimeError(
-            f"{fn}: eval mode (training=False) normalises with running_mean and running_var, which are "
-            f"None; pass them, or training=True to normalise with the batch statistics"
-        )
-    if not isinstance(momentum, numbers.Real) or isinstance(momentum, bool):
-        raise TypeError(
-            f"{fn}: momentum must be a float, got {momentum!r}; a cumulative average (torch.nn.BatchNorm's "
-            f"momentum=None) is momentum = 1 / number of batches seen"
-        )
-    n_channels = input.shape[1]
-    params = {"running_mean": running_mean, "running_var": running_var, "weight": weight, "bias": bias}
-    for name, t in params.items():
-        if t is None:
-            continue
-        check_tensor(fn, name, t)
-        if t.numel() != n_channels or (name.startswith("running") and t.dim() != 1):
-            expected = f"shape ({n_channels},)" if name.startswith("running") else f"{n_channels} values"
-            raise RuntimeError(
-                f"{fn}: {name} must hold one value per channel, {expected} for input of shape "
-                f"{tuple(input.shape)} (C = {n_channels} in dimension 1), got shape {tuple(t.shape)}"
-            )
-        check_same_device(fn, {"input": input, name: t})
-        if name.startswith("running") and t.requires_grad:
-            raise RuntimeError(
-                f"{fn}: {name} requires grad, but batch norm is not differentiable with respect to its running "
-                f"statistics (as in PyTorch); pass {name}.detach() or a buffer"
-            )
-    _check_parameter_dtypes(fn, input, params)
-    return (None if weight is None else weight.reshape(n_channels)), (None if bias is None else bias.reshape(n_channels))
 
 
 def _check_parameter_dtypes(fn, input, params):
@@ -353,33 +95,6 @@ def _check_parameter_dtypes(fn, input, params):
                 + (f" and {first[0]} {first[1].dtype}" if t.dtype in allowed else "")
                 + f"; the parameters must all be {expected} (e.g. {name}.to(input.dtype))"
             )
-
-
-_BATCH_NORM_SHAPES = {
-    torch.nn.BatchNorm1d: ((2, 3), "(N, C) or (N, C, L)"),
-    torch.nn.BatchNorm2d: ((4,), "(N, C, H, W)"),
-    torch.nn.BatchNorm3d: ((5,), "(N, C, D, H, W)"),
-}
-
-
-def _batch_norm_module_forward(self, input):
-    """torch.nn's _BatchNorm.forward: the momentum, or 1 / num_batches_tracked for momentum=None
-    (a cumulative average); batch statistics in training, or in eval when there are no running
-    statistics; running statistics updated only when tracked and training."""
-    dims, expected = next(v for cls, v in _BATCH_NORM_SHAPES.items() if isinstance(self, cls))
-    if input.dim() not in dims:
-        raise ValueError(
-            f"{type(self).__name__}: expected {' or '.join(f'{d}D' for d in dims)} input {expected}, got "
-            f"{input.dim()}D input of shape {tuple(input.shape)}"
-        )
-    factor = 0.0 if self.momentum is None else self.momentum
-    if self.training and self.track_running_stats and self.num_batches_tracked is not None:
-        self.num_batches_tracked.add_(1)
-        factor = 1.0 / float(self.num_batches_tracked) if self.momentum is None else self.momentum
-    use_batch_stats = self.training or (self.running_mean is None and self.running_var is None)
-    tracked = not self.training or self.track_running_stats
-    return batch_norm(input, self.running_mean if tracked else None, self.running_var if tracked else None,
-                      self.weight, self.bias, use_batch_stats, factor, self.eps)
 
 
 # -- layer norm ----------------------------------------------------------------------------------
@@ -664,16 +379,128 @@ def rms_norm(input, normalized_shape, weight=None, eps=None):
     return y
 
 
-# -- registration ----------------------------------------------------------------------------------
+# -- group norm ----------------------------------------------------------------------------------
 
-register(Op(
-    "batch_norm", batch_norm, (BatchNorm, BatchNormEval),
-    Derivative("y = γ x̂ + β, x̂ = (x − μ) / √(σ² + ε), μ σ² over (N, *) per channel (eval: running μ σ²)",
-               "dL/dγ = Σ g x̂, dL/dβ = Σ g, dL/dx = γ r (g − mean g − x̂ mean(g x̂)), r = 1/√(σ² + ε); "
-               "eval: dL/dx = γ r g",
-               "x, g (N, C, *); γ, β, μ, σ² (C,)"),
-    modules={cls: Module(_batch_norm_module_forward) for cls in _BATCH_NORM_SHAPES},
-))
+
+class GroupNorm(HandFunction):
+    """y = γ x̂ + β, x̂ normalised over each sample's group of C / G channels; returns (y, μ, r).
+
+    x (N, C, *); γ, β (C,) or None; μ, r (N, G).
+    """
+
+    @staticmethod
+    def forward(x, num_groups, gamma, beta, eps):
+        n, c = x.shape[:2]
+        return torch.native_group_norm(x, gamma, beta, n, c, math.prod(x.shape[2:]), num_groups, eps)
+
+    @staticmethod
+    def setup_context(ctx, inputs, output):
+        x, num_groups, gamma, beta, eps = inputs
+        _, mu, r = output
+        ctx.save_for_backward(x, gamma, mu, r)
+        ctx.save_for_forward(x, gamma, mu, r)
+        ctx.num_groups, ctx.has_beta = num_groups, beta is not None
+        ctx.set_materialize_grads(False)
+
+    @staticmethod
+    def backward(ctx, g, g_mu, g_r):
+        x, gamma, mu, r = ctx.saved_tensors
+        wants = (ctx.needs_input_grad[0], ctx.needs_input_grad[2], ctx.needs_input_grad[3] and ctx.has_beta)
+        grad_x, grad_gamma, grad_beta = group_norm_backward(wants, ctx.num_groups, g, g_mu, g_r, x, gamma, mu, r)
+        return grad_x, None, grad_gamma, grad_beta, None
+
+    @staticmethod
+    def jvp(ctx, dx, _, d_gamma, d_beta, __):
+        """Forward mode: dy = γ dx̂ + dγ x̂ + dβ, dx̂ = ``normalized_backward`` of dx over each group."""
+        x, gamma, mu, r = ctx.saved_tensors
+        dtype, groups = computed_in(x.dtype), ctx.num_groups
+        x4, mu4, r4 = _groups(x, groups).to(dtype), _per_group(mu, dtype), _per_group(r, dtype)
+        x_hat = (x4 - mu4) * r4                                                # (N, G, C / G, L)
+        dx_hat, d_mu, d_r = torch.zeros_like(x_hat), torch.zeros_like(mu4), torch.zeros_like(r4)
+        if dx is not None and x.numel():
+            dx4 = _groups(dx, groups).to(dtype)
+            dx_hat = normalized_backward(dx4, x_hat, r4, (2, 3))
+            d_mu, d_r = statistics_jvp(dx4, x_hat, r4, (2, 3))
+        dy = dx_hat if gamma is None else dx_hat * _per_group_channel(gamma, groups, dtype)
+        if d_gamma is not None:
+            dy = dy + x_hat * _per_group_channel(d_gamma, groups, dtype)
+        if d_beta is not None:
+            dy = dy + _per_group_channel(d_beta, groups, dtype)
+        return dy.reshape(x.shape).to(x.dtype), d_mu.reshape(mu.shape).to(mu.dtype), d_r.reshape(r.shape).to(r.dtype)
+
+
+def _groups(x, groups):
+    """x (N, C, *) viewed as (N, G, C / G, L): the statistics run over dimensions 2 and 3."""
+    n, c = x.shape[:2]
+    return x.reshape(n, groups, c // groups, math.prod(x.shape[2:]))
+
+
+def _per_group(t, dtype):
+    """A (N, G) statistic as (N, G, 1, 1)."""
+    return t.to(dtype).reshape(*t.shape, 1, 1)
+
+
+def _per_group_channel(t, groups, dtype):
+    """A (C,) parameter as (1, G, C / G, 1), along a (N, G, C / G, L) view."""
+    return t.to(dtype).reshape(1, groups, -1, 1)
+
+
+def group_norm_backward(wants, groups, g, g_mu, g_r, x, gamma, mu, r):
+    """dL/dγ = Σ g x̂, dL/dβ = Σ g (over the batch and positions, per channel), dL/dx =
+    r (ĝ − mean ĝ − x̂ mean(ĝ x̂)) over each group, ĝ = γ g, plus ``statistics_backward``.
+    Shapes: x, g, x̂ as (N, G, C / G, L); μ, r (N, G, 1, 1); γ (1, G, C / G, 1)."""
+    dtype = computed_in(x.dtype)
+    x4 = _groups(x, groups).to(dtype)
+    m = max(x4.shape[2] * x4.shape[3], 1)                                # M = C / G · L values a group
+    r4 = _per_group(r, dtype)
+    x_hat = (x4 - _per_group(mu, dtype)) * r4                            # x̂ = (x − μ) r
+    g4 = None if g is None else _groups(g, groups).to(dtype)
+    grad_x = grad_gamma = grad_beta = None
+    if g is not None and wants[1] and gamma is not None:
+        grad_gamma = (g4 * x_hat).sum((0, 3)).reshape(-1).to(gamma.dtype)   # dL/dγ = Σ g x̂, (C,)
+    if g is not None and wants[2]:
+        grad_beta = g4.sum((0, 3)).reshape(-1).to(x.dtype if gamma is None else gamma.dtype)   # dL/dβ = Σ g
+    if wants[0]:
+        g_hat = None if g is None else g4 if gamma is None else g4 * _per_group_channel(gamma, groups, dtype)
+        grad_x = _sum(None if g is None else normalized_backward(g_hat, x_hat, r4, (2, 3)),
+                      statistics_backward(None if g_mu is None else _per_group(g_mu, dtype),
+                                          None if g_r is None else _per_group(g_r, dtype), x_hat, r4, m))
+        if grad_x is not None:
+            grad_x = grad_x.expand_as(x4).reshape(x.shape).to(x.dtype)  # dL/dx, (N, C, *)
+    return grad_x, grad_gamma, grad_beta
+
+
+def group_norm(input, num_groups, weight=None, bias=None, eps=1e-5):
+    """y = γ (x − μ) / √(σ² + ε) + β, μ and σ² over each sample's groups of C / num_groups channels,
+    as ``torch.nn.functional.group_norm``.
+
+    Shapes: input (N, C, *); weight, bias (C,) (or None); the output has input's shape.
+    """
+    fn = "group_norm"
+    check_floating(fn, "input", input)
+    if input.dim() < 2:
+        raise RuntimeError(f"{fn}: input must be (N, C, *) with the channels in dimension 1, got shape "
+                           f"{tuple(input.shape)}")
+    if not isinstance(num_groups, numbers.Integral) or isinstance(num_groups, bool) or num_groups < 1:
+        raise ValueError(f"{fn}: num_groups must be a positive int, got {num_groups!r}")
+    channels = input.shape[1]
+    if channels % num_groups:
+        raise RuntimeError(f"{fn}: the {channels} channels of input (shape {tuple(input.shape)}) must split into "
+                           f"num_groups={num_groups} groups of equal size")
+    for name, t in (("weight", weight), ("bias", bias)):
+        if t is not None:
+            check_tensor(fn, name, t)
+            if t.shape != (channels,):
+                raise RuntimeError(f"{fn}: {name} must hold one value per channel, shape ({channels},), got shape "
+                                   f"{tuple(t.shape)}")
+            check_same_device(fn, {"input": input, name: t})
+    input, weight, bias = autocast(FLOAT32_ON_CUDA, input, weight, bias)
+    _check_parameter_dtypes(fn, input, {"weight": weight, "bias": bias})
+    y, _, _ = apply(GroupNorm, input, int(num_groups), weight, bias, float(eps))
+    return y
+
+
+# -- registration ----------------------------------------------------------------------------------
 
 register(Op(
     "layer_norm", layer_norm, (LayerNorm,),
@@ -690,4 +517,13 @@ register(Op(
                "dL/dγ = Σ g x̂, dL/dx = r (ĝ − x̂ mean(ĝ x̂)), ĝ = γ g, r = 1/√(mean x² + ε)",
                "x, g (*, normalized_shape); γ normalized_shape; r (*, 1, …, 1)"),
     modules={torch.nn.RMSNorm: Module(lambda self, input: rms_norm(input, self.normalized_shape, self.weight, self.eps))},
+))
+
+register(Op(
+    "group_norm", group_norm, (GroupNorm,),
+    Derivative("y = γ x̂ + β, x̂ = (x − μ) / √(σ² + ε), μ σ² over each sample's group of C / G channels",
+               "dL/dγ = Σ g x̂, dL/dβ = Σ g, dL/dx = r (ĝ − mean ĝ − x̂ mean(ĝ x̂)) per group, ĝ = γ g",
+               "x, g (N, C, *); γ, β (C,); μ, σ² (N, G)"),
+    modules={torch.nn.GroupNorm: Module(
+        lambda self, input: group_norm(input, self.num_groups, self.weight, self.bias, self.eps))},
 ))

@@ -9,7 +9,6 @@ window (p, q) in the proportion they count in y[p, q]: all of it to the maximum,
 of an average over D. Pixels in several windows (stride < kernel) sum what they receive.
 """
 
-import math
 
 import torch
 

@@ -8,12 +8,12 @@ imported by ``import handgrad``.
 """
 
 from handgrad.ops import OPS, _registry
-from handgrad.testing.op_db import (activation, attention, chain, classification, conv, dropout, embedding, linear,
-                                    norm, pool, regression, softmax)
+from handgrad.testing.op_db import (activation, attention, batch_norm, chain, classification, conv, dropout, embedding,
+                                    linear, norm, pool, regression, softmax)
 from handgrad.testing.op_db._common import OpInfo
 
-_FAMILIES = (activation, linear, dropout, softmax, classification, regression, chain, norm, embedding, conv, pool,
-             attention)
+_FAMILIES = (activation, linear, dropout, softmax, classification, regression, chain, norm, batch_norm, embedding, conv,
+             pool, attention)
 
 
 def _database():

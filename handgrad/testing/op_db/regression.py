@@ -112,7 +112,7 @@ _MSE_LOSS_ERRORS = (
 
 
 def _mse_loss_bench(device):
-    x = torch.randn(1024, 512, device=device, requires_grad=True)
+    x = bench_randn(device, 1024, 512)
     return [("(1024, 512)", (x, torch.randn(1024, 512, device=device)), {})]
 
 
@@ -236,7 +236,7 @@ _BCE_ERRORS = (
 
 
 def _bce_bench(device):
-    x = torch.randn(1024, 512, device=device, requires_grad=True)
+    x = bench_randn(device, 1024, 512)
     return [("(1024, 512)", (x, torch.rand(1024, 512, device=device)), {})]
 
 
