@@ -150,12 +150,13 @@ def _has_hooks(module):
 
 
 def _replacements():
+    _registry.resolve()
     return {**_registry.REPLACES, torch.nn.Sequential: Sequential}
 
 
 # Modules that compute nothing themselves: their children do, or they only reshape.
 STRUCTURAL = (torch.nn.Sequential, torch.nn.ModuleList, torch.nn.ModuleDict, torch.nn.ParameterList,
-              torch.nn.ParameterDict, torch.nn.Flatten, torch.nn.Unflatten, torch.nn.Identity)
+              torch.nn.ParameterDict, torch.nn.Flatten, torch.nn.Unflatten, torch.nn.Identity, torch.nn.Transformer)
 
 
 @dataclasses.dataclass
@@ -187,9 +188,10 @@ class Coverage:
         hand, builtin, structural = self.of("hand"), self.of("built-in"), self.of("structural")
         lines = [f"hand-derived: {len(hand)} modules, built-in: {len(builtin)}, structural: {len(structural)}"]
         width = max([len(e.path) for e in self.entries] + [6])
+        cls_width = max([len(e.cls) for e in self.entries] + [6])
         for e in self.entries:
             reason = f"  ({e.reason})" if e.reason else ""
-            lines.append(f"  {e.path.ljust(width)}  {e.cls:<22}  {e.status}{reason}")
+            lines.append(f"  {e.path.ljust(width)}  {e.cls.ljust(cls_width)}  {e.status}{reason}")
         return "\n".join(lines)
 
     __repr__ = __str__
@@ -258,6 +260,14 @@ def convert(module, strict=False):
         if replacement is not None and not _unsupported(submodule):
             submodule.__class__ = replacement
     return module
+
+
+def __getattr__(name):
+    """A class made once its package is loaded (``handgrad.nn.StochasticDepth`` after ``import torchvision``)."""
+    _registry.resolve()
+    if name in _registry.MODULES:
+        return _registry.MODULES[name]
+    raise AttributeError(f"module 'handgrad.nn' has no attribute {name!r}")
 
 
 __all__ = [*_registry.MODULES, "Sequential", "convert", "coverage", "Coverage"]

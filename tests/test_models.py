@@ -342,7 +342,56 @@ def test_cnn_learns_a_small_batch():
     assert loss.item() < 0.1 * first, f"cnn did not fit 32 images: loss {first:.3f} -> {loss.item():.3f}"
 
 
-@pytest.mark.parametrize("network,dropout", [(n, 0.0) for n in NETWORKS] + [("quickstart", 0.3), ("cnn", 0.3)])
+# -- the vision transformer past the CNN --------------------------------------------------------------
+
+
+def test_vit_hand_equals_torch_with_only_hand_derived_nodes_in_its_graph():
+    """Same weights under the same seed; loss and every gradient equal torch.nn's in float64; the
+    hand model's autograd graph holds handgrad Functions and movement only (patches, class token,
+    positions, attention, MLP, residuals, norms)."""
+    from tests.test_transformer import _computing_builtin_nodes
+
+    hand, builtin = _build("vit", "hand", seed=3).double(), _build("vit", "torch", seed=3).double()
+    assert list(hand.state_dict()) == list(builtin.state_dict())
+    for key, value in hand.state_dict().items():
+        assert torch.equal(value, builtin.state_dict()[key]), f"vit: {key} differs under the same seed"
+    x, y = _batch(4, 6)
+    losses = []
+    for model, loss_fn in ((hand, handgrad.nn.CrossEntropyLoss()), (builtin, torch.nn.CrossEntropyLoss())):
+        loss = loss_fn(model(x), y)
+        loss.backward()
+        losses.append(loss)
+    _check("vit loss", losses[0], losses[1])
+    for (name, p_hand), p_torch in zip(hand.named_parameters(), builtin.parameters()):
+        _check(f"vit {name}.grad", p_hand.grad, p_torch.grad)
+    assert _computing_builtin_nodes([losses[0]]) == [], "the hand vit computes with built-in nodes"
+    assert _computing_builtin_nodes([losses[1]]), "the torch vit must run the built-ins"
+    report = handgrad.nn.coverage(hand)                   # modules: every layer, the network's own forward aside
+    assert [e.path for e in report.of("built-in")] == ["(model)"], str(report)
+
+
+def test_vit_refuses_flattened_images_in_one_sentence():
+    with pytest.raises(ValueError, match=r"vit network takes images of shape \(N, 1, 28, 28\), got \(4, 784\)"):
+        _build("vit", "hand")(torch.rand(4, 784))
+
+
+def test_vit_learns_a_small_batch():
+    torch.manual_seed(0)
+    model = models.build("vit", "hand")
+    x, y = _batch(5, 32)
+    x = x.float()
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    first = None
+    for _ in range(60):
+        optimizer.zero_grad()
+        loss = model.loss(x, y, handgrad.nn.CrossEntropyLoss())
+        loss.backward()
+        optimizer.step()
+        first = loss.item() if first is None else first
+    assert loss.item() < 0.1 * first, f"vit did not fit 32 images: loss {first:.3f} -> {loss.item():.3f}"
+
+
+@pytest.mark.parametrize("network,dropout", [(n, 0.0) for n in NETWORKS] + [("quickstart", 0.3), ("cnn", 0.3), ("vit", 0.0)])
 def test_network_loss_fuses_the_top_and_the_loss_and_equals_torch(network, dropout):
     """``model.loss`` (what train.py's training step calls): with handgrad layers and loss, the top
     stack and the cross-entropy run as one Function; loss and every gradient equal torch.nn's."""

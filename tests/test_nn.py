@@ -15,7 +15,9 @@ import handgrad.nn
 from handgrad import testing
 from handgrad.ops import _registry
 from handgrad.testing.op_db import module_samples
+from handgrad.testing.samples import outputs_of
 
+_registry.resolve()                          # the classes of torchvision's that handgrad.nn stands in for
 FLOAT_DTYPES = (torch.float64, torch.float32)
 MODULE_CLASSES = [pytest.param(cls, id=cls.__name__) for cls in _registry.REPLACES]
 MODULE_SAMPLES = [pytest.param(cls, sample, id=f"{cls.__name__}: {sample.name}")
@@ -78,9 +80,10 @@ def test_module_parameters_repr_and_state_dict_match_torch(cls, sample):
 @pytest.mark.parametrize("dtype", FLOAT_DTYPES, ids=str)
 @pytest.mark.parametrize("cls, sample", MODULE_SAMPLES)
 def test_module_init_equals_torch_under_same_seed(cls, sample, dtype, device):
-    if not _has_factory_kwargs(cls):
+    if not _has_factory_kwargs(cls):                         # torchvision's classes, parameter-free ones
         builtin, hand = _pair(cls, sample)
-        assert not list(builtin.parameters()), f"{cls.__name__} has parameters but no device/dtype arguments"
+        for name, expected in builtin.named_parameters():
+            assert torch.equal(dict(hand.named_parameters())[name], expected), f"{sample.name} {name}: init differs"
         return
     for seed in (0, 12345):
         builtin, hand = _pair(cls, sample, seed, device=device, dtype=dtype)
@@ -115,14 +118,19 @@ def _compare_module(builtin, hand, inputs, dtype, context):
 
 
 def _run(module, sample, dtype, device, seed):
+    """(outputs, gradients, state dict): every tensor output differentiated for a random upstream
+    gradient (MultiheadAttention returns its output and its weights)."""
     leaves, inputs = _inputs(sample, dtype, device, seed)
+    call = {k: v.to(device=device, dtype=dtype if v.is_floating_point() else None) if isinstance(v, torch.Tensor) else v
+            for k, v in sample.forward_kwargs.items()}
     torch.manual_seed(DROPOUT_SEED)                          # the same dropout mask on both sides (CPU)
-    out = module(*inputs)
-    upstream = _randn(torch.Generator().manual_seed(seed + 1), *out.shape, dtype=dtype, device=device)
-    out.backward(upstream)
+    outputs = [o for o in outputs_of(module(*inputs, **call)) if isinstance(o, torch.Tensor)]
+    gen = torch.Generator().manual_seed(seed + 1)
+    upstream = [_randn(gen, *o.shape, dtype=dtype, device=device) for o in outputs]
+    torch.autograd.backward(outputs, upstream)
     grads = {f"dinput {i}": t.grad for i, t in enumerate(leaves) if t.requires_grad}
     grads.update({f"d{n}": p.grad for n, p in module.named_parameters()})
-    return out, grads, module.state_dict()
+    return outputs, grads, module.state_dict()
 
 
 @pytest.mark.parametrize("mode", ["train", "eval"])
@@ -137,10 +145,13 @@ def test_module_matches_torch(cls, sample, dtype, mode, device):
         builtin, hand = _pair(cls, sample, seed)
         builtin, hand = builtin.to(device, dtype).train(mode == "train"), hand.to(device, dtype).train(mode == "train")
         context = f"{sample.name} {dtype} {mode} seed {seed}"
-        (out_ref, grads_ref, state_ref), (out, grads, state) = (_run(m, sample, dtype, device, seed) for m in (builtin, hand))
-        assert out.dtype == out_ref.dtype, f"{context}: output dtype {out.dtype} vs {out_ref.dtype}"
+        (outs_ref, grads_ref, state_ref), (outs, grads, state) = (_run(m, sample, dtype, device, seed) for m in (builtin, hand))
+        assert len(outs) == len(outs_ref), f"{context}: {len(outs)} tensor outputs, torch.nn gives {len(outs_ref)}"
+        for out, out_ref in zip(outs, outs_ref):
+            assert out.dtype == out_ref.dtype, f"{context}: output dtype {out.dtype} vs {out_ref.dtype}"
         assert set(grads) == set(grads_ref) and all((grads[n] is None) == (g is None) for n, g in grads_ref.items())
-        _check_close([("output", out, out_ref)] + [(n, grads[n], g) for n, g in grads_ref.items() if g is not None]
+        _check_close([(f"output {i}", out, out_ref) for i, (out, out_ref) in enumerate(zip(outs, outs_ref))]
+                     + [(n, grads[n], g) for n, g in grads_ref.items() if g is not None]
                      + [(f"buffer {k}", state[k], v) for k, v in state_ref.items()], dtype, context)
 
 
@@ -156,7 +167,8 @@ def test_module_state_dict_loads_both_ways(cls, sample, direction):
     for key, value in source.state_dict().items():
         assert torch.equal(target.state_dict()[key], value), f"{sample.name}: state_dict[{key!r}] not loaded"
     builtin.eval(), hand.eval()
-    _check_close([("output", _run(hand, sample, torch.float64, "cpu", 7)[0], _run(builtin, sample, torch.float64, "cpu", 7)[0])],
+    outs, outs_ref = _run(hand, sample, torch.float64, "cpu", 7)[0], _run(builtin, sample, torch.float64, "cpu", 7)[0]
+    _check_close([(f"output {i}", out, out_ref) for i, (out, out_ref) in enumerate(zip(outs, outs_ref, strict=True))],
                  torch.float64, f"{sample.name} after loading {direction}")
 
 
@@ -443,7 +455,7 @@ class _Scaled(torch.nn.Module):
 
 
 def _mixed():
-    return torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(4, 3), torch.nn.GroupNorm(1, 3), OwnLinear(3, 3),
+    return torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(4, 3), torch.nn.PReLU(3), OwnLinear(3, 3),
                                _Scaled(), torch.nn.Identity())
 
 
@@ -456,18 +468,18 @@ def test_coverage_says_what_runs_hand_derived_and_why_the_rest_does_not():
     assert after["(model)"][:2] == ("Sequential", "structural")
     assert after["0"][:2] == ("Flatten", "structural") and after["5"][:2] == ("Identity", "structural")
     assert after["1"] == ("Linear", "hand", "")
-    assert after["2"] == ("GroupNorm", "built-in", "handgrad has no hand-derived GroupNorm")
+    assert after["2"] == ("PReLU", "built-in", "handgrad has no hand-derived PReLU")
     assert after["3"][1] == "built-in" and "a subclass of torch.nn.Linear with a forward of its own" in after["3"][2]
     assert after["4"][1] == "built-in" and "a module of your own holding tensors (scale)" in after["4"][2]
     assert not report.complete
     text = str(report)
     assert text.splitlines()[0] == "hand-derived: 1 modules, built-in: 3, structural: 3", text
-    assert "GroupNorm" in text and "handgrad has no hand-derived GroupNorm" in text
+    assert "PReLU" in text and "handgrad has no hand-derived PReLU" in text
 
 
 def test_convert_strict_refuses_a_model_with_gaps_and_converts_nothing():
     model = _mixed()
-    with pytest.raises(RuntimeError, match=r"3 module\(s\) would stay on a built-in backward: 2 \(GroupNorm\)"):
+    with pytest.raises(RuntimeError, match=r"3 module\(s\) would stay on a built-in backward: 2 \(PReLU\)"):
         handgrad.nn.convert(model, strict=True)
     assert type(model[1]) is torch.nn.Linear, "strict=True converted part of the model before refusing"
 

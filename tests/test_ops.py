@@ -10,6 +10,7 @@ import inspect
 import pytest
 import torch
 import torch.nn.functional as torch_F
+import torchvision
 
 from handgrad import testing
 from handgrad.testing.op_db import OP_DB
@@ -137,14 +138,25 @@ def test_op_inplace_overwrites_its_input_like_torch(op, device):
     assert checked, f"{op.name}: no sample could be run in place"
 
 
+def _counterpart(name):
+    """The built-in whose signature the face takes: torch.nn.functional's, else torch's (the tensor
+    algebra) or torchvision.ops' (stochastic depth); None for handgrad's own fused chains."""
+    if name.startswith("linear_") and not hasattr(torch_F, name):
+        return None
+    for namespace in (torch_F, torch, torchvision.ops):
+        if hasattr(namespace, name):
+            return getattr(namespace, name)
+    raise AssertionError(f"{name} has no counterpart in torch.nn.functional, torch or torchvision.ops")
+
+
 @pytest.mark.parametrize("op", OP_PARAMS)
 def test_op_signature_is_torchs(op):
-    """The functional face takes torch.nn.functional's parameters, with its defaults."""
-    if not hasattr(torch_F, op.name):
-        assert op.name.startswith("linear_"), f"{op.name} has no torch.nn.functional counterpart"
+    """The functional face takes the built-in's parameters (but ``out=``: an autograd Function writes
+    no output in place of a given one), with its defaults."""
+    builtin = _counterpart(op.name)
+    if builtin is None:
         return
     ours = inspect.signature(op.function)
-    builtin = getattr(torch_F, op.name)
     # max_pool2d and friends are torch's boolean_dispatch of two functions of the same signature.
     builtin = torch._jit_internal.boolean_dispatched.get(builtin, {}).get("if_false", builtin)
     try:
@@ -152,7 +164,9 @@ def test_op_signature_is_torchs(op):
     except ValueError:                                       # a C builtin: its docstring opens on the signature
         doc = builtin.__doc__.strip()                        # which may run over two lines
         theirs = inspect.signature(eval(f"lambda {' '.join(doc[doc.index('(') + 1:doc.index(')')].split())}: 0"))
-    assert list(ours.parameters) == list(theirs.parameters), f"{op.name}: {ours}, torch has {theirs}"
+    assert list(ours.parameters) == [p for p in theirs.parameters if p != "out"], f"{op.name}: {ours}, torch has {theirs}"
     for name, p in theirs.parameters.items():
+        if name == "out":
+            continue
         default = ours.parameters[name].default
         assert default == p.default, f"{op.name}: {name} defaults to {default}, torch {p.default}"

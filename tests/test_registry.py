@@ -11,7 +11,7 @@ import torch
 import handgrad.autograd
 import handgrad.functional
 import handgrad.nn
-from handgrad.ops import OPS, derivative_table
+from handgrad.ops import OPS, _registry, derivative_table
 from handgrad.ops._function import HandFunction
 from handgrad.testing.op_db import OP_DB
 
@@ -28,7 +28,8 @@ def test_op_is_in_every_namespace(op):
         assert getattr(handgrad.autograd, function.__name__) is function, f"handgrad.autograd lacks {function.__name__}"
         assert issubclass(function, HandFunction), f"{function.__name__} is not a HandFunction"
         assert "traceable_apply" in vars(function), f"{function.__name__} has no twin for torch.compile"
-    for torch_cls in op.modules:
+    for key in op.modules:
+        torch_cls = _registry.module_class(key)
         hand_cls = getattr(handgrad.nn, torch_cls.__name__)
         assert issubclass(hand_cls, torch_cls) and torch_cls.__name__ in handgrad.nn.__all__
 
@@ -86,5 +87,5 @@ def test_every_registered_op_has_its_cases_in_the_test_database():
     for name, info in OP_DB.items():
         assert info.op is OPS[name] and info.function is OPS[name].function
         assert set(info.modules) == set(OPS[name].modules), (
-            f"{name}: module cases for {sorted(c.__name__ for c in info.modules)}, "
-            f"modules {sorted(c.__name__ for c in OPS[name].modules)}")
+            f"{name}: module cases for {sorted(_registry.module_name(key) for key in info.modules)}, "
+            f"modules {sorted(_registry.module_name(key) for key in OPS[name].modules)}")

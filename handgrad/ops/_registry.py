@@ -7,6 +7,7 @@ cases per registered op, which the tests, ``handgrad-check``, the benchmark and 
 """
 
 import dataclasses
+import importlib
 import sys
 from typing import Callable
 
@@ -20,6 +21,7 @@ REPLACES = {}     # torch.nn class -> handgrad.nn class
 UNSUPPORTED = {}  # torch.nn class -> unsupported(module): why this configuration stays built-in, or ""
 CASES = {}        # name -> the test cases of an op registered with ``register_function`` (the test database's)
 ON_REGISTER = []  # listeners told of each op registered with ``register_function`` (the loaded test database)
+LAZY = {}         # "package.module.Class" -> (Module, Op): a class of a package handgrad does not import (torchvision's)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -56,7 +58,8 @@ class Op:
         function: the functional face, which applies the hand-derived Functions
         functions: the ``torch.autograd.Function`` classes it applies (``handgrad.autograd``)
         derivative: its row in the table of derivatives
-        modules: torch.nn class → ``Module``, its handgrad.nn face
+        modules: torch.nn class → ``Module``, its handgrad.nn face; a class of a package handgrad
+            does not import (torchvision) is named by its import path, ``"torchvision.ops.StochasticDepth"``
         fused_by: for an op with no module of its own, what in ``handgrad.nn`` runs it (the table's cell)
     """
 
@@ -77,11 +80,46 @@ def register(op):
         if issubclass(function, HandFunction):
             make_twins(function)
     for torch_cls, module in op.modules.items():
-        cls = _module_class(torch_cls, module.forward, op)
-        MODULES[cls.__name__] = REPLACES[torch_cls] = cls
-        if module.unsupported is not None:
-            UNSUPPORTED[torch_cls] = module.unsupported
+        if isinstance(torch_cls, str):
+            LAZY[torch_cls] = (module, op)
+        else:
+            _add_module(torch_cls, module, op)
+    resolve()
     return op
+
+
+def _add_module(torch_cls, module, op):
+    cls = _module_class(torch_cls, module.forward, op)
+    MODULES[cls.__name__] = REPLACES[torch_cls] = cls
+    if module.unsupported is not None:
+        UNSUPPORTED[torch_cls] = module.unsupported
+
+
+def resolve():
+    """Make the handgrad.nn classes of the modules an op names by import path (torchvision's
+    ``StochasticDepth``, its vision transformer's blocks) once their package has been imported:
+    ``import handgrad`` never imports torchvision (1.4 s), and a model made of its classes cannot
+    exist before it is. ``convert``, ``coverage`` and ``handgrad.nn``'s attributes call this."""
+    loaded = [path for path in LAZY if path.partition(".")[0] in sys.modules]
+    for path in loaded:
+        module, op = LAZY.pop(path)
+        owner, _, name = path.rpartition(".")
+        _add_module(getattr(importlib.import_module(owner), name), module, op)
+    if loaded:
+        _publish("handgrad.nn")
+
+
+def module_name(key):
+    """The class name of a key of ``Op.modules``: a class, or a class's import path."""
+    return key.rpartition(".")[2] if isinstance(key, str) else key.__name__
+
+
+def module_class(key):
+    """The torch class of a key of ``Op.modules`` (importing its package if it is a path)."""
+    if isinstance(key, str):
+        owner, _, name = key.rpartition(".")
+        return getattr(importlib.import_module(owner), name)
+    return key
 
 
 def register_function(name, function, functions, *, reference, samples, modules=None, derivative=None, numpy=None,
@@ -135,12 +173,15 @@ def unregister(name):
         raise ValueError(f"unregister: {name!r} was not registered with register_function")
     op = OPS.pop(name)
     del CASES[name]
-    for torch_cls in op.modules:
+    for key in op.modules:
+        if LAZY.pop(key, None) is not None:
+            continue
+        torch_cls = module_class(key)
         MODULES.pop(REPLACES.pop(torch_cls).__name__, None)
         UNSUPPORTED.pop(torch_cls, None)
     for namespace in ("handgrad.functional", "handgrad.autograd", "handgrad.nn"):
         _publish(namespace, removed=[op.name, *(f.__name__ for f in op.functions),
-                                     *(cls.__name__ for cls in op.modules)])
+                                     *(module_name(key) for key in op.modules)])
     for listener in ON_REGISTER:
         listener(name)
 
@@ -164,17 +205,26 @@ def _module_class(torch_cls, forward, op):
     and ``state_dict`` are the parent's, so the same seed gives the same weights and state dicts
     load both ways."""
     name = torch_cls.__name__
+    path = f"torch.nn.{name}" if torch_cls.__module__.startswith("torch.nn") else f"{torch_cls.__module__}.{name}"
     forward.__qualname__ = f"{name}.forward"
     forward.__doc__ = f"Runs ``handgrad.functional.{op.name}``: {op.derivative.forward}."
     doc = (
-        f"``torch.nn.{name}`` with a hand-derived backward: {op.derivative.forward}; "
+        f"``{path}`` with a hand-derived backward: {op.derivative.forward}; "
         f"{op.derivative.backward}.\n\n"
-        f"Everything but ``forward`` is ``torch.nn.{name}``'s: arguments, parameters and their "
-        f"initialisation, ``repr`` and ``state_dict``. Shapes: {op.derivative.shapes}. PyTorch's "
-        f"documentation of ``torch.nn.{name}`` follows.\n\n" + (torch_cls.__doc__ or "")
+        f"Everything but ``forward`` is ``{path}``'s: arguments, parameters and their "
+        f"initialisation, ``repr`` and ``state_dict``. Shapes: {op.derivative.shapes}. Its own "
+        f"documentation follows.\n\n" + (torch_cls.__doc__ or "")
     )
-    return type(name, (torch_cls,), {"forward": forward, "__doc__": doc, "__module__": "handgrad.nn",
-                                      "__qualname__": name})
+
+    def __init__(self, *args, **kwargs):
+        torch_cls.__init__(self, *args, **kwargs)
+        from handgrad.nn import convert                    # the layers it builds (a Transformer's) run handgrad too
+        for child in self.children():
+            convert(child)
+
+    __init__.__qualname__ = f"{name}.__init__"
+    return type(name, (torch_cls,), {"__init__": __init__, "forward": forward, "__doc__": doc,
+                                      "__module__": "handgrad.nn", "__qualname__": name})
 
 
 def functions():
@@ -193,7 +243,7 @@ def derivative_table():
              "| --- | --- | --- | --- | --- | --- |"]
     for op in OPS.values():
         functions = ", ".join(f"`{f.__name__}`" for f in op.functions)
-        modules = ", ".join(f"`{cls.__name__}`" for cls in op.modules) or f"({op.fused_by})"
+        modules = ", ".join(f"`{module_name(key)}`" for key in op.modules) or f"({op.fused_by})"
         d = op.derivative
         lines.append(f"| `{op.name}` | {functions} | {modules} | {d.forward} | {d.backward} | {d.shapes} |")
     return "\n".join(lines) + "\n"

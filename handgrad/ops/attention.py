@@ -145,6 +145,59 @@ def attention_backward(wants, g, g_lse, q, k, v, bias, m, o, lse, scale):
                                                                               dtypes))
 
 
+class AttentionWeights(HandFunction):
+    """W = P ∘ Z, the attention weights themselves (what ``MultiheadAttention`` returns with
+    ``need_weights``), averaged over the heads (dimension −3) when ``average``; returns (W, ℓ).
+
+    Backward is the middle of ``attention_backward``: dP = g_W ∘ Z (g_W / H on every head when
+    averaged), dS = P ∘ (dP − rowsum(dP ∘ P)), then dQ, dK and dB as there.
+    """
+
+    @staticmethod
+    def forward(q, k, bias, m, scale, average):
+        dtype = computed_in(q.dtype)
+        s = scores(as_dtype(q, dtype), as_dtype(k, dtype), as_dtype(bias, dtype), scale)
+        lse = torch.logsumexp(s, -1)
+        w = probabilities(s, lse)
+        w = w if m is None else w * m
+        return as_dtype(w.mean(-3) if average else w, q.dtype), lse
+
+    @staticmethod
+    def setup_context(ctx, inputs, output):
+        q, k, bias, m, scale, average = inputs
+        ctx.save_for_backward(q, k, bias, m, output[1])
+        ctx.scale, ctx.average = scale, average
+        ctx.set_materialize_grads(False)
+
+    @staticmethod
+    def backward(ctx, g_w, g_lse):
+        q, k, bias, m, lse = ctx.saved_tensors
+        wants = ctx.needs_input_grad
+        if g_w is not None and ctx.average:
+            g_w = (g_w / q.shape[-3]).unsqueeze(-3)                      # each head had weight 1 / H
+        grad_q, grad_k, grad_bias = attention_weights_backward(wants, g_w, g_lse, q, k, bias, m, lse, ctx.scale)
+        return grad_q, grad_k, grad_bias, None, None, None
+
+
+def attention_weights_backward(wants, g_w, g_lse, q, k, bias, m, lse, scale):
+    """dQ, dK, dB of W = P ∘ Z: dP = g_W ∘ Z, dS = P ∘ (dP − rowsum(dP ∘ P)) + P ∘ g_ℓ, then
+    dQ = dS K · scale, dK = dSᵀ Q · scale, dB = dS."""
+    dtypes = [None if t is None else t.dtype for t in (q, k, bias)]
+    dtype = computed_in(q.dtype)
+    q, k, bias, m, lse, g_w, g_lse = (as_dtype(t, dtype) for t in (q, k, bias, m, lse, g_w, g_lse))
+    p = probabilities(scores(q, k, bias, scale), lse)                    # (*, L, S)
+    ds = torch.zeros_like(p)
+    if g_w is not None:
+        dp = g_w if m is None else g_w * m                              # dP = g_W ∘ Z
+        ds = p * (dp - (dp * p).sum(-1, keepdim=True))                   # softmax's backward
+    if g_lse is not None:
+        ds = ds + p * g_lse.unsqueeze(-1)
+    grad_q = torch.matmul(ds, k) * scale if wants[0] else None           # dQ = dS K · scale
+    grad_k = torch.matmul(ds.transpose(-2, -1), q) * scale if wants[1] else None    # dK = dSᵀ Q · scale
+    grad_bias = ds.sum_to_size(bias.shape) if wants[2] and bias is not None else None
+    return tuple(None if grad is None else as_dtype(grad, d) for grad, d in zip((grad_q, grad_k, grad_bias), dtypes))
+
+
 # -- functional face -------------------------------------------------------------------------------
 
 

@@ -2,6 +2,10 @@
 
 The mask is drawn by the functional face and handed to the Function as an input that needs no
 gradient, so the derivation sees a product with a constant: dL/dx = g ∘ m.
+
+Stochastic depth (torchvision's, for the residual branches of a network) is the same product with a
+mask that keeps or drops a whole sample (m of shape (N, 1, …, 1), mode "row") or the whole batch
+(one number, mode "batch"), broadcast over the rest: dL/dx = g ∘ m still, m broadcast as forward did.
 """
 
 import torch
@@ -70,4 +74,38 @@ register(Op(
     "dropout", dropout, (Dropout,),
     Derivative("y = x ∘ m, m = keep / (1 − p)", "dL/dx = g ∘ m", "(*)"),
     modules={torch.nn.Dropout: Module(lambda self, input: dropout(input, self.p, self.training, self.inplace))},
+))
+
+
+def stochastic_depth(input, p, mode, training=True):
+    """y = x ∘ m, m = keep / (1 − p) with keep ~ Bernoulli(1 − p) drawn once per sample (``mode="row"``,
+    m of shape (N, 1, …, 1)) or once for the batch (``mode="batch"``), in training; y = x otherwise.
+
+    As ``torchvision.ops.stochastic_depth``, the mask drawn as it draws it (an empty tensor of m's
+    shape, ``bernoulli_``, then divided by 1 − p unless p = 1), so the same seed keeps the same samples.
+    """
+    check_tensor("stochastic_depth", "input", input)
+    if not 0.0 <= p <= 1.0:
+        raise ValueError(f"stochastic_depth: drop probability p has to be between 0 and 1, but got {p}")
+    if mode not in ("batch", "row"):
+        raise ValueError(f"stochastic_depth: mode has to be either 'batch' or 'row', but got {mode!r}")
+    if not training or p == 0.0:
+        return input
+    if not input.is_floating_point():
+        raise TypeError(f"stochastic_depth: input must be floating point, got {input.dtype}")
+    if mode == "row" and input.dim() == 0:
+        raise ValueError("stochastic_depth: mode 'row' needs a batch dimension (N, ...), got a 0-d input")
+    size = [input.shape[0]] + [1] * (input.dim() - 1) if mode == "row" else [1] * input.dim()
+    m = torch.empty(size, dtype=input.dtype, device=input.device).bernoulli_(1.0 - p)
+    if p < 1.0:
+        m.div_(1.0 - p)                                                 # keep / (1 − p)
+    return apply(Dropout, input, m, False)
+
+
+register(Op(
+    "stochastic_depth", stochastic_depth, (Dropout,),
+    Derivative("y = x ∘ m, m = keep / (1 − p) per sample (row) or per batch",
+               "dL/dx = g ∘ m, m broadcast over each sample", "x (N, *), m (N, 1, …) or (1, …)"),
+    modules={"torchvision.ops.StochasticDepth":
+             Module(lambda self, input: stochastic_depth(input, self.p, self.mode, self.training))},
 ))

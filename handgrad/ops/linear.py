@@ -158,5 +158,8 @@ register(Op(
     "linear", linear, (Linear,),
     Derivative("y = x Wᵀ + b", "dL/dx = g W, dL/dW = gᵀ x, dL/db = Σ g",
                "x (*, in), W (out, in), b (out) or broadcastable to (*, out), g (*, out)"),
-    modules={torch.nn.Linear: Module(lambda self, input: linear(input, self.weight, self.bias))},
+    # MultiheadAttention's out_proj is a Linear under another name (its forward is Linear's).
+    modules={torch.nn.Linear: Module(lambda self, input: linear(input, self.weight, self.bias)),
+             torch.nn.modules.linear.NonDynamicallyQuantizableLinear:
+                 Module(lambda self, input: linear(input, self.weight, self.bias))},
 ))

@@ -12,8 +12,12 @@ from handgrad.testing.samples import differentiable_outputs
 # Autograd nodes that only move, reshape or cast values: allowed around a hand Function.
 STRUCTURAL = re.compile(
     r"(View|UnsafeView|Reshape|ReshapeAlias|Unsqueeze|Squeeze|Expand|Permute|Transpose|T|Clone|ToCopy|"
-    r"Select|Slice|Alias|AsStrided|Unbind|Split|SplitWithSizes|Narrow|Detach|Flatten|Unflatten)Backward\d*"
+    r"Select|Slice|Alias|AsStrided|Unbind|Split|SplitWithSizes|Narrow|Detach|Flatten|Unflatten|Cat|Stack|"
+    r"ConstantPadNd|Roll)Backward\d*"
 )
+# The kernels with "backward" in their name that those nodes' backward (and its derivative) run: they
+# put g back in place (a slice of zeros around it), computing nothing.
+MOVEMENT_KERNELS = {"select_backward", "slice_backward", "unfold_backward", "diagonal_backward", "as_strided_backward"}
 
 
 def graph(outputs):
@@ -66,7 +70,7 @@ class DispatchLog(TorchDispatchMode):
 
 def builtin_backward_kernels(ops):
     """The built-in backward kernels among dispatched op names (``sigmoid_backward``, ...)."""
-    return sorted({op for op in ops if "backward" in op})
+    return sorted({op for op in ops if "backward" in op and op not in MOVEMENT_KERNELS})
 
 
 # A backward kernel's forward op where the names do not say it.

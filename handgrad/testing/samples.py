@@ -98,14 +98,16 @@ class ErrorInput:
 class ModuleSample:
     """A module to build and an input to run it on (PyTorch ModuleInfo's ``ModuleInput``):
     ``torch.nn.<class>(*args, **kwargs)`` and ``handgrad.nn.<class>(*args, **kwargs)`` under the same
-    seed, then ``module(*input(generator))`` with float64 CPU tensors, those that require grad being
-    differentiated."""
+    seed, then ``module(*input(generator), **forward_kwargs)`` with float64 CPU tensors, those that
+    require grad being differentiated (floating tensors among ``forward_kwargs``, a float mask, are
+    converted to the dtype and device but not differentiated); every tensor output is."""
 
     name: str
     input: Callable
     args: tuple = ()
     kwargs: dict = dataclasses.field(default_factory=dict)
     train_devices: tuple = None      # device types where training mode is compared with torch (dropout: CPU)
+    forward_kwargs: dict = dataclasses.field(default_factory=dict)   # keywords of the call (masks, need_weights)
 
 
 def randn(generator, *shape, requires_grad=True, scale=1.0):

@@ -32,14 +32,16 @@ class LitClassifier(L.LightningModule):
     Args:
         network: ``quickstart`` (ReLU, PyTorch's init), ``basic`` (linear, no bias) or ``better``
             (sigmoid + bias), the seed's three networks; or ``cnn``, two convolution, batch-norm and
-            max-pooling blocks and a 3136-128-10 classifier (``models.CNN``)
+            max-pooling blocks and a 3136-128-10 classifier (``models.CNN``); or ``vit``, a small
+            vision transformer, 50 tokens of width 128, 4 pre-norm blocks of 4 heads (``models.ViT``)
         impl: ``hand`` (handgrad's hand-derived layers) or ``torch`` (torch.nn built-ins)
         optimizer: ``sgd``, ``adam`` or ``adamw``
         lr: learning rate
         momentum: SGD momentum, ≥ 0 (0 is the seed's plain SGD; only ``sgd`` has one)
         weight_decay: L2 penalty, ≥ 0 (decoupled for adamw)
         scheduler: ``none`` (constant lr, the seed's) or ``cosine`` (decay to 0 over the run, per step)
-        dropout: dropout probability after each hidden activation (cnn: before its last layer), in
+        dropout: dropout probability after each hidden activation (cnn: before its last layer; vit: in
+            its blocks), in
             [0, 1) (0: none, as in the seed)
         label_smoothing: ε of the training cross-entropy, in [0, 1] (0: the seed's loss)
         compile: ``none`` (eager, the default) or a ``torch.compile`` mode (``default``,
@@ -54,7 +56,7 @@ class LitClassifier(L.LightningModule):
 
     def __init__(
         self,
-        network: Literal["quickstart", "basic", "better", "cnn"] = "better",
+        network: Literal["quickstart", "basic", "better", "cnn", "vit"] = "better",
         impl: Literal["hand", "torch"] = "hand",
         optimizer: Literal["sgd", "adam", "adamw"] = "adam",
         lr: float = 1e-3,

@@ -1,4 +1,4 @@
-"""The seed's three networks, and a small CNN past them, each buildable from handgrad layers
+"""The seed's three networks, and a small CNN and a small vision transformer past them, each buildable from handgrad layers
 (``impl="hand"``) or from ``torch.nn`` layers (``impl="torch"``): same structure, same parameter names,
 same initialisation under the same seed, so every experiment runs both ways and their state dicts are
 interchangeable.
@@ -8,6 +8,7 @@ import math
 
 import torch
 
+import handgrad.functional
 import handgrad.nn
 
 IMPLS = {"hand": handgrad.nn, "torch": torch.nn}
@@ -187,7 +188,55 @@ class CNN(_Network):
         return self.flatten(self.features(x))
 
 
-NETWORKS = {"quickstart": QuickstartNetwork, "basic": BasicNetwork, "better": BetterNetwork, "cnn": CNN}
+class ViT(_Network):
+    """Past the CNN: a small vision transformer, every layer hand-derived.
+
+    The 28×28 image is cut into 7×7 = 49 patches of 4×4 pixels, each projected to a token of width
+    128 (a 4×4 convolution of stride 4); a learned class token goes in front (50 tokens) and a learned
+    position embedding is added to each. Then ``DEPTH`` pre-norm encoder blocks (torch.nn's
+    ``TransformerEncoderLayer`` with ``norm_first``): x + attention(LN(x)) with 4 heads of 32, then
+    x + W₂ GELU(W₁ LN(x)) with an MLP of width 256; a final LayerNorm, and the class token's row into a
+    128-10 classifier. torchvision's ViT initialisation: position embedding N(0, 0.02²), class token 0,
+    PyTorch's defaults elsewhere.
+
+    Args:
+        impl: ``"hand"`` (handgrad layers, the residual sums and the position embedding
+            ``handgrad.functional.add``) or ``"torch"`` (torch.nn layers and ``+``)
+        dropout: the blocks' dropout (after attention, in and after the MLP), in [0, 1)
+
+    Shape:
+        - Input: (N, 1, 28, 28)
+        - Output: (N, 10) logits
+    """
+
+    PATCH, WIDTH, HEADS, MLP, DEPTH = 4, 128, 4, 256, 4
+
+    def __init__(self, impl="hand", dropout=0.0):
+        super().__init__()
+        nn = _layers(impl)
+        self._add = handgrad.functional.add if impl == "hand" else torch.add
+        tokens = (28 // self.PATCH) ** 2 + 1
+        self.patches = nn.Conv2d(1, self.WIDTH, self.PATCH, stride=self.PATCH)
+        self.class_token = torch.nn.Parameter(torch.zeros(1, 1, self.WIDTH))
+        self.position = torch.nn.Parameter(torch.empty(1, tokens, self.WIDTH).normal_(std=0.02))
+        block = nn.TransformerEncoderLayer(self.WIDTH, self.HEADS, self.MLP, dropout, activation="gelu",
+                                           batch_first=True, norm_first=True)
+        self.encoder = nn.TransformerEncoder(block, self.DEPTH, norm=nn.LayerNorm(self.WIDTH),
+                                             enable_nested_tensor=False)
+        self.classifier = nn.Sequential(nn.Linear(self.WIDTH, 10))
+
+    def _head(self):
+        return self.classifier
+
+    def _features(self, x):
+        if x.dim() != 4 or x.shape[1:] != (1, 28, 28):
+            raise ValueError(f"the vit network takes images of shape (N, 1, 28, 28), got {tuple(x.shape)}")
+        tokens = self.patches(x).flatten(2).transpose(1, 2)                      # (N, 49, W)
+        tokens = torch.cat([self.class_token.expand(x.shape[0], -1, -1), tokens], dim=1)
+        return self.encoder(self._add(tokens, self.position))[:, 0]              # the class token's row
+
+
+NETWORKS = {"quickstart": QuickstartNetwork, "basic": BasicNetwork, "better": BetterNetwork, "cnn": CNN, "vit": ViT}
 
 
 def build(network, impl="hand", dropout=0.0):

@@ -7,13 +7,15 @@ The tests, ``handgrad-check``, the benchmark and the documentation read ``OP_DB`
 imported by ``import handgrad``.
 """
 
+import importlib.util
+
 from handgrad.ops import OPS, _registry
-from handgrad.testing.op_db import (activation, attention, batch_norm, chain, classification, conv, dropout, embedding,
-                                    linear, norm, pool, regression, softmax)
+from handgrad.testing.op_db import (activation, algebra, attention, batch_norm, chain, classification, conv, dropout,
+                                    embedding, head, linear, norm, pool, regression, softmax, transformer)
 from handgrad.testing.op_db._common import OpInfo
 
-_FAMILIES = (activation, linear, dropout, softmax, classification, regression, chain, norm, batch_norm, embedding, conv,
-             pool, attention)
+_FAMILIES = (activation, linear, dropout, softmax, classification, regression, chain, head, norm, batch_norm, embedding,
+             conv, pool, algebra, attention, transformer)
 
 
 def _database():
@@ -44,8 +46,11 @@ _registry.ON_REGISTER.append(_follow)
 
 
 def module_samples():
-    """(torch.nn class, ModuleSample) for every module of every op."""
-    return [(cls, sample) for info in OP_DB.values() for cls, samples in info.modules.items() for sample in samples]
+    """(torch.nn class, ModuleSample) for every module of every op; a class named by its import path
+    (torchvision's) where its package is installed, which this imports."""
+    return [(_registry.module_class(key), sample) for info in OP_DB.values() for key, samples in info.modules.items()
+            if not isinstance(key, str) or importlib.util.find_spec(key.partition(".")[0]) is not None
+            for sample in samples]
 
 
 __all__ = ["OP_DB", "OpInfo", "module_samples"]

@@ -23,7 +23,7 @@ class OpInfo:
             require grad being differentiated
         errors: ``ErrorInput`` cases: bad input and the exception it must raise
         tolerances: per-dtype ``Tolerance`` where the op's sums are longer than the default allows
-        modules: torch.nn class → tuple of ``ModuleSample``, for each module of the op
+        modules: torch.nn class (or a class's import path, as the op names it) → tuple of ``ModuleSample``
     """
 
     name: str

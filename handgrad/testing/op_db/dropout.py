@@ -1,10 +1,10 @@
-"""Dropout's cases (``handgrad.ops.dropout``): NumPy oracle, samples, bench sizes."""
+"""Dropout's and stochastic depth's cases (``handgrad.ops.dropout``): NumPy oracles, samples, bench sizes."""
 
 import numpy as np
 import torch
 
-from handgrad.testing import ModuleSample, Sample, randn
-from handgrad.testing.op_db._common import OpInfo, bench_randn
+from handgrad.testing import ErrorInput, ModuleSample, Sample, randn
+from handgrad.testing.op_db._common import OpInfo, bench_randn, x32
 
 
 def dropout_numpy(x, p=0.5, training=True, inplace=False):
@@ -33,4 +33,51 @@ OP_INFOS = (
                          train_devices=("cpu",))
             for p in (0.2, 0.5, 0.9) for inplace in (False, True))},
     ),
+)
+
+
+def stochastic_depth_numpy(x, p, mode, training=True):
+    """The mask drawn from torch's generator as torchvision draws it: one Bernoulli per sample (row)
+    or one for the batch, broadcast over the rest."""
+    if not training or p == 0:
+        return x, lambda g: (g,)
+    size = (x.shape[0],) + (1,) * (x.ndim - 1) if mode == "row" else (1,) * x.ndim
+    m = torch.empty(size, dtype=torch.float64).bernoulli_(1 - p).numpy()
+    m = m / (1 - p) if p < 1 else m
+    return x * m, lambda g: (g * m,)
+
+
+def _torchvision_stochastic_depth(input, p, mode, training=True):
+    from torchvision.ops import stochastic_depth
+
+    return stochastic_depth(input, p, mode, training)
+
+
+def _stochastic_depth_samples(gen):
+    forms = {"row, (N, C, H, W), p=0.4": ((6, 3, 4, 4), 0.4, "row"), "row, (N, L, E), p=0.5": ((8, 5, 4), 0.5, "row"),
+             "batch, p=0.3": ((4, 3, 2), 0.3, "batch"), "row, p=1 drops every sample": ((5, 3), 1.0, "row"),
+             "(0, C) empty": ((0, 3), 0.5, "row")}
+    # p = 0 and training=False return the input itself (as torchvision does): the module's eval mode tests it.
+    return [Sample((randn(gen, *shape), p, mode), name=name) for name, (shape, p, mode) in forms.items()]
+
+
+# torchvision's class, by its import path (as the registry names it): handgrad does not need torchvision.
+_STOCHASTIC_DEPTH_MODULES = {"torchvision.ops.StochasticDepth": tuple(
+    ModuleSample(f"p={p}, {mode}", lambda gen: (randn(gen, 8, 3, 4, 4),), (p, mode)) for p in (0.2, 0.5)
+    for mode in ("row", "batch"))}
+
+
+_STOCHASTIC_DEPTH_ERRORS = (
+    ErrorInput("p 1.5", lambda F, nn: F.stochastic_depth(x32(4, 3), 1.5, "row"), ValueError,
+               r"stochastic_depth: drop probability p has to be between 0 and 1, but got 1\.5"),
+    ErrorInput("mode 'rows'", lambda F, nn: F.stochastic_depth(x32(4, 3), 0.5, "rows"), ValueError,
+               r"stochastic_depth: mode has to be either 'batch' or 'row', but got 'rows'"),
+    ErrorInput("integer input", lambda F, nn: F.stochastic_depth(torch.ones(4, 3, dtype=torch.long), 0.5, "row"),
+               TypeError, r"stochastic_depth: input must be floating point, got torch\.int64"),
+)
+
+OP_INFOS += (
+    OpInfo("stochastic_depth", _torchvision_stochastic_depth, _stochastic_depth_samples, stochastic_depth_numpy,
+           lambda device: [("ViT block (128, 50, 128), p=0.1", (bench_randn(device, 128, 50, 128), 0.1, "row"), {})],
+           errors=_STOCHASTIC_DEPTH_ERRORS, modules=_STOCHASTIC_DEPTH_MODULES),
 )

@@ -95,6 +95,9 @@ OP_INFOS = (
         modules={torch.nn.Linear: tuple(
             ModuleSample(f"Linear(5, 4, bias={bias}) on {shape}", lambda gen, shape=shape: (randn(gen, *shape),),
                          (5, 4), {"bias": bias})
-            for bias in (True, False) for shape in ((7, 5), (2, 3, 5), (5,), (1, 5)))},
+            for bias in (True, False) for shape in ((7, 5), (2, 3, 5), (5,), (1, 5))),
+                 # MultiheadAttention's out_proj, a Linear under another name.
+                 torch.nn.modules.linear.NonDynamicallyQuantizableLinear: (
+                     ModuleSample("(8, 8) on (6, 2, 8)", lambda gen: (randn(gen, 6, 2, 8),), (8, 8)),)},
     ),
 )
