@@ -392,6 +392,17 @@ def test_train_cnn_with_augmentation(data_root, tmp_path):
     assert results["test_acc"] > 0.3, f"the cnn learned nothing of the stand-in data: {results['test_acc']}"
 
 
+def test_train_vit_config(data_root, tmp_path):
+    """configs/vit.yaml as README gives it, shortened to three epochs of the stand-in data."""
+    config = Path(__file__).resolve().parents[1] / "configs" / "vit.yaml"
+    # The options after it win; the stand-in's classes are where a bright square sits, which a flip moves.
+    cli.main(["--config", str(config), *_args(data_root, tmp_path, "--data.augment", "false", epochs=3)])
+    results = _results(tmp_path)
+    assert results["hyperparameters"]["model"]["network"] == "vit"
+    assert results["hyperparameters"]["model"]["impl"] == "hand"
+    assert results["test_acc"] > 0.2, f"the vit learned nothing of the stand-in data: {results['test_acc']}"
+
+
 def test_train_compiled_trains_as_eager(data_root, tmp_path):
     cli.main(_args(data_root, tmp_path / "eager"))
     cli.main(_args(data_root, tmp_path / "compiled", "--model.compile", "default"))

@@ -95,3 +95,22 @@ def test_multihead_attention_with_an_unknown_activation_function_says_why():
     assert entry.status == "built-in" and "'tanh' is a function handgrad has no derivation for" in entry.reason
     with pytest.raises(RuntimeError, match="TransformerEncoderLayer"):
         handgrad.nn.convert(torch.nn.TransformerEncoderLayer(8, 2, 16, activation=torch.tanh), strict=True)
+
+
+def test_bench_section_10_runs_with_each_side_checked_against_the_other(monkeypatch, capsys):
+    """The benchmark's transformer section, at a small batch and head: it checks the converted ViT's
+    loss and gradients against the built-in's and the three heads' losses against each other before
+    it reports, and reports every row."""
+    from handgrad.bench import transformer as section
+
+    monkeypatch.setattr(section, "BATCH", 4)
+    monkeypatch.setattr(section, "HEAD_SIZE", dict(rows=64, features=16, classes=512))
+    report = section.bench_transformer(torch.device("cpu"), {"repeats": 1, "sample_s": 0.001, "process_repeats": 1})
+    assert [r["op"] for r in report["layers"]] == ["layer_norm", "gelu", "softmax", "scaled_dot_product_attention",
+                                                   "multi_head_attention_forward"]
+    assert all(r["hand_s"] > 0 and r["torch_s"] > 0 for r in report["layers"])
+    assert report["vit_step"]["hand_bytes"] > 0 and report["vit_step"]["torch_bytes"] > 0
+    variants = [r["variant"] for r in report["head"]]
+    assert variants[0] == "linear + cross_entropy" and variants[-1] == "handgrad"
+    assert len({round(r["loss"], 4) for r in report["head"]}) == 1, report["head"]
+    assert "VisionTransformer step (convert)" in capsys.readouterr().out

@@ -8,8 +8,8 @@ Sections:
 
 1. each op's forward + backward at the sizes it declares in the registry, ``handgrad.functional``
    vs its torch built-in (``bench.ops``);
-2. one training step (zero_grad, forward, cross-entropy, backward, SGD step) of each seed network
-   and of the CNN (batch 128, dropout 0.3), ``models.build(net, "hand")`` (and, "unfused", the
+2. one training step (zero_grad, forward, cross-entropy, backward, SGD step) of each seed network,
+   of the CNN (batch 128, dropout 0.3) and of the ViT (batch 128), ``models.build(net, "hand")`` (and, "unfused", the
    quickstart's handgrad modules in a plain ``torch.nn.Sequential``; "Function only", the fused
    Function applied directly, to measure the way to it; "bare Function", the floor of a Python
    Function: the built-in's kernels and nothing else, ``training.BareQuickstart``) vs
@@ -29,9 +29,14 @@ Sections:
    ``default`` on the CPU), both sides compiled and eager: quickstart at batch 64 and 1024, the
    default recipe's network at batch 128, with each side's compile time;
 9. each derivation's faster form against its readable reference (``reference_forms()``), forward +
-   backward of every op whose bench case takes it (``bench.ops``): what each faster form earns.
+   backward of every op whose bench case takes it (``bench.ops``): what each faster form earns;
+10. a small vision transformer at its sizes (batch 128, 50 tokens, width 128, 4 heads): forward +
+   backward of layer norm, GELU, softmax, attention and multi-head attention, the training step of
+   torchvision's ``VisionTransformer`` converted against the built-in, and the peak memory of the
+   language-model head fused with its loss (N 4096, d 256, V 32768) against torch's two paths, each
+   in its own process (``bench.transformer``).
 
-Sections 2 to 8 (``bench.training``) need the ``train`` extra; the timing harness is ``bench.timing``.
+Sections 2 to 8 (``bench.training``) and 10 need the ``train`` extra; the timing harness is ``bench.timing``.
 
 Timed comparisons alternate hand and built-in repetitions (swapping which goes first), after a
 warm-up, and report the median time of each and the median of the per-pair ratios hand / built-in,

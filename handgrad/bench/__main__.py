@@ -50,13 +50,19 @@ def _sections():
         7: ("train_py", training("bench_train_py")),
         8: ("compiled_step", training_no_data("bench_compiled_step")),
         9: ("fast_forms", lambda device, mode, args: ops.bench_fast_forms(device, mode)),
+        10: ("transformer", lambda device, mode, args: _transformer(device, mode)),
     }
+
+
+def _transformer(device, mode):
+    from handgrad.bench.transformer import bench_transformer
+    return bench_transformer(device, mode)
 
 
 # What each section measures, and how long it took in full mode on a quiet 2-core CPU (docs/benchmarks.md).
 SECTION_HELP = {
     1: ("each op's forward + backward against its built-in, at the sizes the test database declares", 230),
-    2: ("one training step of the seed's networks and the CNN, hand against built-in", 50),
+    2: ("one training step of the seed's networks, the CNN and the ViT, hand against built-in", 60),
     3: ("bytes kept for backward per training step", 1),
     4: ("one epoch of train.py's data path against the seed's DataLoader", 30),
     5: ("the default recipe's training seconds to 83 % and 88 % test accuracy", 75),
@@ -64,6 +70,7 @@ SECTION_HELP = {
     7: ("train.py's training seconds per epoch, hand against torch, three recipes", 340),
     8: ("section 2's step compiled with --model.compile, both sides", 75),
     9: ("each derivation's faster form against its readable reference", 130),
+    10: ("a small ViT's layers and training step; the fused language-model head's peak memory", 60),
 }
 
 

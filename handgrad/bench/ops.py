@@ -15,7 +15,7 @@ def _forward_backward(function, args, kwargs, grad_outputs):
 
     def run():
         out = function(*args, **kwargs)
-        outputs = [o for o in (out if isinstance(out, tuple) else (out,)) if o.requires_grad]
+        outputs = [o for o in (out if isinstance(out, tuple) else (out,)) if isinstance(o, torch.Tensor) and o.requires_grad]
         torch.autograd.grad(outputs, wrt, grad_outputs(outputs))
     return run
 

@@ -32,7 +32,7 @@ ROOT = Path(__file__).resolve().parents[2]
 NETWORKS = ("quickstart", "basic", "better")
 BATCHES = (64, 1024)
 # (network, batch, dropout, variant) of sections 2 and 3: the seed's networks and the CNN of
-# configs/cnn.yaml as train.py runs them (the hand side's top stack and loss as one Function:
+# configs/cnn.yaml and the ViT of configs/vit.yaml as train.py runs them (the hand side's top stack and loss as one Function:
 # ``model.loss``), and two variants of the hand side against the same torch.nn side:
 # "loss apart": ``loss_fn(model(x), y)``, the chain and the loss as two Functions;
 # "unfused": handgrad modules inside a plain torch.nn.Sequential, a Function per layer and the loss
@@ -43,7 +43,7 @@ BATCHES = (64, 1024)
 STEPS = ([(network, batch, 0.0, "") for network in NETWORKS for batch in BATCHES]
          + [("quickstart", 64, 0.0, "Function only"), ("quickstart", 64, 0.0, "bare Function")]
          + [("better", batch, 0.0, "loss apart") for batch in BATCHES]
-         + [("quickstart", batch, 0.0, "unfused") for batch in BATCHES] + [("cnn", 128, 0.3, "")])
+         + [("quickstart", batch, 0.0, "unfused") for batch in BATCHES] + [("cnn", 128, 0.3, ""), ("vit", 128, 0.0, "")])
 IMPLS = ("hand", "torch")
 # How close a row's loss and gradients must be to the built-in's before it is timed (float32).
 STEP_TOLERANCE = Tolerance(atol=1e-6, rtol=1e-4)

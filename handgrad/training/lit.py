@@ -33,7 +33,7 @@ class LitClassifier(L.LightningModule):
         network: ``quickstart`` (ReLU, PyTorch's init), ``basic`` (linear, no bias) or ``better``
             (sigmoid + bias), the seed's three networks; or ``cnn``, two convolution, batch-norm and
             max-pooling blocks and a 3136-128-10 classifier (``models.CNN``); or ``vit``, a small
-            vision transformer, 50 tokens of width 128, 4 pre-norm blocks of 4 heads (``models.ViT``)
+            vision transformer, 50 tokens of width 64, 4 pre-norm blocks of 4 heads (``models.ViT``)
         impl: ``hand`` (handgrad's hand-derived layers) or ``torch`` (torch.nn built-ins)
         optimizer: ``sgd``, ``adam`` or ``adamw``
         lr: learning rate
