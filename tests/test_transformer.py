@@ -114,3 +114,24 @@ def test_bench_section_10_runs_with_each_side_checked_against_the_other(monkeypa
     assert variants[0] == "linear + cross_entropy" and variants[-1] == "handgrad"
     assert len({round(r["loss"], 4) for r in report["head"]}) == 1, report["head"]
     assert "VisionTransformer step (convert)" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("batch_first", [True, False])
+def test_self_attention_projects_query_key_and_value_once(batch_first):
+    """Self-attention (the same tensor as query, key and value) runs one packed in-projection, batch
+    first or not, as torch's module does: two linear Functions in the graph, not four."""
+    torch.manual_seed(0)
+    mha = handgrad.nn.convert(torch.nn.MultiheadAttention(8, 2, batch_first=batch_first)).double()
+    x = torch.randn(3, 5, 8, dtype=torch.float64, requires_grad=True)
+    out, _ = mha(x, x, x, need_weights=False)
+    seen, stack = set(), [out.grad_fn]
+    while stack:                                          # every node once
+        node = stack.pop()
+        if node is not None and node not in seen:
+            seen.add(node)
+            stack.extend(n for n, _ in node.next_functions)
+    linears = [type(n).__name__ for n in seen if type(n).__name__.startswith("Linear")]
+    assert len(linears) == 2, linears
+    builtin = torch.nn.MultiheadAttention(8, 2, batch_first=batch_first).double()
+    builtin.load_state_dict(mha.state_dict())
+    torch.testing.assert_close(out, builtin(x, x, x, need_weights=False)[0])

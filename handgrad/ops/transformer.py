@@ -197,8 +197,13 @@ def _multihead_attention_forward(self, query, key, value, key_padding_mask=None,
     """torch.nn.MultiheadAttention's forward on ``multi_head_attention_forward`` (its fast path,
     which runs a built-in kernel, is not taken)."""
     batched = query.dim() == 3
-    if self.batch_first and batched:
+    if self.batch_first and batched:                     # transposed keeping which are the same tensor, as
+        self_attention = query is key and key is value   # torch's module does: self-attention projects once
         query, key, value = (x.transpose(1, 0) for x in (query, key, value))
+        if self_attention:
+            key = value = query
+        elif key is value:
+            value = key
     separate = not self._qkv_same_embed_dim
     out, weights = multi_head_attention_forward(
         query, key, value, self.embed_dim, self.num_heads, self.in_proj_weight, self.in_proj_bias, self.bias_k,
