@@ -215,7 +215,7 @@ def _layer_norm_backward_affine(wants, normalized_shape, param_dtype, g, g_mu, g
             grad_gamma = torch.mv(gx.t(), r) - torch.mv(g2.t(), r * mu)  # dL/dγ = Σ g x̂ = Σ r g x − Σ r μ g, (D,)
             grad_gamma = grad_gamma.reshape(normalized_shape).to(param_dtype)
         if wants[2]:
-            grad_beta = torch.mv(g2.t(), torch.ones_like(r))             # dL/dβ = Σ g, (D,)
+            grad_beta = g2.sum(0)                                        # dL/dβ = Σ g, (D,)
             grad_beta = grad_beta.reshape(normalized_shape).to(param_dtype)
     if wants[0]:
         b = c = torch.zeros_like(r)

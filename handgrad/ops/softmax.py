@@ -9,10 +9,11 @@ import warnings
 import torch
 
 from handgrad.ops._checks import FLOAT32_ON_CUDA, autocast, check_tensor
-from handgrad.ops._function import HandFunction, apply
+from handgrad.ops._function import HandFunction, apply, derivation
 from handgrad.ops._registry import Derivative, Module, Op, register
 
 
+@derivation
 def softmax_backward(g, p, dim):
     """dL/dx = p ∘ (g − Σ g ∘ p).
 
@@ -23,6 +24,16 @@ def softmax_backward(g, p, dim):
     return gp - p * gp.sum(dim, keepdim=True)
 
 
+@softmax_backward.faster
+def _softmax_backward_in_place(g, p, dim):
+    """The same written into g ∘ p's buffer, the one (*) tensor made (the reference makes three, and
+    an allocator that gives freed memory back pays for each in page faults). Forward + backward of
+    softmax on (128, 4, 50, 50) in 0.85× the reference's time, on (1024, 10) in 0.89× (bench section 9)."""
+    gp = g * p
+    return gp.addcmul_(p, gp.sum(dim, keepdim=True), value=-1)          # g ∘ p − p Σ g ∘ p
+
+
+@derivation
 def log_softmax_backward(g, p, dim):
     """dL/dx = g − p Σ g, with p = softmax(x) = exp(log p).
 
@@ -30,6 +41,13 @@ def log_softmax_backward(g, p, dim):
     The cross-entropy's backward is this with g = −r a (see ``handgrad.ops.classification``).
     """
     return g - p * g.sum(dim, keepdim=True)
+
+
+@log_softmax_backward.faster
+def _log_softmax_backward_in_place(g, p, dim):
+    """The same in one tensor made where the reference makes two. Forward + backward of log_softmax on
+    (128, 4, 50, 50) in 0.90× the reference's time, on (1024, 10) in 0.94× (bench section 9)."""
+    return torch.addcmul(g, p, g.sum(dim, keepdim=True), value=-1)      # g − p Σ g
 
 
 class Softmax(HandFunction):

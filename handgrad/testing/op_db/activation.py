@@ -160,7 +160,7 @@ def _gelu_samples(gen):
 
 def _gelu_bench(device):
     return [("(1024, 512)", (bench_randn(device, 1024, 512),), {}),
-            ("(64, 128, 3072)", (bench_randn(device, 64, 128, 3072),), {}),
+            ("ViT MLP: (128, 50, 256)", (bench_randn(device, 128, 50, 256),), {}),
             ("(1024, 512), tanh", (bench_randn(device, 1024, 512),), {"approximate": "tanh"})]
 
 

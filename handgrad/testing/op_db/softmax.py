@@ -40,7 +40,8 @@ def _samples(gen):
 
 def _bench(device):
     return [("(1024, 10), dim=1", (bench_randn(device, 1024, 10), 1), {}),
-            ("(64, 1000), dim=1", (bench_randn(device, 64, 1000), 1), {})]
+            ("(64, 1000), dim=1", (bench_randn(device, 64, 1000), 1), {}),
+            ("ViT attention weights: (128, 4, 50, 50), dim=-1", (bench_randn(device, 128, 4, 50, 50), -1), {})]
 
 
 def _module_samples():
