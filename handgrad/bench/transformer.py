@@ -3,6 +3,8 @@
 
 - forward + backward of each layer it runs: ``layer_norm``, ``gelu``, ``softmax`` (the attention
   weights' shape), ``scaled_dot_product_attention``, ``multi_head_attention_forward``;
+- with each, the minor page faults a call (``page_faults``): where the allocator gives freed memory
+  back to the system (glibc's does, for large blocks), every tensor made again costs them;
 - one training step (zero_grad, forward, cross-entropy, backward, SGD) of torchvision's
   ``VisionTransformer`` at that size, ``handgrad.nn.convert``-ed against the built-in with the same
   weights, and the bytes each keeps for backward;
@@ -71,6 +73,20 @@ def vit(device):
     return model.to(device)
 
 
+def page_faults(run, calls=5):
+    """Minor page faults a call of ``run`` (the process's count, getrusage): memory the allocator had
+    given back to the system and takes again, which the kernel maps in one 4 KiB page at a time."""
+    try:
+        import resource                                          # Unix only
+    except ImportError:
+        return float("nan")
+    run()
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+    for _ in range(calls):
+        run()
+    return (resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before) / calls
+
+
 def _step(model, loss_fn, optimizer, x, y):
     def step():
         optimizer.zero_grad()
@@ -120,6 +136,7 @@ def bench_vit_step(device, mode):
     _check_same(models, losses, x, y)
     steps = {impl: _step(m, losses[impl], torch.optim.SGD(m.parameters(), lr=1e-3), x, y) for impl, m in models.items()}
     timing = paired(steps["hand"], steps["torch"], device, mode["repeats"], mode["sample_s"])
+    timing |= {f"{impl}_faults": page_faults(step) for impl, step in steps.items()}
     saved = {impl: _saved_bytes(m, losses[impl], x, y) for impl, m in models.items()}
     return timing | {f"{impl}_bytes": n for impl, n in saved.items()} | {"bytes_ratio": saved["hand"] / saved["torch"]}
 
@@ -198,17 +215,19 @@ def bench_transformer(device, mode):
         grad_outputs = _upstream(device)
         h, b = _forward_backward(hand, args, kwargs, grad_outputs), _forward_backward(builtin, args, kwargs, grad_outputs)
         h(), b()
-        layers.append({"op": name, "size": size} | paired(h, b, device, mode["repeats"], mode["sample_s"]))
+        layers.append({"op": name, "size": size} | paired(h, b, device, mode["repeats"], mode["sample_s"])
+                      | {"hand_faults": page_faults(h), "torch_faults": page_faults(b)})
     step = bench_vit_step(device, mode)
     print_table(
         f"10. A small ViT's layers and training step (ms), hand vs built-in: batch {BATCH}, {TOKENS} tokens, "
         f"width {WIDTH}, {HEADS} heads, MLP {MLP}",
-        ["what", "size", "hand", "torch", "hand/torch"],
-        [[r["op"], r["size"], ms(r["hand_s"]), ms(r["torch_s"]), f"{r['ratio']:.2f}"] for r in layers]
+        ["what", "size", "hand", "torch", "hand/torch", "page faults a call, hand / torch"],
+        [[r["op"], r["size"], ms(r["hand_s"]), ms(r["torch_s"]), f"{r['ratio']:.2f}",
+          f"{r['hand_faults']:.0f} / {r['torch_faults']:.0f}"] for r in layers]
         + [["VisionTransformer step (convert)", f"{BATCH} images", ms(step["hand_s"]), ms(step["torch_s"]),
-            f"{step['ratio']:.2f}"],
+            f"{step['ratio']:.2f}", f"{step['hand_faults']:.0f} / {step['torch_faults']:.0f}"],
            ["  bytes kept for backward (MiB)", "", f"{step['hand_bytes'] / 2**20:.1f}",
-            f"{step['torch_bytes'] / 2**20:.1f}", f"{step['bytes_ratio']:.3f}"]],
+            f"{step['torch_bytes'] / 2**20:.1f}", f"{step['bytes_ratio']:.3f}", ""]],
     )
     head = bench_head_memory(device, mode)
     print_table(

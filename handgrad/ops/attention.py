@@ -44,9 +44,12 @@ def attention_forward(q, k, v, bias, m, scale):
              and v.shape[-1] == q.shape[-1])                  # the kernel's own conditions
     if flash:
         mask = None if bias is None else bias.expand(*q.shape[:-1], k.shape[-2])
-        # The kernel reads rows as contiguous: a layout it does not expect must be made one.
-        return torch.ops.aten._scaled_dot_product_flash_attention_for_cpu(
-            q.contiguous(), k.contiguous(), v.contiguous(), 0.0, False, attn_mask=mask, scale=scale)
+        # The kernel reads each row as contiguous (a last dimension of stride 1), whatever the other
+        # strides, and lays O out as Q is laid out: Q a view of multi-head attention's packed (L, N, 3E)
+        # projection gives O in (L, N, E) order, which out_proj then reads as it is (no copy kept).
+        q, k, v = (t if t.stride(-1) == 1 else t.contiguous() for t in (q, k, v))
+        return torch.ops.aten._scaled_dot_product_flash_attention_for_cpu(q, k, v, 0.0, False, attn_mask=mask,
+                                                                          scale=scale)
     out_dtype, dtype = q.dtype, computed_in(q.dtype)
     q, k, v, bias, m = (as_dtype(t, dtype) for t in (q, k, v, bias, m))
     s = scores(q, k, bias, scale)

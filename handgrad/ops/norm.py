@@ -230,9 +230,10 @@ def _layer_norm_backward_affine(wants, normalized_shape, param_dtype, g, g_mu, g
         if g is None:
             grad_x = torch.addcmul(c, x2, b)                             # b x + c
         elif gamma1 is None:                                             # into g x's buffer, spent
-            grad_x = torch.addcmul(c, x2, b, out=gx).addcmul_(g2, r)
+            grad_x = gx.copy_(c.expand_as(gx)).addcmul_(x2, b).addcmul_(g2, r)
         else:                                                            # r (γ g + (b x + c) / r), likewise
-            grad_x = torch.addcmul(c / r, x2, b / r, out=gx).addcmul_(g2, gamma1).mul_(r)
+            # c's copy first, then x b added: addcmul with two (R, 1) factors broadcast is ~3× slower
+            grad_x = gx.copy_((c / r).expand_as(gx)).addcmul_(x2, b / r).addcmul_(g2, gamma1).mul_(r)
         grad_x = grad_x.reshape(x.shape).to(x.dtype)                     # dL/dx, (*, normalized_shape)
     return grad_x, grad_gamma, grad_beta
 
