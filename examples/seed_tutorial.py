@@ -540,4 +540,4 @@ print(f"every parameter: max |handgrad − autograd| = {worst:.1e} (loss {L.item
 # through the block is autograd's, to float64 rounding. `models.ViT` stacks four such blocks (four
 # heads, width 64, 49 patches of $4 \times 4$ behind a small convolution stem, a class token and
 # learned positions); `python train.py --config configs/vit.yaml` trains it on hand-derived
-# gradients only to 90.7 % test accuracy (see [Training](../training/)).
+# gradients only to 90.6 % test accuracy (see [Training](../training/)).

@@ -144,8 +144,9 @@ def _training_step(loss, optimizer, x, y):
     return step
 
 
-def _check_same_step(twins, loss_of, x, y, variant):
-    """Before timing a row: its hand side gives the built-in's loss and gradients (``STEP_TOLERANCE``)."""
+def check_same_step(twins, loss_of, x, y, what, tolerance=STEP_TOLERANCE):
+    """Before timing a row: its hand side gives the built-in's loss and gradients; ``what`` names the
+    row in the error."""
     grads = {}
     for impl, model in twins.items():
         model.zero_grad()
@@ -155,9 +156,9 @@ def _check_same_step(twins, loss_of, x, y, variant):
         model.zero_grad()
     names = ["loss"] + [name for name, _ in twins["torch"].named_parameters()]
     for name, hand, builtin in zip(names, grads["hand"], grads["torch"]):
-        diff = difference(name, hand, builtin, STEP_TOLERANCE)
+        diff = difference(name, hand, builtin, tolerance)
         if not diff.ok:
-            raise RuntimeError(f"section 2, {variant or 'model.loss'}: {diff.name} differs from the built-in's "
+            raise RuntimeError(f"{what}: {diff.name} differs from the built-in's "
                                f"(max abs {diff.max_abs:.3g}, max rel {diff.max_rel:.3g})")
 
 
@@ -170,7 +171,7 @@ def bench_training_step(device, mode):
                                            variant=variant if impl == "hand" else "loss apart")
                    for impl, m in twins.items()}
         if not dropout:                                      # with dropout the two sides draw different masks
-            _check_same_step(twins, loss_of, x, y, variant)
+            check_same_step(twins, loss_of, x, y, f"section 2, {variant or 'model.loss'}")
         steps = {impl: _training_step(loss_of[impl], torch.optim.SGD(m.parameters(), lr=1e-3), x, y)
                  for impl, m in twins.items()}
         timing = paired(steps["hand"], steps["torch"], device, mode["repeats"], mode["sample_s"])

@@ -27,7 +27,8 @@ import handgrad.functional as hf
 import handgrad.nn
 from handgrad.bench.ops import _forward_backward, _upstream
 from handgrad.bench.timing import ms, paired, print_table
-from handgrad.testing import Tolerance, difference
+from handgrad.bench.training import check_same_step
+from handgrad.testing import Tolerance
 
 F = torch.nn.functional
 BATCH, TOKENS, WIDTH, HEADS, MLP = 128, 50, 128, 4, 256
@@ -111,29 +112,14 @@ def _saved_bytes(model, loss_fn, x, y):
     return sum(storages.values())
 
 
-def _check_same(models, losses, x, y):
-    grads = {}
-    for impl, model in models.items():
-        model.zero_grad()
-        loss = losses[impl](model(x), y)
-        loss.backward()
-        grads[impl] = [loss.detach()] + [p.grad.clone() for p in model.parameters()]
-        model.zero_grad()
-    names = ["loss"] + [name for name, _ in models["torch"].named_parameters()]
-    for name, hand, builtin in zip(names, grads["hand"], grads["torch"]):
-        diff = difference(name, hand, builtin, STEP_TOLERANCE)
-        if not diff.ok:
-            raise RuntimeError(f"section 10: the converted ViT's {name} differs from the built-in's "
-                               f"(max abs {diff.max_abs:.3g}, max rel {diff.max_rel:.3g})")
-
-
 def bench_vit_step(device, mode):
     builtin = vit(device)
     models = {"hand": handgrad.nn.convert(copy.deepcopy(builtin), strict=True), "torch": builtin}
     losses = {"hand": handgrad.nn.CrossEntropyLoss(), "torch": torch.nn.CrossEntropyLoss()}
     x = torch.randn(BATCH, 1, 28, 28, device=device)
     y = torch.randint(0, 10, (BATCH,), device=device)
-    _check_same(models, losses, x, y)
+    loss_of = {impl: (lambda x, y, m=m, loss=losses[impl]: loss(m(x), y)) for impl, m in models.items()}
+    check_same_step(models, loss_of, x, y, "section 10: the converted ViT", STEP_TOLERANCE)
     steps = {impl: _step(m, losses[impl], torch.optim.SGD(m.parameters(), lr=1e-3), x, y) for impl, m in models.items()}
     timing = paired(steps["hand"], steps["torch"], device, mode["repeats"], mode["sample_s"])
     timing |= {f"{impl}_faults": page_faults(step) for impl, step in steps.items()}
