@@ -80,9 +80,12 @@ class ScaledDotProductAttention(HandFunction):
 
     @staticmethod
     def backward(ctx, g, g_lse):
-        q, k, v, bias, m, o, lse = ctx.saved_tensors
-        grads = attention_backward(ctx.needs_input_grad[:4], g, g_lse, q, k, v, bias, m, o, lse, ctx.scale)
-        return (*grads, None, None)
+        saved = ctx.saved_tensors
+        dtypes = [None if t is None else t.dtype for t in saved[:4]]   # q, k, v, bias
+        dtype = computed_in(saved[0].dtype)                              # float32 for float16 and bfloat16
+        grads = attention_backward(ctx.needs_input_grad[:4], *(as_dtype(t, dtype) for t in (g, g_lse, *saved)),
+                                   ctx.scale)
+        return (*(None if grad is None else as_dtype(grad, d) for grad, d in zip(grads, dtypes)), None, None)
 
     @staticmethod
     def jvp(ctx, dq, dk, dv, d_bias, *_):
@@ -121,10 +124,8 @@ def attention_backward(wants, g, g_lse, q, k, v, bias, m, o, lse, scale):
     ℓ is returned too (so that double backward, which differentiates P = e^(S − ℓ), sees it move
     with S); a gradient g_ℓ reaching it adds P ∘ g_ℓ to dS (∂ℓ/∂S = P). Either of g, g_ℓ may be None.
     Shapes: q, dQ (*, L, E); k, dK (*, S, E); v, dV (*, S, Ev); o, g (*, L, Ev); S, P, dS (*, L, S); D (*, L, 1).
+    Every tensor arrives in the dtype it is computed in (float32 for float16 and bfloat16 inputs).
     """
-    dtypes = [None if t is None else t.dtype for t in (q, k, v, bias)]
-    dtype = computed_in(q.dtype)                                         # float32 for float16 and bfloat16
-    q, k, v, bias, m, o, lse, g, g_lse = (as_dtype(t, dtype) for t in (q, k, v, bias, m, o, lse, g, g_lse))
     grad_q = grad_k = grad_v = grad_bias = None
     p = probabilities(scores(q, k, bias, scale), lse)                    # (*, L, S)
     p_kept = p if m is None else p * m                                   # P ∘ Z
@@ -145,8 +146,7 @@ def attention_backward(wants, g, g_lse, q, k, v, bias, m, o, lse, scale):
             grad_k = torch.matmul(ds.transpose(-2, -1), q) * scale       # dK = dSᵀ Q · scale, (*, S, E)
         if wants[3] and bias is not None:
             grad_bias = ds.sum_to_size(bias.shape)                       # dB = dS, B's shape
-    return tuple(None if grad is None else as_dtype(grad, d) for grad, d in zip((grad_q, grad_k, grad_v, grad_bias),
-                                                                              dtypes))
+    return grad_q, grad_k, grad_v, grad_bias
 
 
 @attention_backward.faster
@@ -157,9 +157,6 @@ def _attention_backward_in_place(wants, g, g_lse, q, k, v, bias, m, o, lse, scal
     freed memory back (glibc's does, for large blocks). Forward + backward of
     scaled_dot_product_attention at a small ViT's (128, 4, 50, 32) in 0.87× the reference's time,
     of multi_head_attention_forward at (50, 128, 128) in 0.96× (bench section 9)."""
-    dtypes = [None if t is None else t.dtype for t in (q, k, v, bias)]
-    dtype = computed_in(q.dtype)
-    q, k, v, bias, m, o, lse, g, g_lse = (as_dtype(t, dtype) for t in (q, k, v, bias, m, o, lse, g, g_lse))
     grad_q = grad_k = grad_v = grad_bias = None
     p = torch.matmul(q, k.transpose(-2, -1)).mul_(scale)                # S = Q Kᵀ · scale ...
     if bias is not None:
@@ -185,8 +182,7 @@ def _attention_backward_in_place(wants, g, g_lse, q, k, v, bias, m, o, lse, scal
             grad_k = torch.matmul(ds.transpose(-2, -1), q).mul_(scale)   # dK = dSᵀ Q · scale
         if wants[3] and bias is not None:
             grad_bias = ds.sum_to_size(bias.shape)                       # dB = dS, B's shape
-    return tuple(None if grad is None else as_dtype(grad, d) for grad, d in zip((grad_q, grad_k, grad_v, grad_bias),
-                                                                              dtypes))
+    return grad_q, grad_k, grad_v, grad_bias
 
 
 class AttentionWeights(HandFunction):

@@ -58,6 +58,17 @@ def writable_buffers():
     return not torch._C._are_functorch_transforms_active() and not torch.compiler.is_compiling()
 
 
+def chunk_buffer(x, w, spans):
+    """A (rows, V) tensor that every chunk of ``spans`` (the first is the largest) is written into."""
+    return x.new_empty(spans[0][1] - spans[0][0] if spans else 0, w.shape[0])
+
+
+def logits_into(out, x, w, b):
+    """z = x Wᵀ + b for a chunk of rows, one prediction a row in x's dtype, written into ``out``."""
+    z = torch.matmul(x, w.transpose(0, 1), out=out)
+    return z if b is None else z.add_(b)
+
+
 def logsumexp_rows(z, scratch):
     """ℓ = log Σ_c e^(z_c) of each row of z (M, V), as ``torch.logsumexp`` computes it
     (m + log Σ_c e^(z_c − m), m the row's max, taken as 0 where it is infinite), with e^(z − m)
@@ -118,11 +129,10 @@ class LinearCrossEntropy(HandFunction):
         # again, its resident memory growing to ten times what is live (bench section 10).
         buffers = positions == 1 and dtype == x.dtype and w.shape[0] > 0 and spans and writable_buffers()
         if buffers:
-            z_all, scratch = (x.new_empty(spans[0][1] - spans[0][0], w.shape[0]) for _ in range(2))
+            z_all, scratch = chunk_buffer(x, w, spans), chunk_buffer(x, w, spans)
         for i, j in spans:
             if buffers:
-                z = torch.matmul(x[i:j], w.transpose(0, 1), out=z_all[:j - i])     # z = x Wᵀ ...
-                z = z if b is None else z.add_(b)                                 # ... + b
+                z = logits_into(z_all[:j - i], x[i:j], w, b)                      # z = x Wᵀ + b
                 lse.append(logsumexp_rows(z, scratch[:j - i]))
             else:
                 z = logits(x[i:j], w, b, positions, dtype)                        # (rows · D, V)
@@ -228,15 +238,12 @@ def _linear_cross_entropy_backward_in_place(wants, g, g_lse, x, w, b, target, we
     if reduction == "mean":
         g, reduction = g / divisor(target, weight, ignore_index, x.dtype), "sum"
     spans = chunks(x.shape[0], w.shape[0], rows)
-    z = x.new_empty(spans[0][1] - spans[0][0] if spans else 0, w.shape[0])            # (rows, V)
+    z = chunk_buffer(x, w, spans)                                                     # (rows, V)
     grad_x = x.new_empty(x.shape) if wants[0] else None                               # contiguous, as out= wants
     grad_w = torch.zeros_like(w) if wants[1] else None
     grad_b = torch.zeros_like(b) if wants[2] and b is not None else None
     for i, j in spans:
-        z_chunk = torch.matmul(x[i:j], w.transpose(0, 1), out=z[:j - i])              # z = x Wᵀ ...
-        if b is not None:
-            z_chunk.add_(b)                                                           # ... + b
-        p = z_chunk.sub_(lse[i:j].unsqueeze(1)).exp_()                                # p = e^(z − ℓ)
+        p = logits_into(z[:j - i], x[i:j], w, b).sub_(lse[i:j].unsqueeze(1)).exp_()    # p = e^(x Wᵀ + b − ℓ)
         dz = sparse_target_backward_(g[i:j] if reduction == "none" else g, p, target[i:j], weight, ignore_index,
                                      eps, reduction)                                  # r (s p − a)
         if wants[0]:
