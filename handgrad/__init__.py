@@ -6,6 +6,10 @@ in NumPy and ``handgrad.testing`` the verification harness, with its database of
 ``handgrad.testing.op_db``. The training application (the seed's networks, Lightning, ``train.py``'s
 CLI) is the separate subpackage ``handgrad.training``.
 
+``handgrad.hand_derived()`` makes every call to an op handgrad has a rule for (``x + y``, ``F.relu``,
+``q @ k.mT``) run hand-derived, wherever it is written; ``handgrad.nn.convert`` enters it around a
+model's forward, and ``handgrad.nn.audit(loss)`` proves from the autograd graph what ran by hand.
+
 ``handgrad.register_function`` makes your own hand-derived Function one of handgrad's ops (convert,
 coverage, the check and the benchmark then treat it as handgrad's own).
 
@@ -16,10 +20,12 @@ first use.
 import importlib
 
 from handgrad import autograd, functional, nn
+from handgrad._intercept import hand_derived
 from handgrad.ops import Derivative, register_function, unregister
 
 __version__ = "0.1.0"
-__all__ = ["autograd", "functional", "nn", "reference", "testing", "register_function", "unregister", "Derivative"]
+__all__ = ["autograd", "functional", "nn", "reference", "testing", "register_function", "unregister", "Derivative",
+           "hand_derived"]
 _ON_FIRST_USE = ("reference", "testing")
 
 

@@ -5,15 +5,19 @@ shapes, ``reset_parameters`` (so the same ``torch.manual_seed`` gives the same i
 ``repr``, ``extra_repr`` and ``state_dict``. ``isinstance(handgrad.nn.Linear(...), torch.nn.Linear)``
 holds, and state dicts load in both directions. The classes are made from the registry
 (``handgrad.ops.OPS``: each op names the ``torch.nn`` classes it stands in for and their forward);
-``Sequential`` (which fuses a Linear with its activation), ``convert`` and ``coverage`` are here.
+``Sequential`` (which fuses a Linear with its activation), ``convert``, ``coverage`` and ``audit``
+are here.
 """
 
 import dataclasses
+import functools
 
 import torch
 from torch.nn.modules import module as torch_module
 
 from handgrad import functional as F
+from handgrad._audit import Audit, audit
+from handgrad._intercept import forward_hand_derived, hand_derived, intercepted
 from handgrad.ops import _registry
 
 globals().update(_registry.MODULES)
@@ -197,8 +201,12 @@ class Coverage:
     __repr__ = __str__
 
 
-def _classify(module, replacements):
-    """(status, reason) of one module, before or after conversion."""
+INTERCEPTED = "its own calls run inside hand_derived, by the rules of the tensor algebra"
+
+
+def _classify(module, replacements, inside=False):
+    """(status, reason) of one module, before or after conversion; ``inside``: within a converted
+    model, whose forward runs inside ``hand_derived``."""
     cls = type(module)
     name = cls.__name__
     if isinstance(module, STRUCTURAL):
@@ -210,10 +218,14 @@ def _classify(module, replacements):
         return "built-in", unsupported or "not converted: run handgrad.nn.convert(model)"
     torch_parent = next((c for c in cls.__mro__ if c in replacements), None)
     if torch_parent is not None:
+        if inside:
+            return "hand", f"a subclass of torch.nn.{torch_parent.__name__} with a forward of its own: {INTERCEPTED}"
         return "built-in", f"a subclass of torch.nn.{torch_parent.__name__} with a forward of its own, left as written"
     if cls.__module__.startswith("torch.nn"):
         return "built-in", f"handgrad has no hand-derived {name}"
     own = [n for n, _ in module.named_parameters(recurse=False)] + [n for n, _ in module.named_buffers(recurse=False)]
+    if own and inside:
+        return "hand", f"a module of your own holding tensors ({', '.join(own[:3])}): {INTERCEPTED}"
     if own:
         return "built-in", f"a module of your own holding tensors ({', '.join(own[:3])}): its forward is not hand-derived"
     return "structural", "made of its submodules"
@@ -227,34 +239,64 @@ def _unsupported(module):
 
 def coverage(module):
     """A ``Coverage`` report of ``module``: by module path and class, what runs hand-derived, what
-    stays on a built-in backward (with the reason), and what is structural."""
+    stays on a built-in backward (with the reason), and what is structural. It reads the modules; the
+    proof of what a forward computes is in its graph: ``audit(output)``."""
     replacements = _replacements()
+    inside = intercepted(module)
     entries = []
     for path, sub in module.named_modules():
-        status, reason = _classify(sub, replacements)
+        status, reason = _classify(sub, replacements, inside)
         entries.append(Entry(path or "(model)", type(sub).__name__, status, reason))
     return Coverage(entries)
 
 
 def convert(module, strict=False):
-    """Make every ``torch.nn`` module of ``module`` that handgrad derives by hand run handgrad.
+    """Make ``module`` run hand-derived: its ``torch.nn`` modules that handgrad derives by hand, and
+    every call its forward makes to an op handgrad has a rule for.
 
     Works in place on any model (nested containers, custom modules, torchvision models) and returns
     it. Each matching module has its class switched to the handgrad subclass, which holds exactly
     the same state, so parameters, buffers, hooks, devices and any optimizer already holding the
     parameters are untouched. Only modules of exactly those classes, in a configuration handgrad
-    supports, are converted: a user's subclass with a forward of its own is left alone.
+    supports, are converted: a user's subclass with a forward of its own is left alone. Then
+    ``module``'s forward runs inside ``handgrad.hand_derived()``, so the calls written in any of its
+    modules (``out += identity``, ``F.relu(x)``, ``q @ k.transpose(-2, -1)``) run handgrad's rules too.
+    ``handgrad.nn.audit(output)`` shows, from the autograd graph, what is left built-in.
 
-    With ``strict=True``, raises ``RuntimeError`` (and converts nothing) when anything that computes
-    would stay on a built-in backward; ``coverage(model)`` says what and why.
+    With ``strict=True``, raises ``RuntimeError`` (and converts nothing) when a module would stay on
+    a built-in backward (``coverage(model)`` says why), and the forward raises, naming the op, on a
+    call that would leave a built-in computing node in the graph.
     """
     replacements = _replacements()
     if strict:
         report = coverage(module)
         gaps = [e for e in report.of("built-in") if not e.reason.startswith("not converted")]
         if gaps:
-            listed = "; ".join(f"{e.path} ({e.cls}): {e.reason}" for e in gaps)
-            raise RuntimeError(f"convert(strict=True): {len(gaps)} module(s) would stay on a built-in backward: {listed}")
+            raise RuntimeError(f"convert(strict=True): {len(gaps)} module(s) would stay on a built-in backward:\n"
+                               + _grouped(gaps))
+    swap_classes(module, replacements)
+    if not intercepted(module):
+        module.forward = functools.partial(forward_hand_derived, module)
+    module._handgrad_strict = strict
+    return module
+
+
+def _grouped(entries):
+    """The entries by class and reason, one line each: ``Bottleneck ×16 (reason): layer1.0, layer1.1, ...``."""
+    groups = {}
+    for e in entries:
+        groups.setdefault((e.cls, e.reason), []).append(e.path)
+    lines = []
+    for (cls, reason), paths in groups.items():
+        shown = ", ".join(paths[:4]) + (f", ... ({len(paths) - 4} more)" if len(paths) > 4 else "")
+        lines.append(f"  {cls} ×{len(paths)} ({reason}): {shown}")
+    return "\n".join(lines)
+
+
+def swap_classes(module, replacements=None):
+    """Switch each module of exactly a class handgrad replaces (in a supported configuration) to its
+    handgrad class, in place; the forwards are not wrapped (``convert`` does that)."""
+    replacements = replacements or _replacements()
     for submodule in module.modules():
         replacement = replacements.get(type(submodule))
         if replacement is not None and not _unsupported(submodule):
@@ -270,4 +312,4 @@ def __getattr__(name):
     raise AttributeError(f"module 'handgrad.nn' has no attribute {name!r}")
 
 
-__all__ = [*_registry.MODULES, "Sequential", "convert", "coverage", "Coverage"]
+__all__ = [*_registry.MODULES, "Sequential", "convert", "coverage", "Coverage", "audit", "Audit", "hand_derived"]

@@ -469,17 +469,21 @@ def test_coverage_says_what_runs_hand_derived_and_why_the_rest_does_not():
     assert after["0"][:2] == ("Flatten", "structural") and after["5"][:2] == ("Identity", "structural")
     assert after["1"] == ("Linear", "hand", "")
     assert after["2"] == ("PReLU", "built-in", "handgrad has no hand-derived PReLU")
-    assert after["3"][1] == "built-in" and "a subclass of torch.nn.Linear with a forward of its own" in after["3"][2]
-    assert after["4"][1] == "built-in" and "a module of your own holding tensors (scale)" in after["4"][2]
+    # Their forwards' own calls are intercepted: hand-derived by the tensor algebra's rules.
+    assert after["3"][1] == "hand" and "a subclass of torch.nn.Linear with a forward of its own" in after["3"][2]
+    assert after["4"][1] == "hand" and "a module of your own holding tensors (scale)" in after["4"][2]
     assert not report.complete
+    graph = handgrad.nn.audit(model(torch.randn(2, 4, requires_grad=True)))
+    assert set(graph.builtin) == {"PreluKernelBackward0"}, str(graph)           # the audit agrees: PReLU alone
     text = str(report)
-    assert text.splitlines()[0] == "hand-derived: 1 modules, built-in: 3, structural: 3", text
+    assert text.splitlines()[0] == "hand-derived: 3 modules, built-in: 1, structural: 3", text
     assert "PReLU" in text and "handgrad has no hand-derived PReLU" in text
 
 
 def test_convert_strict_refuses_a_model_with_gaps_and_converts_nothing():
     model = _mixed()
-    with pytest.raises(RuntimeError, match=r"3 module\(s\) would stay on a built-in backward: 2 \(PReLU\)"):
+    with pytest.raises(RuntimeError, match=r"3 module\(s\) would stay on a built-in backward:\n"
+                                           r"  PReLU ×1 \(handgrad has no hand-derived PReLU\): 2\n"):
         handgrad.nn.convert(model, strict=True)
     assert type(model[1]) is torch.nn.Linear, "strict=True converted part of the model before refusing"
 

@@ -11,7 +11,7 @@ import handgrad.functional
 import handgrad.nn
 from handgrad import check, testing
 from handgrad.bench.ops import bench_ops
-from handgrad.testing.graph import STRUCTURAL, graph
+from handgrad.testing.graph import MOVEMENT, graph
 from handgrad.testing.op_db import OP_DB
 
 
@@ -71,7 +71,7 @@ def test_register_function_converts_the_module_and_coverage_sees_it(softsign):
     assert type(model[1]) is handgrad.nn.Softsign and handgrad.nn.coverage(model).complete
     out = model(x)
     functions, builtin = graph([out])
-    assert _Softsign in functions and not [n for n in builtin if not STRUCTURAL.fullmatch(n)], builtin
+    assert _Softsign in functions and not [n for n in builtin if not MOVEMENT.fullmatch(n)], builtin
     torch.testing.assert_close(torch.autograd.grad(out.sum(), x)[0], want)
 
 

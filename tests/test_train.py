@@ -340,6 +340,8 @@ def test_train_writes_a_complete_run(data_root, tmp_path):
         assert epoch["seconds"] > 0 and epoch["samples_per_s"] > 0
         assert epoch["val_acc"] is not None and epoch["train_loss"] > 0
     assert set(results["per_class_accuracy"]) == set(CLASSES)
+    assert results["gradients"]["complete"] and results["gradients"]["hand"], results["gradients"]
+    assert results["gradients"]["summary"].startswith("every gradient hand-derived")
     assert (run / "learning_curve.png").stat().st_size > 1000
     assert "| Ankle boot |" in (run / "per_class_accuracy.md").read_text()
     assert (run / "checkpoints" / "last.ckpt").is_file()
@@ -400,6 +402,7 @@ def test_train_vit_config(data_root, tmp_path):
     results = _results(tmp_path)
     assert results["hyperparameters"]["model"]["network"] == "vit"
     assert results["hyperparameters"]["model"]["impl"] == "hand"
+    assert results["gradients"]["complete"], results["gradients"]         # attention, residual adds and all
     assert results["test_acc"] > 0.2, f"the vit learned nothing of the stand-in data: {results['test_acc']}"
 
 
@@ -408,6 +411,7 @@ def test_train_compiled_trains_as_eager(data_root, tmp_path):
     cli.main(_args(data_root, tmp_path / "compiled", "--model.compile", "default"))
     eager, compiled = _results(tmp_path / "eager"), _results(tmp_path / "compiled")
     assert compiled["hyperparameters"]["model"]["compile"] == "default"
+    assert compiled["gradients"] == eager["gradients"], "the audit of a compiled step reads an eager step's graph"
     assert [e["train_loss"] for e in compiled["epochs"]] == pytest.approx([e["train_loss"] for e in eager["epochs"]],
                                                                           rel=1e-4)
     assert abs(compiled["test_acc"] - eager["test_acc"]) <= 0.005
@@ -417,6 +421,7 @@ def test_train_impl_torch_matches_impl_hand(data_root, tmp_path):
     cli.main(_args(data_root, tmp_path / "hand"))
     cli.main(_args(data_root, tmp_path / "torch", "--model.impl", "torch"))
     hand, builtin = _results(tmp_path / "hand"), _results(tmp_path / "torch")
+    assert hand["gradients"]["complete"] and not builtin["gradients"]["complete"], builtin["gradients"]
     assert abs(hand["test_acc"] - builtin["test_acc"]) <= 0.005
     assert hand["test_loss"] == pytest.approx(builtin["test_loss"], rel=1e-3)
 

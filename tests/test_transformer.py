@@ -10,12 +10,12 @@ import torchvision
 
 import handgrad.nn
 from handgrad import testing
-from handgrad.testing.graph import STRUCTURAL, graph
+from handgrad.testing.graph import MOVEMENT, graph
 
 
 def _computing_builtin_nodes(outputs):
     """The built-in autograd nodes of the graph that compute (not movement: views, concatenations)."""
-    return sorted({name for name in graph(outputs)[1] if not STRUCTURAL.fullmatch(name)})
+    return sorted({name for name in graph(outputs)[1] if not MOVEMENT.fullmatch(name)})
 
 
 def _compare(model, inputs, forward=lambda m, *xs: m(*xs), seed=0):

@@ -51,7 +51,13 @@ def _sections():
         8: ("compiled_step", training_no_data("bench_compiled_step")),
         9: ("fast_forms", lambda device, mode, args: ops.bench_fast_forms(device, mode)),
         10: ("transformer", lambda device, mode, args: _transformer(device, mode)),
+        11: ("models", lambda device, mode, args: _models(device, mode)),
     }
+
+
+def _models(device, mode):
+    from handgrad.bench.models import bench_models
+    return bench_models(device, mode)
 
 
 def _transformer(device, mode):
@@ -71,6 +77,7 @@ SECTION_HELP = {
     8: ("section 2's step compiled with --model.compile, both sides", 75),
     9: ("each derivation's faster form against its readable reference", 130),
     10: ("a small ViT's layers and training step; the fused language-model head's peak memory", 60),
+    11: ("a converted resnet18's training step, with and without the interception of its own calls", 30),
 }
 
 

@@ -29,6 +29,8 @@ import torch
 from torch.autograd import Function
 from torch.autograd.function import _SingleLevelFunction
 
+from handgrad.ops._checks import as_dtype
+
 
 class HandFunction(Function):
     """Base class of handgrad's Functions (see the module docstring)."""
@@ -170,6 +172,14 @@ class Elementwise(HandFunction):
         super().__init_subclass__(**kwargs)
         rule, saves, inplace, keeps_original = cls.rule, cls.saves, cls.inplace, cls.original
         extra = (None,) if keeps_original else ()
+        if inplace and "forward" in vars(cls):
+            compute, flag = cls.forward, -2 if keeps_original else -1
+
+            @functools.wraps(compute)
+            def forward(x, *options):
+                y = compute(x, *options)
+                return x if options[flag] else y       # x itself, as torch.compile requires of a dirty input
+            cls.forward = staticmethod(forward)
 
         def setup_context(ctx, inputs, output):
             x, *options = inputs
@@ -199,6 +209,76 @@ class Elementwise(HandFunction):
         cls.setup_context = staticmethod(setup_context)
         cls.backward = staticmethod(backward)
         cls.jvp = staticmethod(jvp)
+
+
+class Pointwise(HandFunction):
+    """y = f(a, b, ...) elementwise, the inputs broadcast against each other, from each input's local
+    derivative stated once (a row of ``derivatives.yaml`` per input, with ``auto_element_wise``).
+
+    A subclass defines
+
+    - ``forward(*inputs)``: f; an input may be a number (a constant) or an option;
+    - ``rules``: one per input, ``rule(g, *inputs, y) = g ∘ ∂y/∂input``, None for an input that has
+      no gradient (a mask, an option). The tensors it reads are those named in ``saves`` (the others
+      arrive as None; numbers and options always arrive);
+    - ``saves``: the positions of the tensor inputs the rules read, and "y" for the output.
+
+    Backward: dL/d input = rule(g, ...) summed over the dimensions the input was broadcast along
+    (``sum_to``), in the input's dtype. Forward mode: dy = Σ rule(d input, ...), since for an
+    elementwise f each input's Jacobian is the diagonal ∂y/∂input, applied from the left to g or from
+    the right to a tangent alike.
+    """
+
+    saves = ()
+    rules = ()
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        rules, keep_y = cls.rules, "y" in cls.saves
+        positions = sorted(i for i in cls.saves if i != "y")
+
+        def setup_context(ctx, inputs, output):
+            ctx.shapes = [(t.shape, t.dtype) if isinstance(t, torch.Tensor) else None for t in inputs]
+            ctx.constants = [None if isinstance(t, torch.Tensor) else t for t in inputs]
+            kept = [inputs[i] for i in positions if isinstance(inputs[i], torch.Tensor)] + ([output] if keep_y else [])
+            ctx.save_for_backward(*kept)
+            ctx.save_for_forward(*kept)
+            ctx.out = (output.shape, output.dtype)
+
+        def values(ctx):
+            """The inputs as the rules see them, and y."""
+            kept = iter(ctx.saved_tensors)
+            inputs = [next(kept) if i in positions and shape is not None else c
+                      for i, (c, shape) in enumerate(zip(ctx.constants, ctx.shapes))]
+            return inputs, (next(kept) if keep_y else None)
+
+        def backward(ctx, g):
+            inputs, y = values(ctx)
+            grads = [None] * len(inputs)
+            for i, rule in enumerate(rules):
+                if rule is not None and ctx.needs_input_grad[i]:
+                    shape, dtype = ctx.shapes[i]
+                    grads[i] = as_dtype(sum_to(rule(g, *inputs, y), shape), dtype)
+            return tuple(grads)
+
+        def jvp(ctx, *tangents):
+            inputs, y = values(ctx)
+            terms = [rule(t, *inputs, y) for rule, t in zip(rules, tangents) if rule is not None and t is not None]
+            dy = functools.reduce(torch.add, terms)
+            shape, dtype = ctx.out
+            return dy.to(dtype) if dy.shape == shape else dy.expand(shape).to(dtype, copy=True)
+
+        cls.setup_context = staticmethod(setup_context)
+        cls.backward = staticmethod(backward)
+        cls.jvp = staticmethod(jvp)
+
+
+def sum_to(g, shape):
+    """g summed over the dimensions its input of ``shape`` was broadcast along: the leading
+    dimensions it lacked, and those where it had size 1 (for a number, nothing to sum)."""
+    if tuple(g.shape) == tuple(shape):
+        return g
+    return g.sum_to_size(shape) if len(shape) else g.sum()
 
 
 # -- one derivative, stated once ------------------------------------------------------------------

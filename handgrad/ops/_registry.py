@@ -21,6 +21,7 @@ REPLACES = {}     # torch.nn class -> handgrad.nn class
 UNSUPPORTED = {}  # torch.nn class -> unsupported(module): why this configuration stays built-in, or ""
 CASES = {}        # name -> the test cases of an op registered with ``register_function`` (the test database's)
 ON_REGISTER = []  # listeners told of each op registered with ``register_function`` (the loaded test database)
+INTERCEPTS = {}   # torch callable -> (the handgrad function that replaces it, accepts), see ``Op.intercepts``
 LAZY = {}         # "package.module.Class" -> (Module, Op): a class of a package handgrad does not import (torchvision's)
 
 
@@ -61,6 +62,11 @@ class Op:
         modules: torch.nn class → ``Module``, its handgrad.nn face; a class of a package handgrad
             does not import (torchvision) is named by its import path, ``"torchvision.ops.StochasticDepth"``
         fused_by: for an op with no module of its own, what in ``handgrad.nn`` runs it (the table's cell)
+        intercepts: the torch callables it replaces inside ``handgrad.hand_derived()`` (and the forward
+            of a converted model): callable → the function to call instead with the same arguments,
+            None for ``function`` itself. ``torch.nn.functional.<name>`` is always among them.
+        accepts: ``accepts(*args, **kwargs)``, whether a call of those it can take (else the built-in
+            runs, and the audit shows it); None for every call
     """
 
     name: str
@@ -69,6 +75,8 @@ class Op:
     derivative: Derivative
     modules: dict = dataclasses.field(default_factory=dict)
     fused_by: str = "`Sequential` fuses"
+    intercepts: dict = dataclasses.field(default_factory=dict)
+    accepts: Callable = None
 
 
 def register(op):
@@ -76,6 +84,7 @@ def register(op):
     if op.name in OPS:
         raise ValueError(f"an op named {op.name!r} is already registered")
     OPS[op.name] = op
+    INTERCEPTS.update(intercepts(op))
     for function in op.functions:
         if issubclass(function, HandFunction):
             make_twins(function)
@@ -93,6 +102,16 @@ def _add_module(torch_cls, module, op):
     MODULES[cls.__name__] = REPLACES[torch_cls] = cls
     if module.unsupported is not None:
         UNSUPPORTED[torch_cls] = module.unsupported
+
+
+def intercepts(op):
+    """What ``op`` replaces inside ``handgrad.hand_derived()``: torch callable → (function, accepts)."""
+    table = {}
+    builtin = getattr(torch.nn.functional, op.name, None)
+    if builtin is not None:
+        table[builtin] = (op.function, op.accepts)
+    table.update({callable_: (function or op.function, op.accepts) for callable_, function in op.intercepts.items()})
+    return table
 
 
 def resolve():
@@ -173,6 +192,8 @@ def unregister(name):
         raise ValueError(f"unregister: {name!r} was not registered with register_function")
     op = OPS.pop(name)
     del CASES[name]
+    for callable_ in intercepts(op):
+        INTERCEPTS.pop(callable_, None)
     for key in op.modules:
         if LAZY.pop(key, None) is not None:
             continue
@@ -218,9 +239,9 @@ def _module_class(torch_cls, forward, op):
 
     def __init__(self, *args, **kwargs):
         torch_cls.__init__(self, *args, **kwargs)
-        from handgrad.nn import convert                    # the layers it builds (a Transformer's) run handgrad too
+        from handgrad.nn import swap_classes               # the layers it builds (a Transformer's) run handgrad too
         for child in self.children():
-            convert(child)
+            swap_classes(child)
 
     __init__.__qualname__ = f"{name}.__init__"
     return type(name, (torch_cls,), {"__init__": __init__, "forward": forward, "__doc__": doc,

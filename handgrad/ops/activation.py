@@ -566,18 +566,22 @@ register(Op(
     "sigmoid", sigmoid, (Sigmoid,),
     Derivative("y = σ(z) = 1 / (1 + e⁻ᶻ)", "dL/dz = g · y (1 − y)", "(*)"),
     modules={torch.nn.Sigmoid: Module(lambda self, input: sigmoid(input))},
+    intercepts={torch.sigmoid: None, torch.Tensor.sigmoid: None},
 ))
 
 register(Op(
     "relu", relu, (ReLU,),
     Derivative("y = max(z, 0)", "dL/dz = g · 1[z > 0]", "(*)"),
     modules={torch.nn.ReLU: Module(lambda self, input: relu(input, inplace=self.inplace))},
+    intercepts={torch.relu: None, torch.Tensor.relu: None, **dict.fromkeys(
+        (torch.nn.functional.relu_, torch.relu_, torch.Tensor.relu_), lambda input: relu(input, inplace=True))},
 ))
 
 register(Op(
     "tanh", tanh, (Tanh,),
     Derivative("y = tanh(z)", "dL/dz = g · (1 − y²)", "(*)"),
     modules={torch.nn.Tanh: Module(lambda self, input: tanh(input))},
+    intercepts={torch.tanh: None, torch.Tensor.tanh: None},
 ))
 
 register(Op(

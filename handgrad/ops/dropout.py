@@ -20,7 +20,10 @@ class Dropout(HandFunction):
 
     @staticmethod
     def forward(x, m, inplace=False):
-        return x.mul_(m) if inplace else x * m
+        if inplace:
+            x.mul_(m)
+            return x                                   # x itself, as torch.compile requires of a dirty input
+        return x * m
 
     @staticmethod
     def setup_context(ctx, inputs, output):

@@ -350,7 +350,7 @@ def linear_cross_entropy(input, linear_weight, target, *, linear_bias=None, weig
     if rows is not None and (not isinstance(rows, int) or rows < 1):
         raise ValueError(f"{fn}: options.batch_chunk_size must be a positive number of rows, got {rows}")
     loss_dtype = input.dtype
-    if torch.is_autocast_enabled(input.device.type) and input.device.type in FLOAT32:
+    if input.device.type in FLOAT32 and torch.is_autocast_enabled(input.device.type):
         loss_dtype = torch.float32                                   # cross_entropy runs in float32 there
     _, weight, *q = autocast(FLOAT32, input, weight, *((target,) if probabilities else ()))
     input, linear_weight, linear_bias = autocast(LOWER, input, linear_weight, linear_bias)

@@ -140,7 +140,7 @@ def plain_layers(input, params):
     if not isinstance(input, torch.Tensor) or input.dim() == 0:
         return False
     dtype, device = input.dtype, input.device
-    if torch.is_autocast_enabled("cpu" if input.is_cpu else device.type):
+    if device.type != "meta" and torch.is_autocast_enabled("cpu" if input.is_cpu else device.type):
         return False
     width = input.shape[-1]
     for W, b in zip(params[::2], params[1::2]):

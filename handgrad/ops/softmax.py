@@ -143,10 +143,14 @@ register(Op(
     "softmax", softmax, (Softmax,),
     Derivative("p = eˣ / Σ eˣ", "dL/dx = p ∘ (g − Σ g ∘ p)", SHAPES),
     modules={torch.nn.Softmax: Module(lambda self, input: softmax(input, self.dim, _stacklevel=5))},
+    intercepts=dict.fromkeys((torch.softmax, torch.Tensor.softmax),
+                             lambda input, dim, dtype=None: softmax(input, dim, dtype=dtype)),
 ))
 
 register(Op(
     "log_softmax", log_softmax, (LogSoftmax,),
     Derivative("y = log p = x − log Σ eˣ", "dL/dx = g − p Σ g", SHAPES),
     modules={torch.nn.LogSoftmax: Module(lambda self, input: log_softmax(input, self.dim, _stacklevel=5))},
+    intercepts=dict.fromkeys((torch.log_softmax, torch.Tensor.log_softmax),
+                             lambda input, dim, dtype=None: log_softmax(input, dim, dtype=dtype)),
 ))

@@ -16,7 +16,7 @@ import torch
 
 import handgrad.functional as hand_derived_ops
 from handgrad.testing.compare import TOLERANCES, difference, mismatch
-from handgrad.testing.graph import (MOVEMENT_KERNELS, STRUCTURAL, DispatchLog, forward_op_of, graph, has_jvp,
+from handgrad.testing.graph import (MOVEMENT_KERNELS, MOVEMENT, DispatchLog, forward_op_of, graph, has_jvp,
                                     recording_backward, supports_vmap, who_called)
 from handgrad.testing.samples import (Run, differentiable_outputs, input_name, outputs_of, run, seeded, upstream)
 
@@ -381,7 +381,7 @@ def _graph_problems(outputs):
     if not functions:
         problems.append("the output does not come from a custom autograd Function"
                         + (f" (its graph holds only built-in nodes: {', '.join(sorted(set(builtin)))})" if builtin else ""))
-    computing = sorted({n for n in builtin if not STRUCTURAL.fullmatch(n)})
+    computing = sorted({n for n in builtin if not MOVEMENT.fullmatch(n)})
     if computing:
         problems.append(f"built-in autograd nodes compute part of the result: {', '.join(computing)}")
     return functions, problems

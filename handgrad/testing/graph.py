@@ -2,19 +2,13 @@
 the ``hand_derived`` and ``needs_input_grad`` checks."""
 
 import contextlib
-import re
 
 from torch.autograd import Function
 from torch.utils._python_dispatch import TorchDispatchMode
 
+from handgrad._audit import MOVEMENT
 from handgrad.testing.samples import differentiable_outputs
 
-# Autograd nodes that only move, reshape or cast values: allowed around a hand Function.
-STRUCTURAL = re.compile(
-    r"(View|UnsafeView|Reshape|ReshapeAlias|Unsqueeze|Squeeze|Expand|Permute|Transpose|T|Clone|ToCopy|"
-    r"Select|Slice|Alias|AsStrided|Unbind|Split|SplitWithSizes|Narrow|Detach|Flatten|Unflatten|Cat|Stack|"
-    r"ConstantPadNd|Roll)Backward\d*"
-)
 # The kernels with "backward" in their name that those nodes' backward (and its derivative) run: they
 # put g back in place (a slice of zeros around it), computing nothing.
 MOVEMENT_KERNELS = {"select_backward", "slice_backward", "unfold_backward", "diagonal_backward", "as_strided_backward"}

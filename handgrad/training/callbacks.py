@@ -59,7 +59,8 @@ class LastCheckpoint(ModelCheckpoint):
 class RunReport(L.Callback):
     """Times each epoch and, after testing, writes into the run's log directory:
 
-    - ``results.json``: hyperparameters, test_acc, test_loss, per-class test accuracy and, per
+    - ``results.json``: hyperparameters, test_acc, test_loss, per-class test accuracy, the audit of
+      the training loss's autograd graph (``gradients``: whether every gradient was hand-derived) and, per
       epoch, training wall time, samples/s, mean train_loss, val_loss and val_acc;
     - ``learning_curve.png``: loss and validation accuracy per epoch, and the test accuracy;
     - ``per_class_accuracy.md``: test accuracy for each Fashion-MNIST class.
@@ -130,6 +131,7 @@ class RunReport(L.Callback):
             "test_acc": _number(metrics.get("test_acc")),
             "test_loss": _number(metrics.get("test_loss")),
             "per_class_accuracy": pl_module.per_class_accuracy,
+            "gradients": getattr(pl_module, "gradient_audit", None),
             "epochs": self.epochs,
         }
         (out / "results.json").write_text(json.dumps(results, indent=2) + "\n")

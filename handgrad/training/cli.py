@@ -188,6 +188,8 @@ def main(args=None):
         report = next(c for c in trainer.callbacks if isinstance(c, RunReport))
         print("Test: " + ", ".join(f"{name} {value:.4f}" for name, value in sorted(metrics.items())))
         print(per_class_table(model.per_class_accuracy), end="")
+        if model.gradient_audit is not None:
+            print(f"Gradients: {model.gradient_audit['summary']}")
         threads = torch.get_num_threads()
         print(f"Run written to {report.run_dir} in {time.perf_counter() - start:.0f} s "
               f"({threads} CPU thread{'s' if threads != 1 else ''})")

@@ -96,18 +96,36 @@ class LitClassifier(L.LightningModule):
         self.test_per_class = torchmetrics.classification.MulticlassAccuracy(n, average=None)
         self.per_class_accuracy = None
         self._training_loss = None        # made on the first training step: compiled_loss
+        self.gradient_audit = None        # handgrad.nn.audit of the first training step's loss, as a dict
 
     def forward(self, x):
         return self.model(x)
 
     def training_step(self, batch, batch_idx):
         x, y = batch
-        if self._training_loss is None:
+        first = self._training_loss is None
+        if first:
             self._training_loss = compiled_loss(self.model, self.train_loss, self.hparams.compile)
         loss = self._training_loss(x, y)          # the network's top and the loss: one Function
+        if first:
+            self.gradient_audit = self._audit(loss, x, y)
         if self._logger_writes(batch_idx):
             self.log("train_loss", loss, prog_bar=True)
         return loss
+
+    def _audit(self, loss, x, y):
+        """``handgrad.nn.audit`` of the training loss's autograd graph, as a dict. A compiled step's
+        graph is one opaque node, so that of an eager step on the same batch is read instead, its
+        random draws and batch statistics put back, so that training goes on as if it never ran."""
+        if self.hparams.compile != "none":
+            buffers = {name: b.clone() for name, b in self.model.named_buffers()}
+            with torch.random.fork_rng(devices=[] if x.device.type == "cpu" else [x.device]):
+                loss = self.model.loss(x, y, self.train_loss)
+            with torch.no_grad():
+                for name, b in self.model.named_buffers():
+                    b.copy_(buffers[name])
+        report = handgrad.nn.audit(loss)
+        return {"summary": report.summary(), **report.as_dict()}
 
     def _logger_writes(self, batch_idx):
         """Whether this training step's ``train_loss`` reaches the logger: every ``log_every_n_steps``
