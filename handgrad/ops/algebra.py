@@ -17,6 +17,7 @@ before (``_InPlace``).
 """
 
 import functools
+import math
 
 import torch
 
@@ -277,6 +278,11 @@ def unreduce(g, shape, dims, keepdim):
     return g.expand(shape)
 
 
+def terms(x, y):
+    """n, the number of elements of x reduced into each element of y (0 for an empty x)."""
+    return x.numel() // max(y.numel(), 1) if x.numel() else 0
+
+
 class Sum(HandFunction):
     """y = Σ x over ``dims``: every x it sums moves y one for one, so dL/dx = g, put back and
     expanded along the summed dimensions."""
@@ -310,7 +316,7 @@ class Mean(HandFunction):
     def setup_context(ctx, inputs, output):
         x, dims, keepdim, _ = inputs
         ctx.shape, ctx.dtype, ctx.dims, ctx.keepdim = x.shape, x.dtype, dims, keepdim
-        ctx.n = max(x.numel(), 1) // max(output.numel(), 1) if x.numel() else 0
+        ctx.n = terms(x, output)
 
     @staticmethod
     def backward(ctx, g):
@@ -347,6 +353,81 @@ class Amax(HandFunction):
         x, y = ctx.saved_tensors
         share = _max_share(x, y, ctx.dims, ctx.keepdim)
         return (dx * share).sum(ctx.dims, keepdim=ctx.keepdim)  # dy = the maxima's mean change
+
+
+class Amin(Amax):
+    """y = min x over ``dims``: g goes to the minima, split evenly between ties (the rule of ``Amax``,
+    whose share 1[x = y] / count(x = y) reads the extremum whichever it is)."""
+
+    @staticmethod
+    def forward(x, dims, keepdim):
+        return torch.amin(x, dims, keepdim=keepdim)
+
+
+class MaxDim(HandFunction):
+    """(y, i) = the maximum of x along ``dim`` and where it is (the minimum with ``smallest``): g goes
+    to that one element, the index torch returns, and nothing to the others: dL/dx = g at i, else 0."""
+
+    @staticmethod
+    def forward(x, dim, keepdim, smallest):
+        # A plain tuple, not torch.return_types.max: vmap's generated rule matches the outputs' pytree to
+        # their batch dims, and a structseq unpacked on the way no longer matches its own spec.
+        return tuple((torch.min if smallest else torch.max)(x, dim, keepdim=keepdim))
+
+    @staticmethod
+    def setup_context(ctx, inputs, output):
+        x, ctx.dim, ctx.keepdim, _ = inputs
+        ctx.mark_non_differentiable(output[1])
+        ctx.save_for_backward(output[1])
+        ctx.save_for_forward(output[1])
+        ctx.shape = x.shape
+
+    @staticmethod
+    def backward(ctx, g, _):
+        (i,) = ctx.saved_tensors
+        if not ctx.keepdim:
+            g, i = g.unsqueeze(ctx.dim), i.unsqueeze(ctx.dim)
+        return g.new_zeros(ctx.shape).scatter(ctx.dim, i, g), None, None, None     # dL/dx = g at i, 0 elsewhere
+
+    @staticmethod
+    def jvp(ctx, dx, *_):
+        (i,) = ctx.saved_tensors
+        index = i if ctx.keepdim else i.unsqueeze(ctx.dim)
+        dy = dx.gather(ctx.dim, index)                                               # dy = dx at i
+        return (dy if ctx.keepdim else dy.squeeze(ctx.dim)), None
+
+
+class Var(HandFunction):
+    """σ² = Σ (x − μ)² / (n − c) over ``dims``, c the correction (1: Bessel's)."""
+
+    @staticmethod
+    def forward(x, dims, correction, keepdim):
+        return torch.var(x, dims, correction=correction, keepdim=keepdim)
+
+    @staticmethod
+    def setup_context(ctx, inputs, output):
+        x, ctx.dims, ctx.correction, ctx.keepdim = inputs
+        ctx.save_for_backward(x)
+        ctx.save_for_forward(x)
+        ctx.n = terms(x, output)
+
+    @staticmethod
+    def backward(ctx, g):
+        (x,) = ctx.saved_tensors
+        return var_backward(g, x, ctx.dims, ctx.correction, ctx.keepdim, ctx.n), None, None, None
+
+    @staticmethod
+    def jvp(ctx, dx, *_):
+        (x,) = ctx.saved_tensors
+        slope = var_backward(torch.ones((), dtype=x.dtype, device=x.device), x, ctx.dims, ctx.correction, True, ctx.n)
+        return (slope * dx).sum(ctx.dims, keepdim=ctx.keepdim)
+
+
+def var_backward(g, x, dims, correction, keepdim, n):
+    """dL/dx = g · 2 (x − μ) / (n − c). The term through μ vanishes: ∂σ²/∂μ = −2 Σ (x − μ) / (n − c) = 0."""
+    centred = x - x.mean(dims, keepdim=True)
+    scale = 2 / (n - correction) if n != correction else math.inf   # n = c: torch's 2.0 / 0, NaN or ±inf
+    return unreduce(g, x.shape, dims, keepdim) * centred * scale
 
 
 def _max_share(x, y, dims, keepdim):
@@ -646,6 +727,66 @@ def amax(input, dim=None, keepdim=False):
     return apply(Amax, input, dims, keepdim)
 
 
+def amin(input, dim=None, keepdim=False):
+    """y = the minimum of input over ``dim`` (every dimension by default), as ``torch.amin``."""
+    dims = _reduction_dims("amin", input, dim)
+    empty = [d for d in dims if input.shape[d] == 0]
+    if empty:
+        raise IndexError(f"amin: input of shape {tuple(input.shape)} is empty along dim {empty[0]}: the minimum of "
+                         f"no elements is undefined")
+    return apply(Amin, input, dims, keepdim)
+
+
+def _extremum(fn, input, dim, keepdim, smallest):
+    check_tensor(fn, "input", input)
+    if isinstance(dim, Tensor):
+        return (minimum if smallest else maximum)(input, dim)       # torch.max(a, b): elementwise
+    if dim is None:
+        if input.numel() == 0:
+            raise RuntimeError(f"{fn}: input of shape {tuple(input.shape)} is empty: the {fn}imum of no elements is "
+                               f"undefined (give dim to reduce along a dimension of size > 0)")
+        return (amin if smallest else amax)(input)                  # all elements: g split between ties
+    if not isinstance(dim, int) or isinstance(dim, bool):
+        raise TypeError(f"{fn}: dim must be an int, or other a tensor; got {type(dim).__name__}")
+    d = (_reduction_dims(fn, input, dim) or (0,))[0]               # a 0-d input: dim 0 or -1, () here
+    if input.dim() and input.shape[d] == 0:
+        raise IndexError(f"{fn}: input of shape {tuple(input.shape)} is empty along dim {d}")
+    values, indices = apply(MaxDim, input, d, keepdim, smallest)
+    return (torch.return_types.min if smallest else torch.return_types.max)((values, indices))
+
+
+def max_(input, dim=None, keepdim=False):
+    """As ``torch.max``: the maximum of all elements (``max(x)``), the maximum along ``dim`` and its
+    index (``max(x, dim)``, a ``(values, indices)`` pair), or the elementwise maximum (``max(x, y)``)."""
+    return _extremum("max", input, dim, keepdim, False)
+
+
+def min_(input, dim=None, keepdim=False):
+    """As ``torch.min``: ``max``'s counterpart."""
+    return _extremum("min", input, dim, keepdim, True)
+
+
+def var(input, dim=None, *, correction=1, keepdim=False):
+    """σ² of input over ``dim`` (every dimension by default), as ``torch.var``; ``correction`` 1
+    divides by n − 1 (Bessel's), 0 by n."""
+    dims = _reduction_dims("var", input, dim)
+    if not input.is_floating_point():
+        raise RuntimeError(f"var: input must be a floating-point tensor, got {input.dtype}")
+    return apply(Var, input, dims, 1 if correction is None else correction, keepdim)
+
+
+def _var_call(input, *args, **kwargs):
+    """torch.var's call forms: (input, dim, unbiased, keepdim), (input, unbiased), keywords."""
+    if args and isinstance(args[0], bool):
+        kwargs["unbiased"], args = args[0], args[1:]
+    names = ["dim", "unbiased", "keepdim"]
+    kwargs.update(zip(names, args))
+    unbiased = kwargs.pop("unbiased", None)
+    if unbiased is not None:
+        kwargs["correction"] = int(unbiased)
+    return var(input, **kwargs)
+
+
 def matmul(input, other):
     """y = input @ other, as ``torch.matmul``: a matrix product, batched and broadcast over leading
     dimensions; a 1-D operand is a row (on the left) or a column (on the right), its dimension removed
@@ -884,6 +1025,29 @@ register(Op(
     "amax", amax, (Amax,),
     Derivative("y = max x", "dL/dx = g 1[x = y] / count(x = y)", "(*) → (*) without dim"),
     fused_by="the tensor algebra", intercepts={torch.amax: None, Tensor.amax: None},
+))
+register(Op(
+    "amin", amin, (Amin,),
+    Derivative("y = min x", "dL/dx = g 1[x = y] / count(x = y)", "(*) → (*) without dim"),
+    fused_by="the tensor algebra", intercepts={torch.amin: None, Tensor.amin: None},
+))
+register(Op(
+    "max", max_, (Amax, MaxDim, Maximum),
+    Derivative("y = max x, along dim with its index i, or max(a, b)",
+               "dL/dx = g at i along dim; g 1[x = y] / count(x = y) over all; as maximum for two tensors",
+               "(*) → (), (*) without dim, or broadcast"),
+    fused_by="the tensor algebra", intercepts={torch.max: None, Tensor.max: None},
+))
+register(Op(
+    "min", min_, (Amin, MaxDim, Minimum),
+    Derivative("y = min x, along dim with its index i, or min(a, b)", "as max's, at the minimum",
+               "(*) → (), (*) without dim, or broadcast"),
+    fused_by="the tensor algebra", intercepts={torch.min: None, Tensor.min: None},
+))
+register(Op(
+    "var", var, (Var,),
+    Derivative("σ² = Σ (x − μ)² / (n − c)", "dL/dx = g · 2 (x − μ) / (n − c)", "(*) → (*) without dim"),
+    fused_by="the tensor algebra", intercepts={torch.var: _var_call, Tensor.var: _var_call},
 ))
 register(Op(
     "matmul", matmul, (Matmul,),
