@@ -775,6 +775,35 @@ def var(input, dim=None, *, correction=1, keepdim=False):
     return apply(Var, input, dims, 1 if correction is None else correction, keepdim)
 
 
+def _add_product(fn, dims, input, batch1, batch2, beta, alpha):
+    """y = β input + α (batch1 @ batch2): the matmul, mul and add rules composed (dL/d input = β g
+    summed to its shape, dL/d batch1 = α g batch2ᵀ, dL/d batch2 = α batch1ᵀ g)."""
+    for name, t in (("input", input), ("mat1" if dims == 2 else "batch1", batch1),
+                    ("mat2" if dims == 2 else "batch2", batch2)):
+        check_tensor(fn, name, t)
+    if batch1.dim() != dims or batch2.dim() != dims:
+        raise RuntimeError(f"{fn}: the factors must be {dims}-D, got shapes {tuple(batch1.shape)} and "
+                           f"{tuple(batch2.shape)}")
+    input, batch1, batch2 = autocast(LOWER, input, batch1, batch2)     # autocast casts all three, as torch's
+    product = matmul(batch1, batch2)
+    try:
+        torch.broadcast_shapes(input.shape, product.shape)
+    except RuntimeError:
+        raise RuntimeError(f"{fn}: input of shape {tuple(input.shape)} does not broadcast to the product's "
+                           f"{tuple(product.shape)}") from None
+    return add(product if alpha == 1 else mul(product, alpha), input, alpha=beta)
+
+
+def addmm(input, mat1, mat2, *, beta=1, alpha=1):
+    """y = β input + α mat1 mat2, as ``torch.addmm`` (input broadcast to (n, m))."""
+    return _add_product("addmm", 2, input, mat1, mat2, beta, alpha)
+
+
+def baddbmm(input, batch1, batch2, *, beta=1, alpha=1):
+    """y = β input + α batch1 batch2, matrix by matrix, as ``torch.baddbmm``."""
+    return _add_product("baddbmm", 3, input, batch1, batch2, beta, alpha)
+
+
 def _var_call(input, *args, **kwargs):
     """torch.var's call forms: (input, dim, unbiased, keepdim), (input, unbiased), keywords."""
     if args and isinstance(args[0], bool):
@@ -1043,6 +1072,18 @@ register(Op(
     Derivative("y = min x, along dim with its index i, or min(a, b)", "as max's, at the minimum",
                "(*) → (), (*) without dim, or broadcast"),
     fused_by="the tensor algebra", intercepts={torch.min: None, Tensor.min: None},
+))
+register(Op(
+    "addmm", addmm, (Matmul, Mul, Add),
+    Derivative("y = β c + α a b", "dL/dc = β g, dL/da = α g bᵀ, dL/db = α aᵀ g: matmul's, mul's and add's rules",
+               "c broadcast to (n, m), a (n, k), b (k, m)"),
+    fused_by="the tensor algebra", intercepts={torch.addmm: None, Tensor.addmm: None},
+))
+register(Op(
+    "baddbmm", baddbmm, (Matmul, Mul, Add),
+    Derivative("y = β c + α a b, per matrix", "as addmm's, for each matrix of the batch",
+               "c broadcast to (B, n, m), a (B, n, k), b (B, k, m)"),
+    fused_by="the tensor algebra", intercepts={torch.baddbmm: None, Tensor.baddbmm: None},
 ))
 register(Op(
     "var", var, (Var,),

@@ -221,6 +221,13 @@ def matmul_numpy(a, b):
     return np.matmul(a, b), vjp
 
 
+def addmm_numpy(input, mat1, mat2, beta=1, alpha=1):
+    """y = β c + α a b: dL/dc = β g summed to c's shape, dL/da = α g bᵀ, dL/db = α aᵀ g, matrix by matrix."""
+    y = beta * input + alpha * np.matmul(mat1, mat2)
+    return y, lambda g: (sum_to(beta * g, input.shape), alpha * g @ np.swapaxes(mat2, -1, -2),
+                         alpha * np.swapaxes(mat1, -1, -2) @ g)
+
+
 # -- samples --------------------------------------------------------------------------------------------
 
 
@@ -529,6 +536,21 @@ def _matmul_samples(gen):
     return [Sample((randn(gen, *a), randn(gen, *b)), name=name) for name, (a, b) in forms.items()]
 
 
+def _addmm_samples(gen, batch=()):
+    forms = {
+        "c (n, m)": ((3, 5), {}),
+        "c (m), a bias": ((5,), {}),
+        "c (n, 1)": ((3, 1), {}),
+        "beta=0.5, alpha=-2": ((3, 5), {"beta": 0.5, "alpha": -2.0}),
+        "0-d c": ((), {}),
+    }
+    samples = [Sample((randn(gen, *batch, *c) if batch and len(c) == 2 else randn(gen, *c), randn(gen, *batch, 3, 4),
+                       randn(gen, *batch, 4, 5)), kwargs, name) for name, (c, kwargs) in forms.items()]
+    samples.append(Sample((randn(gen, *batch, 0, 2), randn(gen, *batch, 0, 3), randn(gen, *batch, 3, 2)), {},
+                          "(0, k) rows, empty"))
+    return samples
+
+
 # -- bench sizes: a small vision transformer's, 128 images × 50 tokens of width 128 -----------------------
 
 
@@ -603,6 +625,16 @@ def _matmul_bench(device):
     return [("attention (128, 4, 50, 32) @ (128, 4, 32, 50)", (bench_randn(device, 128, 4, 50, 32),
                                                               bench_randn(device, 128, 4, 32, 50)), {}),
             ("MLP (128, 50, 128) @ (128, 512)", (bench_randn(device, 128, 50, 128), bench_randn(device, 128, 512)), {})]
+
+
+def _addmm_bench(device):
+    return [("a linear layer: (6400, 128) + (6400, 128) @ (128, 512)",
+             (bench_randn(device, 512), bench_randn(device, 6400, 128), bench_randn(device, 128, 512)), {})]
+
+
+def _baddbmm_bench(device):
+    return [("attention scores with a bias: (512, 50, 50) + (512, 50, 32) @ (512, 32, 50)",
+             (bench_randn(device, 512, 50, 50), bench_randn(device, 512, 50, 32), bench_randn(device, 512, 32, 50)), {})]
 
 
 # -- bad inputs -----------------------------------------------------------------------------------------
@@ -722,6 +754,22 @@ _VAR_ERRORS = _reduction_errors("var") + (
     ErrorInput("int64 input", lambda F, nn: F.var(torch.ones(3, dtype=torch.long)), RuntimeError,
                r"var: input must be a floating-point tensor, got torch\.int64"),
 )
+
+def _add_product_errors(op, dims):
+    factor = "mat" if dims == 2 else "batch"
+    lead = (2,) * (dims - 2)
+    return (
+        ErrorInput("list input", lambda F, nn: getattr(F, op)([1.0], x32(*lead, 2, 3), x32(*lead, 3, 1)), TypeError,
+                   rf"{op}: input must be a torch\.Tensor, got list"),
+        ErrorInput(f"{factor}1 a list", lambda F, nn: getattr(F, op)(x32(3), [1.0], x32(*lead, 2, 3)), TypeError,
+                   rf"{op}: {factor}1 must be a torch\.Tensor, got list"),
+        ErrorInput(f"{dims - 1}-D factors", lambda F, nn: getattr(F, op)(x32(3), x32(*lead[1:], 3), x32(*lead[1:], 3)),
+                   RuntimeError, rf"{op}: the factors must be {dims}-D"),
+        ErrorInput("input that does not broadcast", lambda F, nn: getattr(F, op)(x32(*lead, 4, 4), x32(*lead, 2, 3),
+                                                                                   x32(*lead, 3, 5)),
+                   RuntimeError, rf"{op}: input of shape \({', '.join(map(str, (*lead, 4, 4)))}\) does not broadcast"),
+    )
+
 
 _MATMUL_ERRORS = (
     ErrorInput("list input", lambda F, nn: F.matmul([1.0, -2.0], x32(2)), TypeError,
@@ -915,4 +963,7 @@ OP_INFOS = (
     OpInfo("normalize", torch.nn.functional.normalize, _normalize_samples, normalize_numpy, _normalize_bench,
            errors=_NORMALIZE_ERRORS, tolerances=_CANCELLING),
     OpInfo("einsum", torch.einsum, _einsum_samples, einsum_numpy, _einsum_bench, errors=_EINSUM_ERRORS),
+    OpInfo("addmm", torch.addmm, _addmm_samples, addmm_numpy, _addmm_bench, errors=_add_product_errors("addmm", 2)),
+    OpInfo("baddbmm", torch.baddbmm, lambda gen: _addmm_samples(gen, batch=(2,)), addmm_numpy, _baddbmm_bench,
+           errors=_add_product_errors("baddbmm", 3)),
 )
