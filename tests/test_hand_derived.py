@@ -329,3 +329,55 @@ def test_converted_model_under_autocast_computes_in_the_builtins_dtypes():
     assert got.dtype == want.dtype == torch.bfloat16
     assert audit(got).complete, str(audit(got))
     assert testing.difference("logits", got.float(), want.float(), testing.TOLERANCES[torch.bfloat16]).ok
+
+
+def test_converted_model_under_ddp_equals_builtin(tmp_path):
+    """DistributedDataParallel (one process, gloo) around a converted model: its forward, intercepted
+    inside DDP's, gives the built-in model's gradients, all-reduced."""
+    import torch.distributed as dist
+
+    dist.init_process_group("gloo", init_method=f"file://{tmp_path / 'store'}", rank=0, world_size=1)
+    try:
+        torch.manual_seed(0)
+        model = _Residual().double()
+        hand = torch.nn.parallel.DistributedDataParallel(handgrad.nn.convert(copy.deepcopy(model)))
+        x, y = torch.randn(4, 3, 8, 8, dtype=torch.float64), torch.tensor([1, 7, 0, 3])
+        logits = hand(x)
+        assert audit(logits).complete, str(audit(logits))
+        torch_F.cross_entropy(logits, y).backward()
+        torch_F.cross_entropy(model(x), y).backward()
+        for (name, p), q in zip(model.named_parameters(), hand.module.parameters()):
+            d = testing.difference(f"d{name}", q.grad, p.grad, F64)
+            assert d.ok, str(d)
+    finally:
+        dist.destroy_process_group()
+
+
+def test_converted_model_trains_in_lightnings_loop(tmp_path):
+    """Lightning's fit loop (automatic optimisation, its closure and hooks) around a converted model:
+    every training step's loss is hand-derived, and the loss falls."""
+    import lightning as L
+
+    class Module(L.LightningModule):
+        def __init__(self):
+            super().__init__()
+            self.net, self.losses = handgrad.nn.convert(_Residual()), []
+
+        def training_step(self, batch, batch_idx):
+            x, y = batch
+            with handgrad.hand_derived():
+                loss = torch_F.cross_entropy(self.net(x), y)
+            assert audit(loss).complete, str(audit(loss))
+            self.losses.append(loss.item())
+            return loss
+
+        def configure_optimizers(self):
+            return torch.optim.SGD(self.parameters(), lr=0.1)
+
+    torch.manual_seed(0)
+    x, y = torch.randn(8, 3, 8, 8), torch.randint(0, 10, (8,))
+    data = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(x, y), batch_size=8)
+    module = Module()
+    L.Trainer(max_steps=6, logger=False, enable_checkpointing=False, enable_progress_bar=False,
+              enable_model_summary=False, default_root_dir=tmp_path).fit(module, data)
+    assert len(module.losses) == 6 and module.losses[-1] < module.losses[0], module.losses
