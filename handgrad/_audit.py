@@ -39,7 +39,7 @@ def is_handgrad(function):
                for f in _registry.functions().values())
 
 
-def _walk(outputs):
+def walk(outputs):
     """Every node between ``outputs`` and the leaves, once each (``AccumulateGrad``, the leaves, left out)."""
     stack = [o.grad_fn for o in outputs if isinstance(o, torch.Tensor) and o.grad_fn is not None]
     seen = set()
@@ -117,7 +117,7 @@ def audit(*outputs):
         raise ValueError("audit: no output has an autograd graph (grad_fn is None): compute it with grad enabled "
                          "from tensors that require grad")
     kinds = {"hand": collections.Counter(), "movement": collections.Counter(), "built-in": collections.Counter()}
-    for node in _walk(flat):
+    for node in walk(flat):
         kind, name = node_kind(node)
         kinds[kind][name] += 1
     return Audit(kinds["hand"], kinds["movement"], kinds["built-in"])

@@ -13,7 +13,7 @@ dL/db_lj = Σ_n g_nlj: each input's gradient is g summed over the dimensions it 
 
 In place. ``a += b``, ``a.add_(b)``, ``a.mul_(b)`` write y into a, as torch's do: the Function marks
 a dirty, so autograd counts a as y from then on; a rule that reads the old a gets a copy of it taken
-before (``_InPlace``).
+before (``_in_place``).
 """
 
 import functools
@@ -22,7 +22,7 @@ import math
 import torch
 
 from handgrad.ops._checks import LOWER, autocast, check_tensor
-from handgrad.ops._function import HandFunction, Pointwise, apply, sum_to
+from handgrad.ops._function import HandFunction, Pointwise, apply, multilinear_jvp, sum_to
 from handgrad.ops._registry import Derivative, Op, register
 
 Tensor = torch.Tensor
@@ -470,9 +470,7 @@ class Matmul(HandFunction):
 
     @staticmethod
     def jvp(ctx, da, db):
-        a, b = ctx.saved_tensors
-        terms = [t for t in (None if da is None else da @ b, None if db is None else a @ db) if t is not None]
-        return terms[0] if len(terms) == 1 else terms[0] + terms[1]                 # dy = da b + a db
+        return multilinear_jvp(torch.matmul, ctx.saved_tensors, (da, db))            # dy = da b + a db
 
 
 class VectorNorm(HandFunction):
@@ -563,11 +561,8 @@ class Einsum(HandFunction):
 
     @staticmethod
     def jvp(ctx, _, __, *tangents):
-        operands = ctx.saved_tensors
-        equation = f"{','.join(ctx.inputs)}->{ctx.out}"
-        terms = [torch.einsum(equation, *operands[:i], t, *operands[i + 1:])          # dy = Σ_i y(…, dAᵢ, …)
-                 for i, t in enumerate(tangents) if t is not None]
-        return functools.reduce(torch.add, terms)
+        equation = f"{','.join(ctx.inputs)}->{ctx.out}"                               # dy = Σ_i y(…, dAᵢ, …)
+        return multilinear_jvp(functools.partial(torch.einsum, equation), ctx.saved_tensors, tangents)
 
 
 def einsum_backward(g, inputs, out, operands, i):
@@ -1035,9 +1030,8 @@ register(Op(
     Derivative("y = min(max(x, lo), hi)", "dL/dx = g 1[lo < x < hi]", SAME),
     fused_by="the tensor algebra",
     intercepts={torch.clamp: None, torch.clip: None, Tensor.clamp: None, Tensor.clip: None,
-                torch.clamp_min: lambda input, min: clamp(input, min), Tensor.clamp_min: lambda input, min: clamp(input, min),
-                torch.clamp_max: lambda input, max: clamp(input, None, max),
-                Tensor.clamp_max: lambda input, max: clamp(input, None, max)},
+                **dict.fromkeys((torch.clamp_min, Tensor.clamp_min), lambda input, min: clamp(input, min)),
+                **dict.fromkeys((torch.clamp_max, Tensor.clamp_max), lambda input, max: clamp(input, None, max))},
     accepts=lambda *args, **kwargs: all(isinstance(b, (*NUMBER, type(None))) for b in (*args[1:], *kwargs.values())),
 ))
 register(Op(

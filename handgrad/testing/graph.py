@@ -6,7 +6,7 @@ import contextlib
 from torch.autograd import Function
 from torch.utils._python_dispatch import TorchDispatchMode
 
-from handgrad._audit import MOVEMENT
+from handgrad._audit import MOVEMENT, walk  # noqa: F401 (MOVEMENT: the harness's name for it)
 from handgrad.testing.samples import differentiable_outputs
 
 # The kernels with "backward" in their name that those nodes' backward (and its derivative) run: they
@@ -16,20 +16,13 @@ MOVEMENT_KERNELS = {"select_backward", "slice_backward", "unfold_backward", "dia
 
 def graph(outputs):
     """(custom Function classes, names of built-in nodes) between the outputs and the leaves."""
-    seen, functions, builtin = set(), [], []
-    stack = [o.grad_fn for o in differentiable_outputs(outputs) if o.grad_fn is not None]
-    while stack:
-        node = stack.pop()
-        if node is None or node in seen:
-            continue
-        seen.add(node)
+    functions, builtin = [], []
+    for node in walk(differentiable_outputs(outputs)):
         cls = getattr(node, "_forward_cls", None)
-        name = type(node).__name__
         if cls is not None:
             functions.append(cls)
-        elif name != "AccumulateGrad":
-            builtin.append(name)
-        stack.extend(next_node for next_node, _ in node.next_functions)
+        else:
+            builtin.append(type(node).__name__)
     return list(dict.fromkeys(functions)), builtin
 
 
