@@ -16,7 +16,7 @@ import torch
 from handgrad.ops._checks import check_floating, check_tensor
 from handgrad.ops._function import apply
 from handgrad.ops._registry import OPS, Derivative, Module, Op, register
-from handgrad.ops.algebra import add
+from handgrad.ops.elementwise import add
 from handgrad.ops.attention import AttentionWeights, ScaledDotProductAttention
 from handgrad.ops.linear import linear
 

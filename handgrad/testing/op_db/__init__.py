@@ -10,12 +10,13 @@ imported by ``import handgrad``.
 import importlib.util
 
 from handgrad.ops import OPS, _registry
-from handgrad.testing.op_db import (activation, algebra, attention, batch_norm, chain, classification, conv, dropout,
-                                    embedding, head, linear, norm, pool, regression, softmax, transformer)
+from handgrad.testing.op_db import (activation, attention, batch_norm, chain, classification, conv, dropout,
+                                    elementwise, embedding, head, linear, norm, pool, products, reductions, regression,
+                                    softmax, transformer)
 from handgrad.testing.op_db._common import OpInfo
 
 _FAMILIES = (activation, linear, dropout, softmax, classification, regression, chain, head, norm, batch_norm, embedding,
-             conv, pool, algebra, attention, transformer)
+             conv, pool, elementwise, reductions, products, attention, transformer)
 
 
 def _database():

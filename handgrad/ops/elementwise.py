@@ -1,0 +1,522 @@
+"""The elementwise algebra, by hand: the rules every model composes between its layers.
+
+Each elementwise op is one ``Pointwise`` class: its forward, and one rule per input,
+``rule(g, *inputs, y) = g ∘ ∂y/∂input``, in the seed's notation (g = dL/dy). Backward sums each
+input's rule back to the input's shape, forward mode adds the rules applied to the tangents
+(``handgrad.ops._function.Pointwise``).
+
+Broadcasting. ``a`` of shape (N, L, E) plus ``b`` of shape (L, E) (or (E), or a number) adds the same
+b to every row: y_nlj = a_nlj + b_lj. So dL/da_nlj = g_nlj, and b_lj, used N times, receives
+dL/db_lj = Σ_n g_nlj: each input's gradient is g summed over the dimensions it was broadcast along
+(``sum_to``), the same for every broadcasting op.
+
+In place. ``a += b``, ``a.add_(b)``, ``a.mul_(b)`` write y into a, as torch's do: the Function marks
+a dirty, so autograd counts a as y from then on; a rule that reads the old a gets a copy of it taken
+before (``_in_place``).
+"""
+
+import torch
+
+from handgrad.ops._checks import check_tensor
+from handgrad.ops._function import HandFunction, Pointwise, apply
+from handgrad.ops._registry import Derivative, Op, register
+
+Tensor = torch.Tensor
+NUMBER = (int, float, bool)
+
+
+# -- elementwise, the inputs broadcast ----------------------------------------------------------------
+
+
+class Add(Pointwise):
+    """y = a + α b."""
+
+    @staticmethod
+    def forward(a, b, alpha):
+        return torch.add(a, b, alpha=alpha)
+
+    rules = (lambda g, a, b, alpha, y: g,                                  # dL/da = g
+             lambda g, a, b, alpha, y: g if alpha == 1 else g * alpha)     # dL/db = α g
+
+
+class Sub(Pointwise):
+    """y = a − α b (a may be a number: ``2 - x``)."""
+
+    @staticmethod
+    def forward(a, b, alpha):
+        return torch.sub(a, b, alpha=alpha) if isinstance(a, Tensor) else torch.rsub(b, a, alpha=alpha)
+
+    rules = (lambda g, a, b, alpha, y: g,                                  # dL/da = g
+             lambda g, a, b, alpha, y: -g if alpha == 1 else g * -alpha)   # dL/db = −α g
+
+
+class Mul(Pointwise):
+    """y = a b."""
+
+    saves = (0, 1)
+
+    @staticmethod
+    def forward(a, b):
+        return torch.mul(a, b)
+
+    rules = (lambda g, a, b, y: g * b,                                     # dL/da = g b
+             lambda g, a, b, y: g * a)                                     # dL/db = g a
+
+
+class Div(Pointwise):
+    """y = a / b (a may be a number: ``1 / x``); with a rounding mode, a step function of both."""
+
+    saves = (1, "y")
+
+    @staticmethod
+    def forward(a, b, rounding_mode):
+        if not isinstance(a, Tensor):
+            return torch.reciprocal(b) * a if rounding_mode is None else torch.div(torch.full_like(b, a), b,
+                                                                                  rounding_mode=rounding_mode)
+        return torch.div(a, b, rounding_mode=rounding_mode)
+
+    rules = (lambda g, a, b, mode, y: g / b if mode is None else torch.zeros_like(g),        # dL/da = g / b
+             lambda g, a, b, mode, y: -g * y / b if mode is None else torch.zeros_like(g))   # dL/db = −g a/b² = −g y/b
+
+
+def _pow_base(g, a, b, y):
+    """dL/da = g b a^(b−1); zero for b = 0, where y = 1 whatever a (torch's convention, even at a = 0)."""
+    if isinstance(b, Tensor):
+        return torch.where(b == 0, 0.0, g * b * a.pow(b - 1))
+    return torch.zeros_like(g) if b == 0 else g * b * a.pow(b - 1)
+
+
+def _pow_exponent(g, a, b, y):
+    """dL/db = g y log a; zero where a = 0 and b ≥ 0 (y is 0 or 1 there, flat in b from the right)."""
+    if isinstance(a, Tensor):
+        return torch.where((a == 0) & (b >= 0), 0.0, g * y * a.log())
+    return g * y * torch.log(torch.tensor(a, dtype=y.dtype, device=y.device))
+
+
+class Pow(Pointwise):
+    """y = a^b, a or b a number or both tensors."""
+
+    saves = (0, 1, "y")
+
+    @staticmethod
+    def forward(a, b):
+        return torch.pow(a, b)
+
+    rules = (_pow_base, _pow_exponent)
+
+
+class Maximum(Pointwise):
+    """y = max(a, b) elementwise; at a tie each input receives g / 2, as torch splits it."""
+
+    saves = (0, 1)
+
+    @staticmethod
+    def forward(a, b):
+        return torch.maximum(a, b)
+
+    rules = (lambda g, a, b, y: torch.where(a < b, 0.0, torch.where(a == b, g / 2, g)),    # dL/da = g 1[a > b] (½ at a = b)
+             lambda g, a, b, y: torch.where(b < a, 0.0, torch.where(a == b, g / 2, g)))    # dL/db = g 1[b > a] (½ at a = b)
+
+
+class Minimum(Pointwise):
+    """y = min(a, b) elementwise; at a tie each input receives g / 2, as torch splits it."""
+
+    saves = (0, 1)
+
+    @staticmethod
+    def forward(a, b):
+        return torch.minimum(a, b)
+
+    rules = (lambda g, a, b, y: torch.where(a > b, 0.0, torch.where(a == b, g / 2, g)),    # dL/da = g 1[a < b] (½ at a = b)
+             lambda g, a, b, y: torch.where(b > a, 0.0, torch.where(a == b, g / 2, g)))    # dL/db = g 1[b < a] (½ at a = b)
+
+
+class Where(Pointwise):
+    """y = a where c, else b: g goes to a where c holds and to b elsewhere."""
+
+    saves = (0,)
+
+    @staticmethod
+    def forward(c, a, b):
+        return torch.where(c, a, b)
+
+    rules = (None,
+             lambda g, c, a, b, y: torch.where(c, g, 0.0),     # dL/da = g 1[c]
+             lambda g, c, a, b, y: torch.where(c, 0.0, g))     # dL/db = g 1[¬c]
+
+
+class MaskedFill(Pointwise):
+    """y = v where m, else x (v a number or a 0-d tensor)."""
+
+    saves = (1,)
+
+    @staticmethod
+    def forward(x, mask, value):
+        return torch.masked_fill(x, mask, value)
+
+    rules = (lambda g, x, m, v, y: g.masked_fill(m, 0.0),     # dL/dx = g 1[¬m]
+             None,
+             lambda g, x, m, v, y: torch.where(m, g, 0.0))    # dL/dv = Σ g 1[m] (summed to v's 0-d shape)
+
+
+# -- elementwise, one input ---------------------------------------------------------------------------
+
+
+class Neg(Pointwise):
+    """y = −x."""
+
+    @staticmethod
+    def forward(x):
+        return torch.neg(x)
+
+    rules = (lambda g, x, y: -g,)                                   # dL/dx = −g
+
+
+class Exp(Pointwise):
+    """y = eˣ."""
+
+    saves = ("y",)
+
+    @staticmethod
+    def forward(x):
+        return torch.exp(x)
+
+    rules = (lambda g, x, y: g * y,)                                # dL/dx = g eˣ = g y
+
+
+class Log(Pointwise):
+    """y = log x."""
+
+    saves = (0,)
+
+    @staticmethod
+    def forward(x):
+        return torch.log(x)
+
+    rules = (lambda g, x, y: g / x,)                                # dL/dx = g / x
+
+
+class Sqrt(Pointwise):
+    """y = √x."""
+
+    saves = ("y",)
+
+    @staticmethod
+    def forward(x):
+        return torch.sqrt(x)
+
+    rules = (lambda g, x, y: g / (2 * y),)                          # dL/dx = g / (2√x) = g / 2y
+
+
+class Rsqrt(Pointwise):
+    """y = 1/√x."""
+
+    saves = ("y",)
+
+    @staticmethod
+    def forward(x):
+        return torch.rsqrt(x)
+
+    rules = (lambda g, x, y: -0.5 * g * y.pow(3),)                  # dL/dx = −½ g x^(−3/2) = −½ g y³
+
+
+class Abs(Pointwise):
+    """y = |x|; at x = 0 the gradient is 0, the sign's value there."""
+
+    saves = (0,)
+
+    @staticmethod
+    def forward(x):
+        return torch.abs(x)
+
+    rules = (lambda g, x, y: g * x.sgn(),)                          # dL/dx = g sign(x)
+
+
+def _clamp_rule(g, x, lo, hi, y):
+    """dL/dx = g 1[lo < x < hi]: the gradient passes where x is strictly inside the bounds; at a bound
+    (and at NaN) it is 0, as torch's for number bounds."""
+    kept = torch.ones_like(x, dtype=torch.bool)
+    kept = kept if lo is None else kept & (x > lo)
+    kept = kept if hi is None else kept & (x < hi)
+    return torch.where(kept, g, 0.0)
+
+
+class Clamp(Pointwise):
+    """y = min(max(x, lo), hi), the bounds numbers (either None)."""
+
+    saves = (0,)
+
+    @staticmethod
+    def forward(x, lo, hi):
+        return torch.clamp(x, lo, hi)
+
+    rules = (_clamp_rule,)
+
+
+# -- the faces, as torch's ----------------------------------------------------------------------------
+
+
+def _check(fn, input, other=None, other_name="other"):
+    check_tensor(fn, "input", input)
+    if other is not None and not isinstance(other, (Tensor, *NUMBER)):
+        raise TypeError(f"{fn}: {other_name} must be a torch.Tensor or a number, got {type(other).__name__}")
+    if isinstance(other, Tensor):
+        try:
+            torch.broadcast_shapes(input.shape, other.shape)
+        except RuntimeError:
+            raise RuntimeError(f"{fn}: input of shape {tuple(input.shape)} and {other_name} of shape "
+                               f"{tuple(other.shape)} do not broadcast (each dimension, from the last, must be "
+                               f"equal or 1)") from None
+
+
+def add(input, other, *, alpha=1):
+    """y = input + alpha · other, broadcasting, as ``torch.add``; ``other`` may be a number."""
+    _check("add", input, other)
+    return apply(Add, input, other, alpha)
+
+
+def sub(input, other, *, alpha=1):
+    """y = input − alpha · other, broadcasting, as ``torch.sub``."""
+    _check("sub", input, other)
+    return apply(Sub, input, other, alpha)
+
+
+def mul(input, other):
+    """y = input · other elementwise, broadcasting, as ``torch.mul``."""
+    _check("mul", input, other)
+    return apply(Mul, input, other)
+
+
+def div(input, other, *, rounding_mode=None):
+    """y = input / other elementwise, broadcasting, as ``torch.div``."""
+    _check("div", input, other)
+    if rounding_mode not in (None, "trunc", "floor"):
+        raise ValueError(f"div: rounding_mode must be None, 'trunc' or 'floor', got {rounding_mode!r}")
+    return apply(Div, input, other, rounding_mode)
+
+
+def pow(input, exponent):
+    """y = input ** exponent elementwise, broadcasting, as ``torch.pow``."""
+    _check("pow", input, exponent, "exponent")
+    return apply(Pow, input, exponent)
+
+
+def maximum(input, other):
+    """y = max(input, other) elementwise, as ``torch.maximum``."""
+    check_tensor("maximum", "other", other)
+    _check("maximum", input, other)
+    return apply(Maximum, input, other)
+
+
+def minimum(input, other):
+    """y = min(input, other) elementwise, as ``torch.minimum``."""
+    check_tensor("minimum", "other", other)
+    _check("minimum", input, other)
+    return apply(Minimum, input, other)
+
+
+def where(condition, input, other):
+    """y = input where condition, else other, as ``torch.where`` (input or other may be a number)."""
+    check_tensor("where", "condition", condition)
+    if condition.dtype != torch.bool:
+        raise RuntimeError(f"where: condition must be a bool tensor, got {condition.dtype}")
+    for name, value in (("input", input), ("other", other)):
+        if not isinstance(value, (Tensor, *NUMBER)):
+            raise TypeError(f"where: {name} must be a torch.Tensor or a number, got {type(value).__name__}")
+    return apply(Where, condition, input, other)
+
+
+def masked_fill(input, mask, value):
+    """y = value where mask, else input, as ``torch.masked_fill``."""
+    check_tensor("masked_fill", "input", input)
+    check_tensor("masked_fill", "mask", mask)
+    if mask.dtype != torch.bool:
+        raise RuntimeError(f"masked_fill: mask must be a bool tensor, got {mask.dtype}")
+    if isinstance(value, Tensor) and value.dim() != 0:
+        raise RuntimeError(f"masked_fill: value must be a number or a 0-d tensor, got a tensor of shape "
+                           f"{tuple(value.shape)}")
+    return apply(MaskedFill, input, mask, value)
+
+
+def _unary(name, function):
+    def face(input):
+        check_tensor(name, "input", input)
+        return apply(function, input)
+
+    face.__name__ = face.__qualname__ = name
+    face.__doc__ = f"y = {function.__doc__.strip()[2:]} elementwise, as ``torch.{name}``."
+    return face
+
+
+neg, exp, log, sqrt, rsqrt, abs = (_unary(name, f) for name, f in
+                                   (("neg", Neg), ("exp", Exp), ("log", Log), ("sqrt", Sqrt), ("rsqrt", Rsqrt),
+                                    ("abs", Abs)))
+
+
+def clamp(input, min=None, max=None):
+    """y = min(max(input, min), max) elementwise, as ``torch.clamp``, the bounds numbers."""
+    check_tensor("clamp", "input", input)
+    for name, bound in (("min", min), ("max", max)):
+        if bound is not None and not isinstance(bound, NUMBER):
+            raise TypeError(f"clamp: handgrad's {name} must be a number or None, got {type(bound).__name__} "
+                            f"(for tensor bounds, handgrad.functional.maximum and minimum)")
+    if min is None and max is None:
+        raise RuntimeError("clamp: at least one of 'min' or 'max' must not be None")
+    return apply(Clamp, input, min, max)
+
+
+# -- in place: y written into the first input ---------------------------------------------------------
+
+
+def _in_place(of, method, write):
+    """``a.<method>(b, ...)``: ``of``'s op written into a, with ``of``'s rules. a is marked dirty; a rule
+    that reads the old a gets it from the last input, a copy the face took before forward (None when
+    no rule will need it)."""
+
+    def forward(a, *rest):
+        write(a, *rest[:-1])
+        return a                                   # a itself: the output of an in-place op is its input
+
+    def setup_context(ctx, inputs, output):
+        a, *rest, original = inputs
+        ctx.mark_dirty(a)
+        of.setup_context(ctx, (a if original is None else original, *rest), output)
+
+    def backward(ctx, g):
+        return (*of.backward(ctx, g), None)
+
+    def jvp(ctx, da, *tangents):
+        dy = of.jvp(ctx, da, *tangents[:-1])
+        return dy if da is None else da.copy_(dy)
+
+    name = f"{of.__name__}InPlace"
+    body = {key: staticmethod(f) for key, f in (("forward", forward), ("setup_context", setup_context),
+                                                ("backward", backward), ("jvp", jvp))}
+    return type(name, (HandFunction,), {**body, "__module__": __name__, "__qualname__": name,
+                                       "__doc__": f"a.{method}(...) in place: {of.__doc__}"})
+
+
+AddInPlace = _in_place(Add, "add_", lambda a, b, alpha: a.add_(b, alpha=alpha))
+SubInPlace = _in_place(Sub, "sub_", lambda a, b, alpha: a.sub_(b, alpha=alpha))
+MulInPlace = _in_place(Mul, "mul_", lambda a, b: a.mul_(b))
+DivInPlace = _in_place(Div, "div_", lambda a, b, mode: a.div_(b, rounding_mode=mode))
+
+
+def _apply_in_place(function, reads_a, a, *rest):
+    """Apply an in-place Function; ``reads_a``: whether a rule reads the old a (then kept as a copy)."""
+    original = a.clone() if reads_a and any(isinstance(t, Tensor) and t.requires_grad for t in rest) else None
+    return apply(function, a, *rest, original)
+
+
+def add_(input, other, *, alpha=1):
+    """input += alpha · other, in place, as ``Tensor.add_``."""
+    _check("add_", input, other)
+    return _apply_in_place(AddInPlace, False, input, other, alpha)
+
+
+def sub_(input, other, *, alpha=1):
+    """input −= alpha · other, in place, as ``Tensor.sub_``."""
+    _check("sub_", input, other)
+    return _apply_in_place(SubInPlace, False, input, other, alpha)
+
+
+def mul_(input, other):
+    """input *= other, in place, as ``Tensor.mul_``."""
+    _check("mul_", input, other)
+    return _apply_in_place(MulInPlace, True, input, other)
+
+
+def div_(input, other, *, rounding_mode=None):
+    """input /= other, in place, as ``Tensor.div_``."""
+    _check("div_", input, other)
+    return _apply_in_place(DivInPlace, False, input, other, rounding_mode)
+
+
+# -- the table ----------------------------------------------------------------------------------------
+
+BROADCAST = "a, b broadcastable; y their broadcast shape"
+SAME = "(*) → (*)"
+
+
+def _swapped(function, *options):
+    """``other ∘ self``, for the reflected operators (``2 - x`` calls ``x.__rsub__(2)``)."""
+    return lambda self, other: apply(function, other, self, *options)
+
+
+register(Op(
+    "add", add, (Add, AddInPlace),
+    Derivative("y = a + α b", "dL/da = g, dL/db = α g, each summed over the dimensions it was broadcast along",
+               BROADCAST),
+    fused_by="the tensor algebra",
+    intercepts={torch.add: None, Tensor.add: None, Tensor.__add__: None, Tensor.__radd__: None,
+                Tensor.add_: add_, Tensor.__iadd__: add_},
+))
+register(Op(
+    "sub", sub, (Sub, SubInPlace),
+    Derivative("y = a − α b", "dL/da = g, dL/db = −α g, summed as for add", BROADCAST),
+    fused_by="the tensor algebra",
+    intercepts={torch.sub: None, torch.subtract: None, Tensor.sub: None, Tensor.__sub__: None,
+                Tensor.__rsub__: _swapped(Sub, 1), Tensor.sub_: sub_, Tensor.__isub__: sub_},
+))
+register(Op(
+    "mul", mul, (Mul, MulInPlace),
+    Derivative("y = a b", "dL/da = g b, dL/db = g a, summed as for add", BROADCAST),
+    fused_by="the tensor algebra",
+    intercepts={torch.mul: None, torch.multiply: None, Tensor.mul: None, Tensor.__mul__: None,
+                Tensor.__rmul__: None, Tensor.mul_: mul_, Tensor.__imul__: mul_},
+))
+register(Op(
+    "div", div, (Div, DivInPlace),
+    Derivative("y = a / b", "dL/da = g / b, dL/db = −g y / b, summed as for add", BROADCAST),
+    fused_by="the tensor algebra",
+    intercepts={torch.div: None, torch.divide: None, torch.true_divide: None, Tensor.div: None,
+                Tensor.__truediv__: None, Tensor.__rtruediv__: _swapped(Div, None), Tensor.div_: div_,
+                Tensor.__itruediv__: div_},
+))
+register(Op(
+    "pow", pow, (Pow,),
+    Derivative("y = aᵇ", "dL/da = g b aᵇ⁻¹, dL/db = g y log a", BROADCAST),
+    fused_by="the tensor algebra",
+    intercepts={torch.pow: None, Tensor.pow: None, Tensor.__pow__: None, Tensor.__rpow__: _swapped(Pow)},
+))
+register(Op(
+    "maximum", maximum, (Maximum,),
+    Derivative("y = max(a, b)", "dL/da = g 1[a > b], dL/db = g 1[b > a], g / 2 each at a tie", BROADCAST),
+    fused_by="the tensor algebra", intercepts={torch.maximum: None, Tensor.maximum: None},
+))
+register(Op(
+    "minimum", minimum, (Minimum,),
+    Derivative("y = min(a, b)", "dL/da = g 1[a < b], dL/db = g 1[b < a], g / 2 each at a tie", BROADCAST),
+    fused_by="the tensor algebra", intercepts={torch.minimum: None, Tensor.minimum: None},
+))
+register(Op(
+    "where", where, (Where,),
+    Derivative("y = a where c, else b", "dL/da = g 1[c], dL/db = g 1[¬c]", "c, a, b broadcastable"),
+    fused_by="the tensor algebra",
+    intercepts={torch.where: None, Tensor.where: lambda self, condition, other: where(condition, self, other)},
+))
+register(Op(
+    "masked_fill", masked_fill, (MaskedFill,),
+    Derivative("y = v where m, else x", "dL/dx = g 1[¬m], dL/dv = Σ g 1[m]", "x (*), m broadcastable to (*)"),
+    fused_by="the tensor algebra", intercepts={torch.masked_fill: None, Tensor.masked_fill: None},
+))
+for _name, _face, _function, _forward, _backward in (
+        ("neg", neg, Neg, "y = −x", "dL/dx = −g"),
+        ("exp", exp, Exp, "y = eˣ", "dL/dx = g y"),
+        ("log", log, Log, "y = log x", "dL/dx = g / x"),
+        ("sqrt", sqrt, Sqrt, "y = √x", "dL/dx = g / 2y"),
+        ("rsqrt", rsqrt, Rsqrt, "y = 1/√x", "dL/dx = −½ g y³"),
+        ("abs", abs, Abs, "y = |x|", "dL/dx = g sign(x)")):
+    register(Op(_name, _face, (_function,), Derivative(_forward, _backward, SAME), fused_by="the tensor algebra",
+                intercepts={getattr(torch, _name): None, getattr(Tensor, _name): None,
+                            **({Tensor.__neg__: None} if _name == "neg" else {}),
+                            **({Tensor.__abs__: None} if _name == "abs" else {})}))
+register(Op(
+    "clamp", clamp, (Clamp,),
+    Derivative("y = min(max(x, lo), hi)", "dL/dx = g 1[lo < x < hi]", SAME),
+    fused_by="the tensor algebra",
+    intercepts={torch.clamp: None, torch.clip: None, Tensor.clamp: None, Tensor.clip: None,
+                **dict.fromkeys((torch.clamp_min, Tensor.clamp_min), lambda input, min: clamp(input, min)),
+                **dict.fromkeys((torch.clamp_max, Tensor.clamp_max), lambda input, max: clamp(input, None, max))},
+    accepts=lambda *args, **kwargs: all(isinstance(b, (*NUMBER, type(None))) for b in (*args[1:], *kwargs.values())),
+))
