@@ -10,7 +10,9 @@ intercepted again, and a Function's forward runs with grad disabled, so nothing 
 
 ``convert(model)`` enters it around the converted model's forward, so calls written in any module
 (torchvision's ``out += identity``, ``F.relu`` inside googlenet's blocks, a layer scale's ``*``) run
-hand-derived; ``with handgrad.hand_derived():`` gives the same to code outside modules.
+hand-derived; ``with handgrad.hand_derived():`` gives the same to code outside modules. With
+``memory="lean"`` it also enters ``handgrad._lean.Lean``: the outputs of elementwise ops, norms and the
+copies between layers are made again in backward instead of being kept twice.
 """
 
 import functools
@@ -18,8 +20,11 @@ import functools
 import torch
 from torch.overrides import TorchFunctionMode, resolve_name
 
+from handgrad import _lean
 from handgrad._audit import node_kind
 from handgrad.ops._registry import INTERCEPTS
+
+MEMORY = ("plain", "lean")
 
 
 def _requires_grad(args, kwargs):
@@ -35,9 +40,26 @@ def _requires_grad(args, kwargs):
 class HandDerived(TorchFunctionMode):
     """The mode of ``hand_derived`` (see the module docstring)."""
 
-    def __init__(self, strict=False):
+    handgrad_mode = True             # what ``handgrad.ops._function.aside`` sets aside
+
+    def __init__(self, strict=False, memory="plain"):
         super().__init__()
+        if memory not in MEMORY:
+            raise ValueError(f"memory must be one of {MEMORY}, got {memory!r}")
         self.strict = strict
+        self.lean = _lean.Lean() if memory == "lean" else None
+
+    def __enter__(self):
+        if self.lean is not None:
+            self.lean.__enter__()
+        return super().__enter__()
+
+    def __exit__(self, *exc):
+        try:
+            return super().__exit__(*exc)
+        finally:
+            if self.lean is not None:
+                self.lean.__exit__(*exc)
 
     def __torch_function__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
@@ -49,6 +71,8 @@ class HandDerived(TorchFunctionMode):
         output = func(*args, **kwargs)
         if self.strict:
             _refuse_builtin(func, output)
+        if func in _lean.COPIES and self.lean is not None and self.lean._active:
+            self.lean.produced(func, args, output, resolve_name(func) or getattr(func, "__name__", "copy"), kwargs)
         return output
 
 
@@ -62,11 +86,14 @@ def _refuse_builtin(func, output):
                                    f"built-in backward ({name}): handgrad has no rule for it")
 
 
-def hand_derived(strict=False):
+def hand_derived(strict=False, memory="plain"):
     """A context manager (``TorchFunctionMode``) in which every call to an op handgrad has a rule for
     (``torch.*``, ``Tensor`` methods and operators, ``torch.nn.functional.*``) runs hand-derived,
     wherever it is written. With ``strict=True``, a call that would leave a built-in computing node
-    in the graph raises ``RuntimeError`` naming the op.
+    in the graph raises ``RuntimeError`` naming the op. With ``memory="lean"``, what the derivations
+    know is cheap to make again (the outputs of elementwise ops, norms and the copies between layers)
+    is made again in backward rather than kept twice (``handgrad._lean``); values and gradients are
+    exactly those of ``memory="plain"``.
 
     Example::
 
@@ -74,12 +101,12 @@ def hand_derived(strict=False):
             loss = ((x @ w).relu() + b).sum()
         handgrad.nn.audit(loss).complete   # True
     """
-    return HandDerived(strict)
+    return HandDerived(strict, memory)
 
 
 def forward_hand_derived(module, *args, **kwargs):
     """``module``'s own forward, run inside ``hand_derived``: what ``convert`` makes its forward."""
-    with HandDerived(getattr(module, "_handgrad_strict", False)):
+    with HandDerived(getattr(module, "_handgrad_strict", False), getattr(module, "_handgrad_memory", "plain")):
         return type(module).forward(module, *args, **kwargs)
 
 

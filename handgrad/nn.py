@@ -17,7 +17,7 @@ from torch.nn.modules import module as torch_module
 
 from handgrad import functional as F
 from handgrad._audit import Audit, audit
-from handgrad._intercept import forward_hand_derived, hand_derived, intercepted
+from handgrad._intercept import MEMORY, forward_hand_derived, hand_derived, intercepted
 from handgrad.ops import _registry
 
 globals().update(_registry.MODULES)
@@ -250,7 +250,7 @@ def coverage(module):
     return Coverage(entries)
 
 
-def convert(module, strict=False):
+def convert(module, strict=False, memory="plain"):
     """Make ``module`` run hand-derived: its ``torch.nn`` modules that handgrad derives by hand, and
     every call its forward makes to an op handgrad has a rule for.
 
@@ -266,7 +266,15 @@ def convert(module, strict=False):
     With ``strict=True``, raises ``RuntimeError`` (and converts nothing) when a module would stay on
     a built-in backward (``coverage(model)`` says why), and the forward raises, naming the op, on a
     call that would leave a built-in computing node in the graph.
+
+    With ``memory="lean"``, the forward keeps fewer bytes for backward than autograd would: the output
+    of an elementwise op, a norm or a copy between layers, which the next layer keeps and the op could
+    make again from what it keeps itself, is made again in backward instead (``handgrad._lean``). The
+    values and gradients are exactly those of ``memory="plain"``, the default; converting again
+    changes the setting.
     """
+    if memory not in MEMORY:
+        raise ValueError(f"convert: memory must be one of {MEMORY}, got {memory!r}")
     replacements = _replacements()
     if strict:
         report = coverage(module)
@@ -278,6 +286,7 @@ def convert(module, strict=False):
     if not intercepted(module):
         module.forward = functools.partial(forward_hand_derived, module)
     module._handgrad_strict = strict
+    module._handgrad_memory = memory
     return module
 
 

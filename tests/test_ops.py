@@ -93,6 +93,12 @@ def test_op_double_backward_is_hand_derived(op, device):
 
 
 @pytest.mark.parametrize("op", OP_PARAMS)
+def test_op_keeps_no_more_bytes_than_torch(op, device):
+    _require_comparable(op, device)
+    _assert_verified(_verify(op, device, ("kept_bytes",), (torch.float64,)), "kept_bytes")
+
+
+@pytest.mark.parametrize("op", OP_PARAMS)
 def test_op_under_autocast_computes_in_the_builtins_dtype(op, device):
     _require_comparable(op, device)
     _assert_verified(_verify(op, device, ("autocast",), (torch.float64,)), "autocast")

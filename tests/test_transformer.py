@@ -9,6 +9,7 @@ import torch
 import torchvision
 
 import handgrad.nn
+from handgrad.testing.memory import Kept
 from handgrad import testing
 from handgrad.testing.graph import MOVEMENT, graph
 
@@ -19,20 +20,24 @@ def _computing_builtin_nodes(outputs):
 
 
 def _compare(model, inputs, forward=lambda m, *xs: m(*xs), seed=0):
-    """Loss and every parameter and input gradient of ``model`` and of its converted copy, in float64;
-    returns the converted copy's loss (for its graph)."""
+    """Loss and every parameter and input gradient of ``model`` and of its converted copy, in float64,
+    and the bytes the converted copy keeps for backward no more than the built-in's; returns the
+    converted copy and its built-in computing nodes."""
     torch.manual_seed(seed)
     hand = handgrad.nn.convert(copy.deepcopy(model))
     results = []
     for m in (model, hand):
         leaves = [x.detach().clone().requires_grad_() for x in inputs]
         torch.manual_seed(1)
-        out = forward(m, *leaves)
+        with Kept(exclude=list(m.parameters()) + list(m.buffers())) as kept:
+            out = forward(m, *leaves)
         loss = (out * torch.linspace(-1, 1, out.numel(), dtype=out.dtype).reshape(out.shape)).sum()
         computing = _computing_builtin_nodes([out]) if m is hand else None
         loss.backward()
-        results.append((loss, [x.grad for x in leaves], {n: p.grad for n, p in m.named_parameters()}, computing))
-    (loss_ref, dx_ref, dp_ref, _), (loss, dx, dp, computing) = results
+        results.append((loss, [x.grad for x in leaves], {n: p.grad for n, p in m.named_parameters()}, computing,
+                        kept.bytes))
+    (loss_ref, dx_ref, dp_ref, _, kept_ref), (loss, dx, dp, computing, kept) = results
+    assert kept <= kept_ref, f"the converted model keeps {kept} bytes for backward, the built-in {kept_ref}"
     bad = [str(d) for d in [testing.difference("loss", loss, loss_ref, testing.TOLERANCES[torch.float64])]
            + [testing.difference(f"dinput {i}", a, e, testing.TOLERANCES[torch.float64]) for i, (a, e) in
               enumerate(zip(dx, dx_ref))]

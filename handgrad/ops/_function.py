@@ -22,8 +22,10 @@
 """
 
 import contextlib
+import dis
 import functools
 import inspect
+import threading
 
 import torch
 from torch.autograd import Function
@@ -33,9 +35,16 @@ from handgrad.ops._checks import as_dtype
 
 
 class HandFunction(Function):
-    """Base class of handgrad's Functions (see the module docstring)."""
+    """Base class of handgrad's Functions (see the module docstring).
+
+    ``recomputable``: True for a Function whose outputs are cheap to make again from its inputs (an
+    elementwise op, a norm), "product" for a product (made again only where its output is no larger
+    than its input): under ``memory="lean"`` they are made again in backward rather than kept twice
+    (``handgrad._lean``).
+    """
 
     generate_vmap_rule = True
+    recomputable = False
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
@@ -132,16 +141,41 @@ def _eager_twin(function):
     return twin
 
 
+PRODUCERS = threading.local()    # .lean: the memory="lean" context that recomputable outputs register with
+
+
+def aside(function, *args, **kwargs):
+    """``function(*args, **kwargs)`` with ``hand_derived``'s mode, if it is the innermost, set aside
+    while it runs: handgrad's own code (a handgrad.nn layer's forward, the hooks of memory="lean")
+    calls nothing that needs taking, and inside the mode every call, ``x.shape`` included, costs a
+    call of its Python handler."""
+    depth = torch._C._len_torch_function_stack()
+    if not depth or torch.compiler.is_compiling() or \
+            not getattr(torch._C._get_function_stack_at(depth - 1), "handgrad_mode", False):
+        return function(*args, **kwargs)
+    mode = torch._C._pop_torch_function_stack()
+    try:
+        return function(*args, **kwargs)
+    finally:
+        torch._C._push_on_torch_function_stack(mode)
+
+
 def apply(function, *args):
     """``function.apply(*args)``: through its old-style twin (``_eager_twin``) when every input is
     given and no torch.func transform is active; the twin without ``jvp`` while ``torch.compile``
-    traces."""
+    traces. Under ``memory="lean"``, a recomputable Function's outputs are registered with the
+    context, with its forward and these arguments."""
     if torch.compiler.is_compiling():
         return function.traceable_apply(*args)
     twin = function.__dict__.get("eager_twin")          # its own: a subclass's is not its parent's
     if twin is not None and twin.takes_all(len(args)) and not torch._C._are_functorch_transforms_active():
-        return twin.apply(*args)
-    return function.apply(*args)
+        result = twin.apply(*args)
+    else:
+        result = function.apply(*args)
+    lean = getattr(PRODUCERS, "lean", None)
+    if lean is not None and function.recomputable:
+        lean.produced(function.forward, args, result, function.__name__, kind=function.recomputable)
+    return result
 
 
 class Elementwise(HandFunction):
@@ -167,6 +201,7 @@ class Elementwise(HandFunction):
     saves = ("y",)
     inplace = False
     original = False
+    recomputable = True
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
@@ -227,33 +262,41 @@ class Pointwise(HandFunction):
     (``sum_to``), in the input's dtype. Forward mode: dy = Σ rule(d input, ...), since for an
     elementwise f each input's Jacobian is the diagonal ∂y/∂input, applied from the left to g or from
     the right to a tangent alike.
+
+    What is kept for backward is what the rules of the inputs that ask for a gradient read
+    (``reads``): of y = a b with only a asking, b alone (dL/da = g b), as autograd's own formulas keep.
     """
 
     saves = ()
     rules = ()
+    recomputable = True
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
         rules, keep_y = cls.rules, "y" in cls.saves
         positions = sorted(i for i in cls.saves if i != "y")
+        read = [reads(rule) if rule is not None else frozenset() for rule in rules]
 
         def setup_context(ctx, inputs, output):
             ctx.shapes = [(t.shape, t.dtype) if isinstance(t, torch.Tensor) else None for t in inputs]
             ctx.constants = [None if isinstance(t, torch.Tensor) else t for t in inputs]
-            kept = [inputs[i] for i in positions if isinstance(inputs[i], torch.Tensor)] + ([output] if keep_y else [])
-            ctx.save_for_backward(*kept)
-            ctx.save_for_forward(*kept)
+            asked = set().union(*(r for r, need in zip(read, ctx.needs_input_grad) if need))
+            kept = [i for i in positions if i + 1 in asked and isinstance(inputs[i], torch.Tensor)]
+            ctx.kept = (kept, keep_y and len(inputs) + 1 in asked)
+            ctx.save_for_backward(*(inputs[i] for i in kept), *([output] if ctx.kept[1] else []))
+            ctx.save_for_forward(*(inputs[i] for i in positions if isinstance(inputs[i], torch.Tensor)),
+                                 *([output] if keep_y else []))
             ctx.out = (output.shape, output.dtype)
 
-        def values(ctx):
-            """The inputs as the rules see them, and y."""
-            kept = iter(ctx.saved_tensors)
-            inputs = [next(kept) if i in positions and shape is not None else c
+        def values(ctx, kept, with_y):
+            """The inputs as the rules see them (those not kept None), and y."""
+            tensors = iter(ctx.saved_tensors)
+            inputs = [c if shape is None else next(tensors) if i in kept else None
                       for i, (c, shape) in enumerate(zip(ctx.constants, ctx.shapes))]
-            return inputs, (next(kept) if keep_y else None)
+            return inputs, (next(tensors) if with_y else None)
 
         def backward(ctx, g):
-            inputs, y = values(ctx)
+            inputs, y = values(ctx, *ctx.kept)
             grads = [None] * len(inputs)
             for i, rule in enumerate(rules):
                 if rule is not None and ctx.needs_input_grad[i]:
@@ -262,7 +305,7 @@ class Pointwise(HandFunction):
             return tuple(grads)
 
         def jvp(ctx, *tangents):
-            inputs, y = values(ctx)
+            inputs, y = values(ctx, positions, keep_y)
             terms = [rule(t, *inputs, y) for rule, t in zip(rules, tangents) if rule is not None and t is not None]
             dy = functools.reduce(torch.add, terms)
             shape, dtype = ctx.out
@@ -271,6 +314,26 @@ class Pointwise(HandFunction):
         cls.setup_context = staticmethod(setup_context)
         cls.backward = staticmethod(backward)
         cls.jvp = staticmethod(jvp)
+
+
+_LOADS = {"LOAD_FAST", "LOAD_FAST_CHECK", "LOAD_FAST_LOAD_FAST", "LOAD_FAST_BORROW", "LOAD_FAST_BORROW_LOAD_FAST_BORROW",
+          "LOAD_DEREF", "LOAD_CLOSURE"}
+
+
+def reads(rule):
+    """The positions of ``rule(g, *inputs, y)``'s arguments that its code reads (0 for g): what a
+    derivative needs kept, read off the derivative itself. A rule that is not plain Python code
+    reads them all."""
+    code = getattr(rule, "__code__", None)
+    if code is None:
+        return frozenset(range(64))
+    names = set(code.co_cellvars)                      # captured by a nested function: read there
+    for instruction in dis.get_instructions(code):
+        if instruction.opname in _LOADS:
+            value = instruction.argval
+            names.update(value if isinstance(value, tuple) else (value,))
+    parameters = code.co_varnames[:code.co_argcount]
+    return frozenset(i for i, name in enumerate(parameters) if name in names)
 
 
 def sum_to(g, shape):

@@ -7,13 +7,14 @@ cases per registered op, which the tests, ``handgrad-check``, the benchmark and 
 """
 
 import dataclasses
+import functools
 import importlib
 import sys
 from typing import Callable
 
 import torch
 
-from handgrad.ops._function import HandFunction, make_twins
+from handgrad.ops._function import HandFunction, aside, make_twins
 
 OPS = {}          # name -> Op, in the order of declaration
 MODULES = {}      # class name -> handgrad.nn class (generated, see ``_module_class``)
@@ -244,8 +245,19 @@ def _module_class(torch_cls, forward, op):
             swap_classes(child)
 
     __init__.__qualname__ = f"{name}.__init__"
-    return type(name, (torch_cls,), {"__init__": __init__, "forward": forward, "__doc__": doc,
+    return type(name, (torch_cls,), {"__init__": __init__, "forward": _aside_if_leaf(forward), "__doc__": doc,
                                       "__module__": "handgrad.nn", "__qualname__": name})
+
+
+def _aside_if_leaf(forward):
+    """``forward``, run with ``hand_derived``'s mode set aside (``aside``) for a layer without children,
+    which calls handgrad's faces alone; a layer with children (a Transformer's) runs them in the mode."""
+    @functools.wraps(forward)
+    def run(self, *args, **kwargs):
+        if self._modules:
+            return forward(self, *args, **kwargs)
+        return aside(forward, self, *args, **kwargs)
+    return run
 
 
 def functions():

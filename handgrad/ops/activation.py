@@ -175,11 +175,11 @@ _C = 0.044715                                                 # the cubic term o
 
 class GELU(Elementwise):
     """y = z Φ(z), Φ the standard normal CDF; with approximate='tanh', y = ½ z (1 + tanh u),
-    u = √(2/π) (z + 0.044715 z³). Both derivatives need z, neither can be read from y alone; y is
-    kept too, for the faster form (it is the next layer's input, which that layer keeps anyway in a
-    transformer's MLP and a convolution stack: no bytes added there)."""
+    u = √(2/π) (z + 0.044715 z³). Both derivatives need z, neither can be read from y alone; z is
+    all it keeps, as the built-in does (y is the next layer's input, which that layer keeps, or, with
+    ``convert(model, memory="lean")``, recomputes from this z)."""
 
-    saves = ("x", "y")
+    saves = ("x",)
 
     @staticmethod
     def forward(z, approximate="none"):
@@ -190,40 +190,31 @@ class GELU(Elementwise):
         # Half precision squares |z| > 256 to inf: compute in float32, as PyTorch's kernel does.
         dtype = computed_in(z.dtype)
         g32, z32 = as_dtype(g, dtype), as_dtype(z, dtype)
-        if approximate == "none":                      # y only where it is as precise as the computation
-            grad = gelu_backward(g32, z32, y if y.dtype == dtype else None)
+        if approximate == "none":
+            grad = gelu_backward(g32, z32)
         else:
             grad = gelu_tanh_backward(g32, z32)
         return as_dtype(grad, z.dtype)
 
 
 @derivation
-def gelu_backward(g, z, y=None):
+def gelu_backward(g, z):
     """dL/dz = g (Φ(z) + z Φ'(z)), with Φ'(z) = e^(−z²/2) / √(2π) the normal density.
 
     From y = z Φ(z) by the product rule. With s = z / √2, Φ(z) = ½ (1 + erf s) and
     z Φ'(z) = ½ √(2/π) z e^(−s²), so dL/dz = ½ g a, a = 1 + erf s + √(2/π) z e^(−s²).
-    (y is not read here: the faster form reads Φ(z) = y / z from it.)
     """
     s = z * _SQRT_HALF                                       # z / √2
     return 0.5 * g * (1 + torch.erf(s) + _K * z * torch.exp(-s * s))
 
 
 @gelu_backward.faster
-def _gelu_backward_from_output(g, z, y=None):
-    """The same with Φ(z) = y / z read from the output, so that only e^(−z²/2) is computed (erf is the
-    dearer of the two), in the one buffer y / z, written in place: dL/dz = g (y / z + z e^(−z²/2) / √(2π)).
-    At z = 0, y / z is 0 / 0 and Φ(0) = ½; a NaN z stays NaN through z e^(−z²/2). Without y (half
-    precision, where y is rounded) the erf form, in two buffers. Forward + backward of gelu on
-    (128, 50, 256) in 0.46× the reference's time, on (1024, 512) in 0.55× (bench section 9)."""
-    if y is None:
-        s = z * _SQRT_HALF
-        e = torch.addcmul(s.new_zeros(()), s, s, value=-1).exp_()                # e^(−s²)
-        a = s.erf_().add_(1).addcmul_(z, e, value=_K)                            # 1 + erf s + √(2/π) z e^(−s²)
-        return a.mul_(g).mul_(0.5)                                               # ½ g a
-    phi = torch.div(y, z).nan_to_num_(0.5, posinf=math.inf, neginf=-math.inf)   # Φ(z) = y / z, Φ(0) = ½
-    e = torch.mul(z, z).mul_(-0.5).exp_()                                        # e^(−z²/2)
-    return phi.addcmul_(z, e, value=_SQRT_HALF / math.sqrt(math.pi)).mul_(g)     # g (Φ + z e^(−z²/2) / √(2π))
+def _gelu_backward_in_place(g, z):
+    """The same in two buffers, each written in place (the reference makes eight)."""
+    s = z * _SQRT_HALF
+    e = torch.addcmul(s.new_zeros(()), s, s, value=-1).exp_()                # e^(−s²)
+    a = s.erf_().add_(1).addcmul_(z, e, value=_K)                            # 1 + erf s + √(2/π) z e^(−s²)
+    return a.mul_(g).mul_(0.5)                                               # ½ g a
 
 
 @derivation

@@ -12,7 +12,15 @@ dP = dP̃ ∘ Z. Through each row's softmax (``softmax_backward``): dS = P ∘ (
 rowsum(dP ∘ P) = rowsum(dP̃ ∘ P̃) = rowsum(g ∘ O) =: D, which needs no L × S product. Then
 S = Q Kᵀ · scale is a product again: dQ = dS K · scale, dK = dSᵀ Q · scale, and a float mask
 receives dS itself. Forward keeps Q, K, V, O and ℓ, never P: backward recomputes P = e^(S − ℓ)
-from them, so the bytes kept are those of PyTorch's own flash kernels.
+from them, so the bytes kept are those of PyTorch's own flash kernels. The causal mask is made again
+where it is needed, never kept; with grouped-query attention each of K's and V's heads serves several
+of Q's, and K and V are kept with their own heads, repeated in backward only, where each head's dK and
+dV are the sums over the query heads it served.
+
+Keeping O and ℓ instead of P pays where P (*, L, S) is the larger: for a short sequence (S ≤ Ev, give
+or take the mask) P is the smaller, and ``scaled_dot_product_attention`` then composes the rules of
+matmul, mul, add, masked_fill and softmax (``attention_composed``), which keep Q, K, V and P, as
+PyTorch's own math path does: whichever keeps fewer bytes (``keeps_probabilities``).
 """
 
 import math
@@ -22,12 +30,35 @@ import torch
 from handgrad.ops._checks import LOWER, as_dtype, autocast, check_floating, check_tensor, computed_in
 from handgrad.ops._function import HandFunction, apply, derivation
 from handgrad.ops._registry import Derivative, Op, register
+from handgrad.ops.elementwise import add, masked_fill, mul
+from handgrad.ops.products import matmul
+from handgrad.ops.softmax import softmax
 
 
-def scores(q, k, bias, scale):
-    """S = Q Kᵀ · scale + B, (*, L, S)."""
+def scores(q, k, bias, scale, causal=False):
+    """S = Q Kᵀ · scale + B, (*, L, S); causal: −∞ above the diagonal (query i sees keys j ≤ i, the
+    upper-left triangle, as PyTorch)."""
     s = torch.matmul(q, k.transpose(-2, -1)) * scale
-    return s if bias is None else s + bias
+    s = s if bias is None else s + bias
+    return s.masked_fill(_above_diagonal(s), -math.inf) if causal else s
+
+
+def _above_diagonal(s):
+    """True where key j > query i, for scores (*, L, S)."""
+    return torch.ones(s.shape[-2:], dtype=torch.bool, device=s.device).triu(1)
+
+
+def query_heads(t, heads):
+    """K or V (*, H, S, ·) with ``heads`` heads: each of its H heads repeated heads / H times (grouped-query
+    attention); itself where H = heads."""
+    if t is None or heads is None or t.shape[-3] == heads:
+        return t
+    return t.repeat_interleave(heads // t.shape[-3], dim=-3)
+
+
+def own_heads(grad, heads):
+    """dK or dV back on K's or V's own ``heads`` heads: the sum over the query heads each one served."""
+    return grad if grad is None or heads is None or grad.shape[-3] == heads else grad.unflatten(-3, (heads, -1)).sum(-3)
 
 
 def probabilities(s, lse):
@@ -36,23 +67,25 @@ def probabilities(s, lse):
     return torch.exp(s - torch.where(torch.isneginf(lse), 0.0, lse).unsqueeze(-1))
 
 
-def attention_forward(q, k, v, bias, m, scale):
+def attention_forward(q, k, v, bias, m, scale, causal=False):
     """(O, ℓ): the forward kernel where there is one (PyTorch's flash attention on the CPU, without
-    dropout), else the formula: S, ℓ = logsumexp(S), P = e^(S − ℓ), O = (P ∘ Z) V, in float32 for
-    float16 and bfloat16 (as the kernel accumulates). ℓ is float32 for those, as the kernel's."""
-    flash = (m is None and q.device.type == "cpu" and q.dim() == 4 and k.shape[:-2] == v.shape[:-2] == q.shape[:-2]
-             and v.shape[-1] == q.shape[-1])                  # the kernel's own conditions
+    dropout; it takes K and V with fewer heads than Q), else the formula: S, ℓ = logsumexp(S),
+    P = e^(S − ℓ), O = (P ∘ Z) V, in float32 for float16 and bfloat16 (as the kernel accumulates). ℓ is
+    float32 for those, as the kernel's."""
+    flash = (m is None and q.device.type == "cpu" and q.dim() == 4 and k.shape[:-2] == v.shape[:-2]
+             and k.shape[0] == q.shape[0] and v.shape[-1] == q.shape[-1])    # the kernel's own conditions
     if flash:
         mask = None if bias is None else bias.expand(*q.shape[:-1], k.shape[-2])
         # The kernel reads each row as contiguous (a last dimension of stride 1), whatever the other
         # strides, and lays O out as Q is laid out: Q a view of multi-head attention's packed (L, N, 3E)
         # projection gives O in (L, N, E) order, which out_proj then reads as it is (no copy kept).
         q, k, v = (t if t.stride(-1) == 1 else t.contiguous() for t in (q, k, v))
-        return torch.ops.aten._scaled_dot_product_flash_attention_for_cpu(q, k, v, 0.0, False, attn_mask=mask,
+        return torch.ops.aten._scaled_dot_product_flash_attention_for_cpu(q, k, v, 0.0, causal, attn_mask=mask,
                                                                           scale=scale)
     out_dtype, dtype = q.dtype, computed_in(q.dtype)
+    k, v = (query_heads(t, None if q.dim() < 3 else q.shape[-3]) for t in (k, v))
     q, k, v, bias, m = (as_dtype(t, dtype) for t in (q, k, v, bias, m))
-    s = scores(q, k, bias, scale)
+    s = scores(q, k, bias, scale, causal)
     lse = torch.logsumexp(s, -1)
     p = probabilities(s, lse)
     return as_dtype(torch.matmul(p if m is None else p * m, v), out_dtype), lse
@@ -61,38 +94,44 @@ def attention_forward(q, k, v, bias, m, scale):
 class ScaledDotProductAttention(HandFunction):
     """O = (softmax(Q Kᵀ · scale + B) ∘ Z) V; returns (O, ℓ), ℓ each row's log-sum-exp.
 
-    q (*, L, E), k (*, S, E), v (*, S, Ev) with the same leading dimensions; ``bias`` B broadcastable
-    to (*, L, S) or None; ``m`` Z, the dropout's keep-mask / (1 − p), (*, L, S), or None.
+    q (*, H, L, E), k (*, Hk, S, E), v (*, Hk, S, Ev) with the same leading dimensions, Hk = H or a
+    divisor of it (grouped-query attention); ``bias`` B broadcastable to (*, H, L, S) or None; ``m`` Z,
+    the dropout's keep-mask / (1 − p), (*, H, L, S), or None; ``causal``: the causal mask on top.
     """
 
     @staticmethod
-    def forward(q, k, v, bias, m, scale):
-        return attention_forward(q, k, v, bias, m, scale)
+    def forward(q, k, v, bias, m, scale, causal=False):
+        return attention_forward(q, k, v, bias, m, scale, causal)
 
     @staticmethod
     def setup_context(ctx, inputs, output):
-        q, k, v, bias, m, scale = inputs
+        q, k, v, bias, m, scale, causal = inputs
         o, lse = output
         ctx.save_for_backward(q, k, v, bias, m, o, lse)
         ctx.save_for_forward(q, k, v, bias, m, o, lse)
-        ctx.scale = scale
+        ctx.scale, ctx.causal = scale, causal
         ctx.set_materialize_grads(False)
 
     @staticmethod
     def backward(ctx, g, g_lse):
-        saved = ctx.saved_tensors
-        dtypes = [None if t is None else t.dtype for t in saved[:4]]   # q, k, v, bias
-        dtype = computed_in(saved[0].dtype)                              # float32 for float16 and bfloat16
-        grads = attention_backward(ctx.needs_input_grad[:4], *(as_dtype(t, dtype) for t in (g, g_lse, *saved)),
-                                   ctx.scale)
-        return (*(None if grad is None else as_dtype(grad, d) for grad, d in zip(grads, dtypes)), None, None)
+        q, k, v, *rest = ctx.saved_tensors
+        dtypes = [None if t is None else t.dtype for t in (q, k, v, rest[0])]   # q, k, v, bias
+        dtype = computed_in(q.dtype)                                             # float32 for float16 and bfloat16
+        heads = None if k.dim() < 3 else k.shape[-3]
+        k, v = (query_heads(t, None if q.dim() < 3 else q.shape[-3]) for t in (k, v))   # (*, H, S, ·)
+        grads = attention_backward(ctx.needs_input_grad[:4], *(as_dtype(t, dtype) for t in (g, g_lse, q, k, v, *rest)),
+                                   ctx.scale, ctx.causal)
+        grads = (grads[0], own_heads(grads[1], heads), own_heads(grads[2], heads), grads[3])
+        return (*(None if grad is None else as_dtype(grad, d) for grad, d in zip(grads, dtypes)), None, None, None)
 
     @staticmethod
     def jvp(ctx, dq, dk, dv, d_bias, *_):
         """Forward mode: dS = (dQ Kᵀ + Q dKᵀ) · scale + dB, dℓ = rowsum(P ∘ dS), dP = P ∘ (dS − dℓ),
         dO = (dP ∘ Z) V + (P ∘ Z) dV."""
         q, k, v, bias, m, o, lse = ctx.saved_tensors
-        p = probabilities(scores(q, k, bias, ctx.scale), lse)
+        heads = q.shape[-3] if q.dim() >= 3 else None
+        k, v, dk, dv = (query_heads(t, heads) for t in (k, v, dk, dv))
+        p = probabilities(scores(q, k, bias, ctx.scale, ctx.causal), lse)
         ds = 0
         if dq is not None:
             ds = ds + torch.matmul(dq, k.transpose(-2, -1)) * ctx.scale
@@ -111,7 +150,7 @@ class ScaledDotProductAttention(HandFunction):
 
 
 @derivation
-def attention_backward(wants, g, g_lse, q, k, v, bias, m, o, lse, scale):
+def attention_backward(wants, g, g_lse, q, k, v, bias, m, o, lse, scale, causal=False):
     """dQ, dK, dV and dB (None where not wanted), FlashAttention-2's backward from what forward kept:
 
         P = e^(S − ℓ)                     S recomputed, P never kept
@@ -124,10 +163,11 @@ def attention_backward(wants, g, g_lse, q, k, v, bias, m, o, lse, scale):
     ℓ is returned too (so that double backward, which differentiates P = e^(S − ℓ), sees it move
     with S); a gradient g_ℓ reaching it adds P ∘ g_ℓ to dS (∂ℓ/∂S = P). Either of g, g_ℓ may be None.
     Shapes: q, dQ (*, L, E); k, dK (*, S, E); v, dV (*, S, Ev); o, g (*, L, Ev); S, P, dS (*, L, S); D (*, L, 1).
-    Every tensor arrives in the dtype it is computed in (float32 for float16 and bfloat16 inputs).
+    Every tensor arrives in the dtype it is computed in (float32 for float16 and bfloat16 inputs), K
+    and V with Q's heads; ``causal`` masks S as forward did.
     """
     grad_q = grad_k = grad_v = grad_bias = None
-    p = probabilities(scores(q, k, bias, scale), lse)                    # (*, L, S)
+    p = probabilities(scores(q, k, bias, scale, causal), lse)            # (*, L, S)
     p_kept = p if m is None else p * m                                   # P ∘ Z
     if wants[2] and g is not None:
         grad_v = torch.matmul(p_kept.transpose(-2, -1), g)              # dV = (P ∘ Z)ᵀ g, (*, S, Ev)
@@ -150,7 +190,7 @@ def attention_backward(wants, g, g_lse, q, k, v, bias, m, o, lse, scale):
 
 
 @attention_backward.faster
-def _attention_backward_in_place(wants, g, g_lse, q, k, v, bias, m, o, lse, scale):
+def _attention_backward_in_place(wants, g, g_lse, q, k, v, bias, m, o, lse, scale, causal=False):
     """The same in two (*, L, S) tensors where the reference makes nine: P is built in Q Kᵀ's buffer
     (scaled, masked, ℓ taken off and exponentiated in place), dS in g Vᵀ's, and the scale applied in
     dQ's and dK's own. Each (*, L, S) tensor made and freed costs page faults where the allocator gives
@@ -161,6 +201,8 @@ def _attention_backward_in_place(wants, g, g_lse, q, k, v, bias, m, o, lse, scal
     p = torch.matmul(q, k.transpose(-2, -1)).mul_(scale)                # S = Q Kᵀ · scale ...
     if bias is not None:
         p = p.add_(bias) if torch.broadcast_shapes(bias.shape, p.shape) == p.shape else p + bias   # ... + B
+    if causal:
+        p.masked_fill_(_above_diagonal(p), -math.inf)                   # ... causal
     p.sub_(torch.where(torch.isneginf(lse), 0.0, lse).unsqueeze(-1)).exp_()        # P = e^(S − ℓ)
     if wants[2] and g is not None:
         grad_v = torch.matmul((p if m is None else p * m).transpose(-2, -1), g)     # dV = (P ∘ Z)ᵀ g
@@ -238,6 +280,42 @@ def attention_weights_backward(wants, g_w, g_lse, q, k, bias, m, lse, scale):
     return tuple(None if grad is None else as_dtype(grad, d) for grad, d in zip((grad_q, grad_k, grad_bias), dtypes))
 
 
+# -- short sequences: the primitives composed -------------------------------------------------------
+
+
+def keeps_probabilities(q, k, v, bias, m):
+    """Whether P (*, L, S) takes fewer bytes than what ``ScaledDotProductAttention`` keeps beside Q, K,
+    V and Z: O (*, L, Ev), ℓ (*, L) and B (its own storage); in float32 and float64, where the
+    composed rules compute as the Function does (the Function under torch.func's transforms and
+    torch.compile)."""
+    if (q.dtype not in (torch.float32, torch.float64) or torch.compiler.is_compiling()
+            or torch._C._are_functorch_transforms_active()):
+        return False
+    rows = math.prod(torch.broadcast_shapes(q.shape[:-1], k.shape[:-3] + q.shape[-3:-1] if k.dim() >= 3
+                                            else k.shape[:-2] + q.shape[-2:-1]))
+    instead = rows * (v.shape[-1] + 1) + (0 if bias is None else bias.untyped_storage().nbytes() // q.element_size())
+    return rows * k.shape[-2] < instead
+
+
+def attention_composed(q, k, v, bias, m, scale, causal):
+    """(O, P): O = (P ∘ Z) V, P = softmax(Q Kᵀ · scale + B), from the rules of matmul, mul, add,
+    masked_fill and softmax, which keep Q, K, V and P (and Z), as PyTorch's math path keeps them. A row
+    masked everywhere attends to nothing (P = 0), as there."""
+    heads = None if q.dim() < 3 else q.shape[-3]
+    k, v = (t if heads is None or t.shape[-3] == heads else
+            t.unsqueeze(-3).expand(*t.shape[:-2], heads // t.shape[-3], *t.shape[-2:]).flatten(-4, -3) for t in (k, v))
+    s = mul(matmul(q, k.transpose(-2, -1)), scale)                       # S = Q Kᵀ · scale, (*, L, S)
+    if bias is not None:
+        s = add(s, bias)                                                 # ... + B
+    if causal:
+        s = masked_fill(s, _above_diagonal(s), -math.inf)                # ... −∞ above the diagonal
+    p = softmax(s, -1)                                                   # P = softmax(S)
+    dead = torch.isneginf(s.detach()).all(-1, keepdim=True) if bias is not None else None
+    if dead is not None and dead.any():
+        p = masked_fill(p, dead, 0.0)                                    # a row masked everywhere: P = 0
+    return matmul(p if m is None else mul(p, m), v), p                   # O = (P ∘ Z) V
+
+
 # -- functional face -------------------------------------------------------------------------------
 
 
@@ -279,41 +357,39 @@ def scaled_dot_product_attention(query, key, value, attn_mask=None, dropout_p=0.
     if value.shape[-2] != source:
         raise RuntimeError(f"{fn}: key has {source} rows (shape {tuple(key.shape)}) but value has {value.shape[-2]} "
                            f"(shape {tuple(value.shape)}): each key needs its value")
-    key, value = _key_value_heads(fn, query, key, value, enable_gqa)
-    batch = torch.broadcast_shapes(query.shape[:-2], key.shape[:-2], value.shape[:-2])
+    kv_heads = _key_value_heads(fn, query, key, value, enable_gqa)
+    with_heads = (lambda shape: shape) if kv_heads is None else (lambda shape: (*shape[:-1], query.shape[-3]))
+    batch = torch.broadcast_shapes(query.shape[:-2], with_heads(key.shape[:-2]), with_heads(value.shape[:-2]))
+    kv_batch = batch if kv_heads is None else (*batch[:-1], kv_heads)
     query = query.expand(*batch, length, e)
-    key, value = key.expand(*batch, source, e), value.expand(*batch, source, value.shape[-1])
-    bias = _bias(fn, mask, is_causal, query.dtype, query.device, (*batch, length, source))
+    key, value = key.expand(*kv_batch, source, e), value.expand(*kv_batch, source, value.shape[-1])
+    bias = _bias(fn, mask, query.dtype, query.device, (*batch, length, source))
     scale = 1 / math.sqrt(e) if scale is None else float(scale)
     m = None
     if dropout_p > 0:
         keep = torch.empty((*batch, length, source), dtype=query.dtype, device=query.device)
         m = keep.bernoulli_(1 - dropout_p).div_(1 - dropout_p) if dropout_p < 1 else keep.zero_()
-    o, _ = apply(ScaledDotProductAttention, query, key, value, bias, m, scale)
+    if keeps_probabilities(query, key, value, bias, m):
+        return attention_composed(query, key, value, bias, m, scale, bool(is_causal))[0]
+    o, _ = apply(ScaledDotProductAttention, query, key, value, bias, m, scale, bool(is_causal))
     return o
 
 
 def _key_value_heads(fn, query, key, value, enable_gqa):
-    """Key and value with as many heads (dimension −3) as the query: each of their H heads repeated
-    Hq / H times where ``enable_gqa`` asks for grouped-query attention (a repeat is a movement, its
-    gradient the sum over the repeats)."""
-    if not enable_gqa or query.dim() < 3:
-        return key, value
+    """The key's and value's heads H (dimension −3) where ``enable_gqa`` asks for grouped-query
+    attention with fewer of them than the query's Hq (each serving Hq / H query heads), else None."""
+    if not enable_gqa or query.dim() < 3 or key.dim() < 3 or key.shape[-3] == query.shape[-3]:
+        return None
     heads, kv_heads = query.shape[-3], key.shape[-3]
-    if value.shape[-3] != kv_heads or heads % kv_heads:
+    if value.dim() < 3 or value.shape[-3] != kv_heads or heads % kv_heads:
         raise RuntimeError(f"{fn}: with enable_gqa the query's heads ({heads}) must be a multiple of the key's and "
-                           f"value's ({kv_heads} and {value.shape[-3]}, equal)")
-    repeat = heads // kv_heads
-    return (t.unsqueeze(-3).expand(*t.shape[:-2], repeat, *t.shape[-2:]).flatten(-4, -3) for t in (key, value))
+                           f"value's ({kv_heads} and {value.shape[-3] if value.dim() >= 3 else None}, equal)")
+    return kv_heads
 
 
-def _bias(fn, mask, is_causal, dtype, device, shape):
-    """B: 0 where a query may attend, −∞ where not (bool mask; causal: above the diagonal), or the
-    float mask itself, broadcast to the scores' shape (*, L, S)."""
-    length, source = shape[-2:]
-    if is_causal:
-        allowed = torch.ones(length, source, dtype=torch.bool, device=device).tril()
-        return torch.zeros(length, source, dtype=dtype, device=device).masked_fill(~allowed, -math.inf)
+def _bias(fn, mask, dtype, device, shape):
+    """B: 0 where a query may attend, −∞ where not (bool mask), or the float mask itself, broadcast to
+    the scores' shape (*, L, S); None for none (the causal mask is the Function's own)."""
     if mask is None:
         return None
     try:

@@ -45,7 +45,8 @@ class BatchNorm(HandFunction):
     def setup_context(ctx, inputs, output):
         x, gamma, beta = inputs[:3]
         _, mu, r = output
-        ctx.save_for_backward(x, gamma, mu, r)
+        # An empty batch has no statistics to read: its gradients are zeros of its shapes.
+        ctx.save_for_backward(x, gamma, *((mu, r) if x.numel() else (None, None)))
         ctx.save_for_forward(x, gamma, mu, r)
         ctx.beta_dtype = None if beta is None else beta.dtype
         ctx.set_materialize_grads(False)
@@ -53,6 +54,8 @@ class BatchNorm(HandFunction):
     @staticmethod
     def backward(ctx, g, g_mu, g_r):
         x, gamma, mu, r = ctx.saved_tensors
+        if mu is None:
+            mu = r = x.new_zeros(x.shape[1], dtype=computed_in(x.dtype))
         grad_x, grad_gamma, grad_beta = batch_norm_backward(ctx.needs_input_grad, ctx.beta_dtype, g, g_mu, g_r,
                                                             x, gamma, mu, r)
         return grad_x, grad_gamma, grad_beta, None, None, None, None

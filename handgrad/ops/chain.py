@@ -22,12 +22,14 @@ from handgrad.ops.linear import Linear, _linear_arguments, linear_backward, line
 
 
 class _LinearThenActivation(HandFunction):
-    """What the fused Functions share: they keep x and W for the linear part, y for the activation."""
+    """What the fused Functions share: they keep y for the activation's φ', x for dL/dW and W for
+    dL/dx, each only where that gradient is asked for."""
 
     @staticmethod
     def setup_context(ctx, inputs, output):
         x, W, b = inputs
-        ctx.save_for_backward(x, W, output)
+        needs = ctx.needs_input_grad
+        ctx.save_for_backward(x if needs[1] else None, W if needs[0] else None, output)
         ctx.save_for_forward(x, W, output)
         ctx.bias_shape = None if b is None else b.shape
 
@@ -121,7 +123,8 @@ class LinearChain(HandFunction):
         y, *hidden = output
         # lᴸ is needed only for the top layer's φ' (the seed's networks have none on the logits).
         top = (y,) if activations[-1] is not None else ()
-        ctx.save_for_backward(x, *params[::2], *hidden, *top)
+        ctx.save_for_backward(*chain_kept(x, params[::2], (*hidden, *top), activations, ctx.needs_input_grad[0],
+                                          ctx.needs_input_grad[2:]))
         ctx.save_for_forward(x, *params[::2], *hidden, *top)
         ctx.activations = activations
         ctx.bias_shapes = [None if b is None else b.shape for b in params[1::2]]
@@ -142,6 +145,26 @@ class LinearChain(HandFunction):
         n = len(ctx.activations)
         x, *rest = ctx.saved_tensors
         return chain_jvp(dx, dparams, x, rest[:n], rest[n:], ctx.activations)
+
+
+def chain_kept(x, Ws, above, activations, needs_x, needs_params):
+    """x, W¹, ..., Wᴸ, l¹, ... as ``chain_backward`` reads them for the gradients asked, None in place of
+    each it does not read: lⁱ⁻¹ for dL/dWⁱ, Wⁱ to carry g below layer i, lⁱ for φⁱ' where g passes
+    through layer i (``above``: l¹, ..., lᴸ⁻¹, and lᴸ where the top layer has a φ)."""
+    n = len(activations)
+    # flows[i]: whether g goes on below layer i + 1, i.e. x or a parameter of layers 1..i asks for one.
+    flows = [needs_x]
+    for i in range(n):
+        flows.append(flows[-1] or needs_params[2 * i] or needs_params[2 * i + 1])
+    l = [x, *above]
+    kept_l = [None] * len(l)
+    for i in range(n):
+        if needs_params[2 * i]:
+            kept_l[i] = l[i]                                             # dL/dWⁱ⁺¹ = gᵀ lⁱ
+        if activations[i] is not None and flows[i + 1] and i + 1 < len(l):
+            kept_l[i + 1] = l[i + 1]                                     # φ'(zⁱ⁺¹), read from lⁱ⁺¹
+    kept_W = [W if flows[i] else None for i, W in enumerate(Ws)]        # g ← g Wⁱ⁺¹ on down
+    return (kept_l[0], *kept_W, *kept_l[1:])
 
 
 def chain_backward(g, g_hidden, x, Ws, above, activations, bias_shapes, needs_x, needs_params):
@@ -217,7 +240,8 @@ class LinearChainCrossEntropy(HandFunction):
     def setup_context(ctx, inputs, output):
         x, target, ignore_index, label_smoothing, reduction, activations, *params = inputs
         _, log_p, *hidden = output
-        ctx.save_for_backward(x, *params[::2], *hidden, log_p, target)
+        needs = ctx.needs_input_grad
+        ctx.save_for_backward(*chain_kept(x, params[::2], hidden, activations, needs[0], needs[6:]), log_p, target)
         ctx.save_for_forward(x, *params[::2], *hidden, log_p, target)
         ctx.activations = activations
         ctx.bias_shapes = [None if b is None else b.shape for b in params[1::2]]

@@ -167,10 +167,10 @@ class SoftmaxCrossEntropy(HandFunction):
     def setup_context(ctx, inputs, output):
         x, target, weight, ignore_index, label_smoothing, reduction = inputs
         _, log_p = output
-        ctx.save_for_backward(log_p, target, weight)
+        ctx.save_for_backward(log_p, target if ctx.needs_input_grad[0] else None, weight)   # dL/dq reads no q
         ctx.save_for_forward(log_p, target, weight)
         ctx.ignore_index, ctx.label_smoothing, ctx.reduction = ignore_index, label_smoothing, reduction
-        ctx.x_dtype = x.dtype
+        ctx.x_dtype, ctx.target_dtype = x.dtype, target.dtype
         ctx.set_materialize_grads(False)
 
     @staticmethod
@@ -186,7 +186,8 @@ class SoftmaxCrossEntropy(HandFunction):
             grad_x = cross_entropy_backward(g, g_log_p, log_p, *options)
             grad_x = None if grad_x is None else as_dtype(grad_x, ctx.x_dtype)
         if ctx.needs_input_grad[1] and g is not None:
-            grad_target = as_dtype(cross_entropy_target_backward(g, log_p, *options), target.dtype)
+            grad_target = as_dtype(cross_entropy_target_backward(g, log_p, weight, ctx.label_smoothing, ctx.reduction),
+                                   ctx.target_dtype)
         return grad_x, grad_target, None, None, None, None
 
     @staticmethod
@@ -273,10 +274,10 @@ def sparse_target_backward_(g, p, target, weight, ignore_index, eps, reduction):
     return grad_x.scatter_add_(1, t.unsqueeze(1), -(1 - eps) * rw)       # ... − r (1 − ε) w_t onehot(t)
 
 
-def cross_entropy_target_backward(g, log_p, q, weight, ignore_index, eps, reduction):
+def cross_entropy_target_backward(g, log_p, weight, eps, reduction):
     """dL/dq = −r (1 − ε) w ∘ log p, (M, C), for class probabilities q: a = w ((1 − ε) q + ε/C) is
     linear in q, and L_row = −Σ_c a_c log p_c."""
-    r = row_scale(as_dtype(g, log_p.dtype), reduction, q.shape[0], q.shape[0])
+    r = row_scale(as_dtype(g, log_p.dtype), reduction, log_p.shape[0], log_p.shape[0])
     w = class_weight(weight, log_p.shape[1], log_p.dtype, log_p.device)
     return -r * (1 - eps) * w * log_p
 

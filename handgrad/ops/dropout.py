@@ -18,6 +18,8 @@ from handgrad.ops._registry import Derivative, Module, Op, register
 class Dropout(HandFunction):
     """y = x ∘ m with m = keep / (1 − p) a given scaled keep-mask."""
 
+    recomputable = True
+
     @staticmethod
     def forward(x, m, inplace=False):
         if inplace:
@@ -62,7 +64,7 @@ def dropout(input, p=0.5, training=True, inplace=False):
     if not input.is_floating_point():
         raise TypeError(f"dropout: input must be floating point, got {input.dtype}")
     if p == 1.0:
-        m = torch.zeros_like(input)                          # drops everything, draws nothing
+        m = input.new_zeros(())                              # drops everything, draws nothing: one 0
     else:
         # On the CPU in x's memory order, as the built-in draws it (the same seed, its very mask);
         # elsewhere in logical order, so that a transposed x drops the same elements as a contiguous

@@ -66,7 +66,7 @@ class Mul(Pointwise):
 class Div(Pointwise):
     """y = a / b (a may be a number: ``1 / x``); with a rounding mode, a step function of both."""
 
-    saves = (1, "y")
+    saves = (0, 1)
 
     @staticmethod
     def forward(a, b, rounding_mode):
@@ -76,7 +76,7 @@ class Div(Pointwise):
         return torch.div(a, b, rounding_mode=rounding_mode)
 
     rules = (lambda g, a, b, mode, y: g / b if mode is None else torch.zeros_like(g),        # dL/da = g / b
-             lambda g, a, b, mode, y: -g * y / b if mode is None else torch.zeros_like(g))   # dL/db = −g a/b² = −g y/b
+             lambda g, a, b, mode, y: -g * a / (b * b) if mode is None else torch.zeros_like(g))  # dL/db = −g a / b²
 
 
 def _pow_base(g, a, b, y):

@@ -78,6 +78,24 @@ def logsumexp_rows(z, scratch):
     return torch.sub(z, m, out=scratch).exp_().sum(1).log_().add_(m.squeeze(1))
 
 
+def row_logsumexp(z):
+    """ℓ = log Σ_c e^(z_c) of each row of z (M, V), (M, 1): ``torch.logsumexp`` where backward is not
+    itself differentiated, else m + log Σ_c e^(z_c − m) written out (m, the row's max, a constant: ℓ
+    does not depend on it), whose derivatives are those of exp, sum and log."""
+    if not torch.is_grad_enabled():
+        return torch.logsumexp(z, 1, keepdim=True)
+    m = z.detach().amax(1, keepdim=True)
+    m = m.masked_fill(m.isinf(), 0)
+    return (z - m).exp().sum(1, keepdim=True).log() + m
+
+
+def softmax_rows_(z):
+    """p = e^(z − m) / Σ_c e^(z_c − m) of each row of z, written into z (m the row's max, 0 where infinite)."""
+    m = z.amax(1, keepdim=True)
+    z.sub_(m.masked_fill_(m.isinf(), 0)).exp_()
+    return z.div_(z.sum(1, keepdim=True))
+
+
 def from_rows(dz, positions):
     """dL/dz of ``logits``'s rows back in the layout of x Wᵀ, (rows, V · D)."""
     if positions == 1:
@@ -101,6 +119,11 @@ def rows_loss(z, lse, target, weight, ignore_index, eps):
     return loss
 
 
+def indices(target):
+    """Class indices as int64, what indexing takes, from the uint8 a target may be kept as."""
+    return target.long() if target.dtype == torch.uint8 else target
+
+
 def divisor(target, weight, ignore_index, dtype):
     """D of 'mean': Σ w_t over the rows kept (class indices), or the number of rows (probabilities)."""
     if target.is_floating_point():
@@ -121,6 +144,7 @@ class LinearCrossEntropy(HandFunction):
 
     @staticmethod
     def forward(x, w, b, target, weight, ignore_index, eps, reduction, positions, rows, loss_dtype):
+        target = indices(target)
         dtype = computed_in(x.dtype)
         lse, losses = [], []
         spans = chunks(x.shape[0], w.shape[0], rows)
@@ -146,7 +170,9 @@ class LinearCrossEntropy(HandFunction):
     @staticmethod
     def setup_context(ctx, inputs, output):
         x, w, b, target, weight, ignore_index, eps, reduction, positions, rows, loss_dtype = inputs
-        ctx.save_for_backward(x, w, b, target, weight, output[1])
+        # ℓ is computed again from z, which backward computes anyway; dL/dq reads no q: the target is
+        # kept for the gradients of x, W and b.
+        ctx.save_for_backward(x, w, b, target if any(ctx.needs_input_grad[:3]) else None, weight)
         ctx.save_for_forward(x, w, b, target, weight, output[1])
         ctx.options = (ignore_index, eps, reduction, positions, rows)
         ctx.loss_dtype = loss_dtype
@@ -154,50 +180,60 @@ class LinearCrossEntropy(HandFunction):
 
     @staticmethod
     def backward(ctx, g, g_lse):
-        x, w, b, target, weight, lse = ctx.saved_tensors
-        grads = linear_cross_entropy_backward(ctx.needs_input_grad[:4], g, g_lse, x, w, b, target, weight, lse,
+        x, w, b, target, weight = ctx.saved_tensors
+        target = None if target is None else indices(target)
+        grads = linear_cross_entropy_backward(ctx.needs_input_grad[:4], g, g_lse, x, w, b, target, weight,
                                               *ctx.options)
         return (*grads, None, None, None, None, None, None, None)
 
     @staticmethod
     def jvp(ctx, dx, dw, db, dq, *_):
         x, w, b, target, weight, lse = ctx.saved_tensors
+        target = indices(target)
         d_loss, d_lse = linear_cross_entropy_jvp(dx, dw, db, dq, x, w, b, target, weight, lse, *ctx.options)
         return as_dtype(d_loss, ctx.loss_dtype), d_lse
 
 
 @derivation
-def linear_cross_entropy_backward(wants, g, g_lse, x, w, b, target, weight, lse, ignore_index, eps, reduction,
+def linear_cross_entropy_backward(wants, g, g_lse, x, w, b, target, weight, ignore_index, eps, reduction,
                                   positions, rows):
-    """dL/dx, dL/dW, dL/db, dL/dq (None where not wanted), chunk by chunk: z recomputed, then
+    """dL/dx, dL/dW, dL/db, dL/dq (None where not wanted), chunk by chunk: z and ℓ recomputed, then
 
-        dL/dz = r (s p − a) + p ∘ g_ℓ       p = e^(z − ℓ); g_ℓ only when differentiated twice
+        dL/dz = r (s p − a) + p ∘ g_ℓ       p = e^(z − ℓ); g_ℓ where ℓ itself is differentiated
         dL/dx = (dL/dz) W,  dL/dW = Σ_chunks (dL/dz)ᵀ x,  dL/db = Σ_rows dL/dz
         dL/dq = −r (1 − ε) w ∘ log p        class probabilities q (a is linear in q)
 
     r is the same for every chunk: 'mean' divides by D over all rows, which the chunk passes as g / D
-    with reduction 'sum'. Shapes: x (N, d), W (V · D, d), z, p (rows · D, V)."""
+    with reduction 'sum'. target is None where only dL/dq is wanted, which reads no q (D is then the
+    number of rows, that of ℓ). Shapes: x (N, d), W (V · D, d), z, p (rows · D, V)."""
     dtype = computed_in(x.dtype)
     n_classes = w.shape[0] // positions
+    probabilities = target is None or target.is_floating_point()
+    needs_dz = wants[0] or wants[1] or wants[2]
     chunk_reduction = reduction
     if g is not None:
         g = as_dtype(g, dtype)
         if reduction == "mean":
-            g, chunk_reduction = g / divisor(target, weight, ignore_index, dtype), "sum"
+            D = x.shape[0] * positions if target is None else divisor(target, weight, ignore_index, dtype)
+            g, chunk_reduction = g / D, "sum"
     grad_x, grad_q = [], []
     grad_w = grad_b = None
     for i, j in chunks(x.shape[0], w.shape[0], rows):
         rows_of = slice(i * positions, j * positions)
-        log_p = logits(x[i:j], w, b, positions, dtype) - lse[rows_of].unsqueeze(1)  # z − ℓ, (rows · D, V)
+        z = logits(x[i:j], w, b, positions, dtype)                                 # (rows · D, V)
+        log_p = z - row_logsumexp(z)                                               # z − ℓ
         dz = None
         if g is not None:
             g_chunk = g[rows_of] if chunk_reduction == "none" else g
-            dz = softmax_cross_entropy_backward(g_chunk, log_p, target[rows_of], weight, ignore_index, eps,
-                                                chunk_reduction)                   # r (s p − a)
-            if wants[3] and target.is_floating_point():
+            if needs_dz:
+                dz = softmax_cross_entropy_backward(g_chunk, log_p, target[rows_of], weight, ignore_index, eps,
+                                                    chunk_reduction)               # r (s p − a)
+            if wants[3] and probabilities:
                 r = g_chunk.unsqueeze(1) if chunk_reduction == "none" else g_chunk
                 w_c = class_weight(weight, n_classes, dtype, x.device)
-                grad_q.append(as_dtype(-r * (1 - eps) * w_c * log_p, target.dtype))
+                grad_q.append(as_dtype(-r * (1 - eps) * w_c * log_p, x.dtype))     # dL/dq, q in x's dtype
+        if not needs_dz:
+            continue
         if g_lse is not None:
             through_lse = log_p.exp() * as_dtype(g_lse[rows_of], dtype).unsqueeze(1)   # p ∘ g_ℓ
             dz = through_lse if dz is None else dz + through_lse
@@ -217,23 +253,23 @@ def linear_cross_entropy_backward(wants, g, g_lse, x, w, b, target, weight, lse,
         grad_w = torch.zeros_like(w)
     if wants[2] and b is not None and grad_b is None:
         grad_b = torch.zeros_like(b)
-    grad_q = (torch.cat(grad_q) if grad_q else torch.zeros_like(target)) if wants[3] and target.is_floating_point() \
-        else None
+    grad_q = (torch.cat(grad_q) if grad_q else x.new_zeros(x.shape[0] * positions, n_classes)) \
+        if wants[3] and probabilities else None
     return grad_x, grad_w, grad_b, grad_q
 
 
 @linear_cross_entropy_backward.faster
-def _linear_cross_entropy_backward_in_place(wants, g, g_lse, x, w, b, target, weight, lse, ignore_index, eps,
+def _linear_cross_entropy_backward_in_place(wants, g, g_lse, x, w, b, target, weight, ignore_index, eps,
                                             reduction, positions, rows):
     """The same for class indices (one prediction a row, x's own dtype, no g_ℓ), with one (rows, V)
-    tensor for every chunk: z is written into it, then p = e^(z − ℓ) and dL/dz = r (s p − a) in
+    tensor for every chunk: z is written into it, then p = softmax(z) and dL/dz = r (s p − a) in
     place, and dL/dx, dL/dW, dL/db go straight into their own tensors (``addmm_``). The reference
     makes several (rows, V) tensors a chunk and frees them; glibc's allocator does not reuse that
     memory well, and at (N 4096, d 256, V 32768) its peak resident memory grew to 530-940 MiB where
     this form's stays at 68 MiB, in 0.84× the reference's time (bench sections 9 and 10)."""
-    if positions != 1 or g is None or g_lse is not None or target.is_floating_point() or \
+    if positions != 1 or g is None or g_lse is not None or target is None or target.is_floating_point() or \
             computed_in(x.dtype) != x.dtype or not writable_buffers():
-        return linear_cross_entropy_backward.reference(wants, g, g_lse, x, w, b, target, weight, lse, ignore_index,
+        return linear_cross_entropy_backward.reference(wants, g, g_lse, x, w, b, target, weight, ignore_index,
                                                        eps, reduction, positions, rows)
     if reduction == "mean":
         g, reduction = g / divisor(target, weight, ignore_index, x.dtype), "sum"
@@ -243,7 +279,7 @@ def _linear_cross_entropy_backward_in_place(wants, g, g_lse, x, w, b, target, we
     grad_w = torch.zeros_like(w) if wants[1] else None
     grad_b = torch.zeros_like(b) if wants[2] and b is not None else None
     for i, j in spans:
-        p = logits_into(z[:j - i], x[i:j], w, b).sub_(lse[i:j].unsqueeze(1)).exp_()    # p = e^(x Wᵀ + b − ℓ)
+        p = softmax_rows_(logits_into(z[:j - i], x[i:j], w, b))                       # p = softmax(x Wᵀ + b)
         dz = sparse_target_backward_(g[i:j] if reduction == "none" else g, p, target[i:j], weight, ignore_index,
                                      eps, reduction)                                  # r (s p − a)
         if wants[0]:
@@ -372,7 +408,7 @@ def linear_cross_entropy(input, linear_weight, target, *, linear_bias=None, weig
         ignore = None
     else:
         every_row_kept = _check_targets(fn, target, (*batch, *out_features), n_classes, ignore_index, input.device)
-        t = target.long().reshape(-1)
+        t = target.reshape(-1)                   # uint8 kept as uint8 (an eighth of the bytes): indices()
         ignore = None if every_row_kept else ignore_index
     loss, _ = apply(LinearCrossEntropy, x, w, b, t, weight, ignore, label_smoothing, reduction, positions, rows,
                     loss_dtype)

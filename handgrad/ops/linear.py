@@ -21,6 +21,8 @@ def _matrix(t):
 class Linear(HandFunction):
     """y = x Wᵀ + b for ``x`` of shape (*, in), ``W`` (out, in), ``b`` broadcastable to (*, out)."""
 
+    recomputable = "product"
+
     @staticmethod
     def forward(x, W, b=None):
         # The output must not be a view of a tensor made in here, or in-place ops on it (an
@@ -33,7 +35,8 @@ class Linear(HandFunction):
     @staticmethod
     def setup_context(ctx, inputs, output):
         x, W, b = inputs
-        ctx.save_for_backward(x, W)
+        needs = ctx.needs_input_grad
+        ctx.save_for_backward(x if needs[1] else None, W if needs[0] else None)   # x for dL/dW, W for dL/dx
         ctx.save_for_forward(x, W)
         ctx.bias_shape = None if b is None else b.shape
 

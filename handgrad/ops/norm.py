@@ -113,6 +113,8 @@ class LayerNorm(HandFunction):
     x (*, normalized_shape); γ, β normalized_shape or None; μ, r (*, 1, ..., 1).
     """
 
+    recomputable = True
+
     @staticmethod
     def forward(x, normalized_shape, gamma, beta, eps):
         return torch.native_layer_norm(x, normalized_shape, gamma, beta, eps)       # PyTorch's forward kernel
@@ -293,6 +295,8 @@ class RMSNorm(HandFunction):
     centring: no μ, no β.
     """
 
+    recomputable = True
+
     @staticmethod
     def forward(x, normalized_shape, gamma, eps):
         dims = tuple(range(x.dim() - len(normalized_shape), x.dim()))
@@ -388,6 +392,8 @@ class GroupNorm(HandFunction):
 
     x (N, C, *); γ, β (C,) or None; μ, r (N, G).
     """
+
+    recomputable = True
 
     @staticmethod
     def forward(x, num_groups, gamma, beta, eps):

@@ -26,20 +26,26 @@ class Matmul(HandFunction):
     dimensions an input was broadcast along.
     """
 
+    recomputable = "product"
+
     @staticmethod
     def forward(a, b):
         return torch.matmul(a, b)
 
     @staticmethod
     def setup_context(ctx, inputs, output):
-        ctx.save_for_backward(*inputs)
-        ctx.save_for_forward(*inputs)
+        a, b = inputs
+        needs = ctx.needs_input_grad
+        ctx.save_for_backward(a if needs[1] else None, b if needs[0] else None)     # a for dL/db, b for dL/da
+        ctx.save_for_forward(a, b)
+        ctx.shapes = (a.shape, b.shape)
 
     @staticmethod
     def backward(ctx, g):
         a, b = ctx.saved_tensors
-        grad_a = sum_to(g @ b.mT, a.shape) if ctx.needs_input_grad[0] else None     # dL/da = g bᵀ, (*, n, k)
-        grad_b = sum_to(a.mT @ g, b.shape) if ctx.needs_input_grad[1] else None     # dL/db = aᵀ g, (*, k, m)
+        a_shape, b_shape = ctx.shapes
+        grad_a = sum_to(g @ b.mT, a_shape) if ctx.needs_input_grad[0] else None     # dL/da = g bᵀ, (*, n, k)
+        grad_b = sum_to(a.mT @ g, b_shape) if ctx.needs_input_grad[1] else None     # dL/db = aᵀ g, (*, k, m)
         return grad_a, grad_b
 
     @staticmethod
@@ -83,14 +89,17 @@ class Einsum(HandFunction):
     @staticmethod
     def setup_context(ctx, inputs, output):
         ctx.inputs, ctx.out, *operands = inputs
-        ctx.save_for_backward(*operands)
+        asking = [i for i, need in enumerate(ctx.needs_input_grad[2:]) if need]
+        # Operand i's gradient reads every operand but i: each is kept where another one asks.
+        ctx.save_for_backward(*(t if any(j != i for j in asking) else None for i, t in enumerate(operands)))
         ctx.save_for_forward(*operands)
+        ctx.shapes = [t.shape for t in operands]
 
     @staticmethod
     def backward(ctx, g):
         operands = ctx.saved_tensors
-        return (None, None, *(einsum_backward(g, ctx.inputs, ctx.out, operands, i) if ctx.needs_input_grad[i + 2]
-                              else None for i in range(len(operands))))
+        return (None, None, *(einsum_backward(g, ctx.inputs, ctx.out, operands, i, ctx.shapes[i])
+                              if ctx.needs_input_grad[i + 2] else None for i in range(len(operands))))
 
     @staticmethod
     def jvp(ctx, _, __, *tangents):
@@ -98,12 +107,12 @@ class Einsum(HandFunction):
         return multilinear_jvp(functools.partial(torch.einsum, equation), ctx.saved_tensors, tangents)
 
 
-def einsum_backward(g, inputs, out, operands, i):
-    """dL/d operand i = einsum(out, the others → its subscripts), its lone indices expanded back."""
+def einsum_backward(g, inputs, out, operands, i, shape):
+    """dL/d operand i (of ``shape``) = einsum(out, the others → its subscripts), its lone indices
+    expanded back."""
     mine, others = inputs[i], inputs[:i] + inputs[i + 1:]
     reachable = "".join(c for c in mine if c in out or any(c in o for o in others))
     grad = torch.einsum(f"{','.join([out, *others])}->{reachable}", g, *operands[:i], *operands[i + 1:])
-    shape = operands[i].shape
     for axis, c in enumerate(mine):
         if c not in reachable:
             grad = grad.unsqueeze(axis)
@@ -143,6 +152,17 @@ def baddbmm(input, batch1, batch2, *, beta=1, alpha=1):
     return _add_product("baddbmm", 3, input, batch1, batch2, beta, alpha)
 
 
+def compact(t):
+    """``t``, or a contiguous copy of it where it is a batch of matrices strided through a larger tensor
+    (the key of attention, a slice of the packed q, k, v projection): a batched product copies it so
+    anyway, and keeping the copy rather than the view keeps its own bytes, not the whole larger tensor's,
+    as autograd's product keeps its copy. The copy is a movement, outside the Function."""
+    if (t.dim() >= 3 and t.untyped_storage().nbytes() > t.numel() * t.element_size()
+            and not t.is_contiguous() and not t.mT.is_contiguous()):
+        return t.contiguous()
+    return t
+
+
 def matmul(input, other):
     """y = input @ other, as ``torch.matmul``: a matrix product, batched and broadcast over leading
     dimensions; a 1-D operand is a row (on the left) or a column (on the right), its dimension removed
@@ -158,7 +178,7 @@ def matmul(input, other):
     input, other = autocast(LOWER, input, other)
     a = input.unsqueeze(0) if input.dim() == 1 else input          # a row (1, k)
     b = other.unsqueeze(-1) if other.dim() == 1 else other         # a column (k, 1)
-    y = apply(Matmul, a, b)
+    y = apply(Matmul, compact(a), compact(b))
     y = y.squeeze(-1) if other.dim() == 1 else y
     return y.squeeze(-2 if other.dim() > 1 else -1) if input.dim() == 1 else y
 
@@ -180,7 +200,7 @@ def einsum(*args):
                                   f"is not derived by handgrad")
     if any(len([s for s in inputs if c in s]) > 1 and c not in out for c in set("".join(inputs))):
         operands = autocast(LOWER, *operands)      # a contraction: torch runs it as bmm, which autocast casts
-    return apply(Einsum, tuple(inputs), out, *operands)
+    return apply(Einsum, tuple(inputs), out, *(compact(t) for t in operands))
 
 
 def _einsum_accepts(*args):

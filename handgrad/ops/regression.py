@@ -13,6 +13,7 @@ import torch
 from handgrad.ops._checks import (FLOAT32, FLOAT32_ON_CUDA, as_dtype, autocast, check_reduction, check_same_device,
                                   check_tensor, computed_in)
 from handgrad.ops._function import HandFunction, apply
+from handgrad.ops.activation import softplus
 from handgrad.ops._reduction import reduce, scale
 from handgrad.ops._registry import Derivative, Module, Op, register
 
@@ -20,69 +21,58 @@ from handgrad.ops._registry import Derivative, Module, Op, register
 
 
 class SquaredError(HandFunction):
-    """L = Σ w (x − t)² over the terms, reduced: ``torch.nn.functional.mse_loss``.
+    """L = Σ (x − t)² over the terms, reduced: ``torch.nn.functional.mse_loss``.
 
-    ``x`` and ``t`` broadcast together to the shape (B) of the terms; ``w`` is None (w = 1) or has
-    x's shape; ``reduction`` 'none' | 'mean' | 'sum'. 'mean' divides by the number of terms n, or by
-    Σ w when weighted, as PyTorch does.
+    ``x`` and ``t`` broadcast together to the shape (B) of the terms; ``reduction`` 'none' | 'mean' |
+    'sum', 'mean' dividing by the number of terms n. (With a weight, ``mse_loss`` composes the rules
+    of sub, pow, mul, sum and div, as PyTorch composes its ops.)
     """
 
     @staticmethod
-    def forward(x, t, w, reduction):
-        if w is None:
-            return torch.nn.functional.mse_loss(*torch.broadcast_tensors(x, t), reduction=reduction)
-        return reduce((x - t).square() * w, reduction, w.sum())
+    def forward(x, t, reduction):
+        return torch.nn.functional.mse_loss(*torch.broadcast_tensors(x, t), reduction=reduction)
 
     @staticmethod
     def setup_context(ctx, inputs, output):
-        x, t, w, reduction = inputs
-        ctx.save_for_backward(x, t, w, output)               # L: the weighted mean's dL/dw needs it
-        ctx.save_for_forward(x, t, w, output)
+        x, t, reduction = inputs
+        ctx.save_for_backward(x, t)
+        ctx.save_for_forward(x, t)
         ctx.reduction = reduction
 
     @staticmethod
     def backward(ctx, g):
-        """dL/dx = 2 r w (x − t) = −dL/dt and dL/dw = r (x − t)², less r L for the weighted mean.
+        """dL/dx = 2 r (x − t) = −dL/dt.
 
-        From each term w (x − t)², with r = g ('sum'; one per term for 'none'), g / n ('mean') or
-        g / Σ w (weighted 'mean', where L = S / Σ w moves with w through Σ w as well:
-        dL/dw = (dS/dw − L) / Σ w). Each gradient is summed back over the dimensions its input was
-        broadcast along. Shapes: d = x − t (B); x, t, w broadcast to (B); g () or (B).
+        From each term (x − t)², with r = g ('sum'; one per term for 'none') or g / n ('mean'). Each
+        gradient is summed back over the dimensions its input was broadcast along. Shapes: d = x − t
+        (B); x, t broadcast to (B); g () or (B).
         """
-        x, t, w, L = ctx.saved_tensors
+        x, t = ctx.saved_tensors
         d = x - t                                                            # (B)
-        r = scale(g, ctx.reduction, d.numel() if w is None else w.sum())
-        grad_x = grad_t = grad_w = None
-        if w is not None and ctx.needs_input_grad[2]:
-            grad_w = (r * d * d).sum_to_size(w.shape)                        # dL/dw = r (x − t)², (x's shape)
-            if ctx.reduction == "mean":
-                grad_w = grad_w - r * L                                      # ... − r L
-        if ctx.needs_input_grad[0] or ctx.needs_input_grad[1]:
-            # Unweighted, d serves nothing else and is scaled in place.
-            d_L = d.mul_(2 * r) if w is None else d * (2 * r) * w            # 2 r w (x − t), (B)
-            if ctx.needs_input_grad[0]:
-                grad_x = d_L.sum_to_size(x.shape)                            # dL/dx, x's shape
-            if ctx.needs_input_grad[1]:
-                grad_t = d_L.neg().sum_to_size(t.shape)                      # dL/dt = −dL/dx, t's shape
-        return grad_x, grad_t, grad_w, None
+        d_L = d.mul_(2 * scale(g, ctx.reduction, d.numel()))                 # 2 r (x − t), (B), in d's buffer
+        grad_x = d_L.sum_to_size(x.shape) if ctx.needs_input_grad[0] else None          # dL/dx, x's shape
+        grad_t = d_L.neg().sum_to_size(t.shape) if ctx.needs_input_grad[1] else None    # dL/dt = −dL/dx
+        return grad_x, grad_t, None
 
     @staticmethod
-    def jvp(ctx, dx, dt, dw, _):
-        """Forward mode: dL = reduce(2 w (x − t)(dx − dt) + dw (x − t)²), less L Σ dw / Σ w for the
-        weighted mean."""
-        x, t, w, L = ctx.saved_tensors
+    def jvp(ctx, dx, dt, _):
+        """Forward mode: dL = reduce(2 (x − t)(dx − dt))."""
+        x, t = ctx.saved_tensors
         d = x - t
-        n = d.numel() if w is None else w.sum()
-        d_terms = 0
-        if dx is not None or dt is not None:
-            d_diff = (0 if dx is None else dx) - (0 if dt is None else dt)     # d(x − t)
-            d_terms = 2 * d * d_diff * (1 if w is None else w)
-        if dw is not None:
-            d_terms = d_terms + dw * d * d
-        d_L = reduce(d_terms, ctx.reduction, n)
-        if dw is not None and ctx.reduction == "mean":
-            d_L = d_L - L * dw.sum() / n
-        return d_L
+        d_diff = (0 if dx is None else dx) - (0 if dt is None else dt)       # d(x − t)
+        return reduce(2 * d * d_diff, ctx.reduction, d.numel())
+
+
+def _weighted_squared_error(input, target, weight, reduction):
+    """L = reduce(w (x − t)²), / Σ w for 'mean': PyTorch's composite, written with handgrad's rules of
+    sub, pow, mul, sum and div, whose chain gives dL/dx = 2 r w (x − t) = −dL/dt and
+    dL/dw = r ((x − t)² − L) for the weighted mean (the derivation page works it out)."""
+    import handgrad.functional as F
+
+    terms = F.mul(F.pow(F.sub(*torch.broadcast_tensors(input, target)), 2), weight)
+    if reduction == "none":
+        return terms
+    return F.sum(terms) if reduction == "sum" else F.div(F.sum(terms), F.sum(weight))
 
 
 def mse_loss(input, target, size_average=None, reduce=None, reduction="mean", weight=None):
@@ -133,7 +123,9 @@ def mse_loss(input, target, size_average=None, reduce=None, reduction="mean", we
     input, target = as_dtype(input, compute), as_dtype(target, compute)
     weight = None if weight is None else as_dtype(weight, compute)
     check_same_device("mse_loss", {"input": input, "target": target, "weight": weight})
-    return as_dtype(apply(SquaredError, input, target, weight, reduction), dtype)
+    if weight is not None:
+        return as_dtype(_weighted_squared_error(input, target, weight, reduction), dtype)
+    return as_dtype(apply(SquaredError, input, target, reduction), dtype)
 
 
 # -- binary_cross_entropy_with_logits ----------------------------------------------------------------
@@ -168,7 +160,7 @@ class SigmoidBinaryCrossEntropy(HandFunction):
     def setup_context(ctx, inputs, output):
         x, t, w, p, reduction = inputs
         _, ls = output
-        ctx.save_for_backward(x, t, w, p, ls)
+        ctx.save_for_backward(x, t, w, p)                    # ls is recomputed from x: it is x's size
         ctx.save_for_forward(x, t, w, p, ls)
         ctx.reduction = reduction
         ctx.set_materialize_grads(False)
@@ -180,13 +172,15 @@ class SigmoidBinaryCrossEntropy(HandFunction):
         From ℓ = w [(1 − t) x − (p t + 1 − t) ls] with dls/dx = 1 − σ(x):
         dℓ/dx = w [(1 − t) − (p t + 1 − t)(1 − σ)] = w [(p t + 1 − t) σ − p t] (σ − t when p = 1), and
         dℓ/dt = w [−x − (p − 1) ls] = −w [p ls − (ls − x)]; r = g (one per element for 'none') or
-        g / n ('mean'). σ = exp(ls), so no built-in sigmoid (whose derivative is a backward
-        kernel) enters the graph that double backward differentiates.
+        g / n ('mean'). ls is computed again from x (``log_sigmoid``) rather than kept, and
+        σ = exp(ls), so no built-in sigmoid (whose derivative is a backward kernel) enters the graph
+        that double backward differentiates.
         g_ls, the gradient reaching ls, is non-zero only when this backward is itself
         differentiated: dL/dx += g_ls (1 − σ).
         Shapes: x, t, σ, ls (*); w, p broadcastable to (*); r () or (*).
         """
-        x, t, w, p, ls = ctx.saved_tensors
+        x, t, w, p = ctx.saved_tensors
+        ls = log_sigmoid(x)                                                  # log σ(x), (*)
         s = ls.exp()                                                         # σ(x), (*)
         grad_x = grad_t = None
         if g is not None:
@@ -215,6 +209,14 @@ class SigmoidBinaryCrossEntropy(HandFunction):
             d_terms = d_terms * w
         d_ls = torch.zeros_like(ls) if dx is None else (1 - s) * dx
         return reduce(d_terms, ctx.reduction, x.numel()), d_ls
+
+
+def log_sigmoid(x):
+    """log σ(x) = −softplus(−x): the built-in's kernel, as forward computed it; where backward is
+    itself differentiated, handgrad's softplus, so that the derivative stays hand-derived."""
+    if not torch.is_grad_enabled():
+        return torch.nn.functional.logsigmoid(x)
+    return -softplus(-x)
 
 
 def _bce_slope_x(t, p, s):
@@ -286,7 +288,8 @@ def binary_cross_entropy_with_logits(input, target, weight=None, size_average=No
 register(Op(
     "mse_loss", mse_loss, (SquaredError,),
     Derivative("L = Σ w (x − t)², / n or / Σ w for 'mean'",
-               "dL/dx = 2 r w (x − t), dL/dt = −dL/dx, dL/dw = r (x − t)² (− r L, weighted mean)",
+               "dL/dx = 2 r w (x − t), dL/dt = −dL/dx, dL/dw = r (x − t)² (− r L, weighted mean); weighted: the "
+               "rules of sub, pow, mul, sum and div composed",
                "x, t, w broadcast to (B); r = g, g / n or g / Σ w"),
     modules={torch.nn.MSELoss: Module(lambda self, input, target: mse_loss(input, target, reduction=self.reduction))},
 ))

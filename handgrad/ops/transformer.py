@@ -17,7 +17,9 @@ from handgrad.ops._checks import check_floating, check_tensor
 from handgrad.ops._function import apply
 from handgrad.ops._registry import OPS, Derivative, Module, Op, register
 from handgrad.ops.elementwise import add
-from handgrad.ops.attention import AttentionWeights, ScaledDotProductAttention
+from handgrad.ops.attention import AttentionWeights, ScaledDotProductAttention, attention_composed, keeps_probabilities
+from handgrad.ops.elementwise import mul
+from handgrad.ops.reductions import mean
 from handgrad.ops.linear import linear
 
 
@@ -122,17 +124,23 @@ def multi_head_attention_forward(query, key, value, embed_dim_to_check, num_head
         v = torch.cat([v, v.new_zeros(bsz, num_heads, 1, head_dim)], dim=2)
         masks = [None if m is None else torch.nn.functional.pad(m, (0, 1)) for m in masks]
     src_len = k.shape[2]
-    bias = _merged_mask(fn, *masks, bsz, num_heads, tgt_len, src_len, dtype, q.device, causal)
+    bias = None if causal else _merged_mask(fn, *masks, bsz, num_heads, tgt_len, src_len, dtype)
     dropout_p = dropout_p if training else 0.0
     m = None
     if dropout_p > 0:
         keep = torch.empty(bsz, num_heads, tgt_len, src_len, dtype=dtype, device=q.device)
         m = keep.bernoulli_(1 - dropout_p).div_(1 - dropout_p) if dropout_p < 1 else keep.zero_()
     scale = 1 / math.sqrt(head_dim)
-    o, _ = apply(ScaledDotProductAttention, q, k, v, bias, m, scale)            # (N, H, L, hd)
     weights = None
-    if need_weights:
-        weights, _ = apply(AttentionWeights, q, k, bias, m, scale, average_attn_weights)
+    if keeps_probabilities(q, k, v, bias, m):                                  # P the smaller: kept once
+        o, p = attention_composed(q, k, v, bias, m, scale, causal)
+        if need_weights:
+            weights = p if m is None else mul(p, m)
+            weights = mean(weights, -3) if average_attn_weights else weights
+    else:
+        o, _ = apply(ScaledDotProductAttention, q, k, v, bias, m, scale, causal)    # (N, H, L, hd)
+        if need_weights:
+            weights, _ = apply(AttentionWeights, q, k, bias, m, scale, average_attn_weights)
     o = o.permute(2, 0, 1, 3).reshape(tgt_len, bsz, embed_dim)                 # heads joined, (L, N, E)
     out = linear(o, out_proj_weight, out_proj_bias)
     if not batched:
@@ -160,12 +168,9 @@ def _check_shapes(fn, query, key, value, key_padding_mask, attn_mask, num_heads)
     return batched
 
 
-def _merged_mask(fn, attn_mask, key_padding_mask, bsz, heads, tgt_len, src_len, dtype, device, causal):
-    """B (N or 1, H or 1, L, S): the attention mask and the key padding mask added, or the causal
-    mask, as floats; None when there is none."""
-    if causal:
-        allowed = torch.ones(tgt_len, src_len, dtype=torch.bool, device=device).tril()
-        return torch.zeros(tgt_len, src_len, dtype=dtype, device=device).masked_fill(~allowed, -math.inf)
+def _merged_mask(fn, attn_mask, key_padding_mask, bsz, heads, tgt_len, src_len, dtype):
+    """B (N or 1, H or 1, L, S): the attention mask and the key padding mask added, as floats; None
+    when there is none."""
     bias = None
     if attn_mask is not None:
         if attn_mask.dim() == 2:

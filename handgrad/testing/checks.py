@@ -18,6 +18,7 @@ import handgrad.functional as hand_derived_ops
 from handgrad.testing.compare import TOLERANCES, difference, mismatch
 from handgrad.testing.graph import (MOVEMENT_KERNELS, MOVEMENT, DispatchLog, forward_op_of, graph, has_jvp,
                                     recording_backward, supports_vmap, who_called)
+from handgrad.testing.memory import Kept, by_node
 from handgrad.testing.samples import (Run, differentiable_outputs, input_name, outputs_of, run, seeded, upstream)
 
 AUTOCAST_DTYPES = {"cpu": torch.bfloat16, "cuda": torch.float16}
@@ -62,6 +63,7 @@ class Case:
     seed: int
     tolerances: dict
     fullgraph: bool
+    parameters: tuple = ()
 
     @functools.cached_property
     def functions(self):
@@ -445,6 +447,59 @@ def check_autocast(case, dtype):
                     torch.float32, case.tolerances[dtype], f"the reference under autocast({dtype})")
 
 
+def _kept(function, case, args, kwargs):
+    """(bytes kept for backward, by node) of one call, ctx attributes included, the inputs that are a
+    model's parameters (``case.parameters``: positions and keywords) excluded."""
+    parameters = [(args[k] if k < len(args) else None) if isinstance(k, int) else kwargs.get(k) for k in case.parameters]
+    parameters = [t for t in parameters if isinstance(t, torch.Tensor)]
+    with seeded(case.device), Kept(exclude=parameters) as kept:
+        outputs = differentiable_outputs(outputs_of(function(*args, **kwargs)))
+    kept.count(outputs)
+    return kept.bytes, by_node(outputs, exclude=parameters)
+
+
+def _listed_bytes(counts):
+    return ", ".join(f"{name} {n} B" for name, n in counts.most_common()) or "nothing"
+
+
+def check_kept_bytes(case, dtype):
+    """Keeps no more bytes for backward than the reference (unique storages saved, ctx attributes
+    included), the sample's inputs asking for gradients as it says. The inputs that are a model's
+    parameters (``verify``'s ``parameters``) are not counted, on either side: a model keeps them
+    anyway. In float32, the dtype models train in (float64 where the sample is not compared in float32).
+
+    With a gradient asked of each input alone, a derivative that reads only what the inputs asking
+    need (``ctx.needs_input_grad``, as autograd's own formulas do) keeps no more either; where it
+    keeps more there, the advice says so, since a trade may be deliberate (attention keeps Q, K, V,
+    O and ℓ and recomputes P, which keeps more than P itself for a short sequence only)."""
+    if not case.sample.trusted_on(case.device):
+        return Result("n/a", "not compared with the reference on this device")
+    sample = case.sample
+    measured = torch.float32 if sample.dtypes is None or torch.float32 in sample.dtypes else torch.float64
+    wanted = [key for _, key in sample.differentiable()]
+    problems, notes = [], []
+    for keys in [wanted] + ([[key] for key in wanted] if len(wanted) > 1 else []):
+        def call_args():
+            args, kwargs = sample.call_args(measured, case.device)
+            return tuple(a.detach().requires_grad_(i in keys) if isinstance(a, torch.Tensor) and a.requires_grad
+                         else a for i, a in enumerate(args)), kwargs
+        try:
+            expected, expected_by = _kept(case.reference, case, *call_args())
+        except Exception:
+            if keys is wanted:
+                return Result("n/a", "the reference does not run on this sample")
+            continue
+        kept, kept_by = _kept(case.function, case, *call_args())
+        if kept > expected:
+            found = (f"keeps {kept} bytes for backward where the reference keeps {expected} (kept: "
+                     f"{_listed_bytes(kept_by)}; the reference: {_listed_bytes(expected_by)})")
+            if keys is wanted:
+                problems.append(found)
+            else:
+                notes.append(f"with a gradient asked of input {keys[0]} alone, {found}")
+    return Result("FAIL" if problems else "pass", "; ".join(problems), advice="; ".join(notes))
+
+
 # -- the table ------------------------------------------------------------------------------------------
 
 
@@ -481,6 +536,7 @@ TABLE = (
     Check("needs_input_grad", "needs_grad", check_needs_input_grad),
     Check("hand_derived", "hand", check_hand_derived),
     Check("double_backward", "hand 2nd", check_double_backward),
+    Check("kept_bytes", "memory", check_kept_bytes),
     Check("autocast", "autocast", check_autocast, "autocast"),
 )
 CHECKS = tuple(check.name for check in TABLE)

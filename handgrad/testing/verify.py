@@ -16,7 +16,7 @@ def available_devices():
 
 
 def verify(function, reference, samples, *, numpy=None, name=None, dtypes=DTYPES, devices=None, checks=CHECKS,
-           tolerances=None, fullgraph=False, seed=0):
+           tolerances=None, fullgraph=False, seed=0, parameters=()):
     """Verify a hand-derived ``function`` against ``reference`` on ``samples``; returns a ``Report``.
 
     Args:
@@ -33,6 +33,8 @@ def verify(function, reference, samples, *, numpy=None, name=None, dtypes=DTYPES
         checks: which checks to run (default: all of ``CHECKS``)
         tolerances: per-dtype ``Tolerance`` overriding ``TOLERANCES``
         fullgraph: require ``torch.compile`` to capture the function in one graph
+        parameters: the positions (and keywords) of the inputs that are a model's parameters in use
+            (a layer's weight and bias), which the ``kept_bytes`` check does not count
         seed: seed of the upstream gradients
 
     Returns:
@@ -66,7 +68,7 @@ def verify(function, reference, samples, *, numpy=None, name=None, dtypes=DTYPES
     with _one_thread():
         for device in devices or available_devices():
             for sample in samples:
-                case = Case(function, reference, numpy, sample, device, seed, tolerances, fullgraph)
+                case = Case(function, reference, numpy, sample, device, seed, tolerances, fullgraph, tuple(parameters))
                 for check in table:
                     for dtype in check.dtypes_for(sample, device, dtypes):
                         outcomes.append(Outcome(check.name, sample.name, device, dtype, _run(check, case, dtype)))

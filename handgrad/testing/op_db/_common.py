@@ -24,6 +24,8 @@ class OpInfo:
         errors: ``ErrorInput`` cases: bad input and the exception it must raise
         tolerances: per-dtype ``Tolerance`` where the op's sums are longer than the default allows
         modules: torch.nn class (or a class's import path, as the op names it) → tuple of ``ModuleSample``
+        parameters: positions and keywords of the inputs that are a model's parameters in use, not
+            counted in the bytes kept (see ``verify``)
     """
 
     name: str
@@ -34,6 +36,7 @@ class OpInfo:
     errors: tuple = ()
     tolerances: dict = None
     modules: dict = dataclasses.field(default_factory=dict)
+    parameters: tuple = ()
 
     @property
     def op(self):
@@ -53,7 +56,8 @@ class OpInfo:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             return verify(self.function, self.reference, samples, numpy=self.numpy, name=self.name, devices=devices,
-                          checks=checks, dtypes=dtypes, tolerances=self.tolerances, fullgraph=True)
+                          checks=checks, dtypes=dtypes, tolerances=self.tolerances, fullgraph=True,
+                          parameters=self.parameters)
 
 
 def x32(*shape, dtype=torch.float32):

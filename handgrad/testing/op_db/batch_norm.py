@@ -172,5 +172,6 @@ _BATCH_NORM_TOLERANCES = {torch.bfloat16: Tolerance(atol=3e-2, rtol=3e-2)}
 
 OP_INFOS = (
     OpInfo("batch_norm", torch.nn.functional.batch_norm, _batch_norm_samples, batch_norm_numpy, _batch_norm_bench,
-           errors=_BATCH_NORM_ERRORS, tolerances=_BATCH_NORM_TOLERANCES, modules=_batch_norm_module_samples()),
+           errors=_BATCH_NORM_ERRORS, tolerances=_BATCH_NORM_TOLERANCES, modules=_batch_norm_module_samples(),
+           parameters=(1, 2, 3, 4)),          # running_mean, running_var (buffers), weight, bias
 )

@@ -153,11 +153,12 @@ _CHAIN_TOLERANCES = {torch.bfloat16: Tolerance(atol=0.25, rtol=3e-2), torch.floa
 
 OP_INFOS = (
     OpInfo("linear_chain", _chain_reference, _chain_samples, linear_chain_numpy, _chain_bench, errors=_CHAIN_ERRORS,
-           tolerances=_CHAIN_TOLERANCES),
+           tolerances=_CHAIN_TOLERANCES, parameters=tuple(range(2, 16))),      # W¹, b¹, ... after the activations
     OpInfo("linear_sigmoid", _then(torch.sigmoid), _linear_samples(fused=True), _linear_then_numpy(sigmoid_numpy),
-           _linear_bench),
+           _linear_bench, parameters=(1, 2)),
     OpInfo("linear_relu", _then(torch.relu), _linear_samples(fused=True), _linear_then_numpy(relu_numpy),
-           _linear_bench),
+           _linear_bench, parameters=(1, 2)),
     OpInfo("linear_chain_cross_entropy", _chain_cross_entropy_reference, _chain_cross_entropy_samples,
-           linear_chain_cross_entropy_numpy, _chain_cross_entropy_bench, tolerances=_CHAIN_TOLERANCES),
+           linear_chain_cross_entropy_numpy, _chain_cross_entropy_bench, tolerances=_CHAIN_TOLERANCES,
+           parameters=tuple(range(3, 17))),                                       # W¹, b¹, ... after the activations
 )

@@ -204,6 +204,6 @@ OP_INFOS = (
         # precision the hand and the built-in both land within 2 ulps of the exact (float64 NumPy) sum
         # at that magnitude, which is more than the default atol allows near zero.
         tolerances={torch.bfloat16: Tolerance(atol=0.25, rtol=3e-2), torch.float16: Tolerance(atol=0.03, rtol=4e-3)},
-        modules={torch.nn.Conv2d: _conv2d_module_samples()},
+        modules={torch.nn.Conv2d: _conv2d_module_samples()}, parameters=(1, 2),
     ),
 )

@@ -149,5 +149,5 @@ def _bench(device):
 
 OP_INFOS = (
     OpInfo("embedding", torch.nn.functional.embedding, _samples, embedding_numpy, _bench, errors=_ERRORS,
-           modules={torch.nn.Embedding: _module_samples()}),
+           modules={torch.nn.Embedding: _module_samples()}, parameters=(1,)),
 )

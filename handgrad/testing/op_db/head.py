@@ -146,4 +146,4 @@ def _modules():
 
 
 OP_INFOS = (OpInfo("linear_cross_entropy", _reference, _samples, linear_cross_entropy_numpy, _bench, errors=_ERRORS,
-                   modules=_modules()),)
+                   modules=_modules(), parameters=(1, "linear_bias")),)

@@ -99,5 +99,6 @@ OP_INFOS = (
                  # MultiheadAttention's out_proj, a Linear under another name.
                  torch.nn.modules.linear.NonDynamicallyQuantizableLinear: (
                      ModuleSample("(8, 8) on (6, 2, 8)", lambda gen: (randn(gen, 6, 2, 8),), (8, 8)),)},
+        parameters=(1, 2),
     ),
 )

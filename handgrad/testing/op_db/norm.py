@@ -280,11 +280,11 @@ def _group_norm_bench(device):
 OP_INFOS = (
     OpInfo("layer_norm", torch.nn.functional.layer_norm, _layer_norm_samples, layer_norm_numpy, _layer_norm_bench,
            errors=_LAYER_NORM_ERRORS, tolerances=_LAYER_NORM_TOLERANCES,
-           modules={torch.nn.LayerNorm: _layer_norm_module_samples()}),
+           modules={torch.nn.LayerNorm: _layer_norm_module_samples()}, parameters=(2, 3)),
     OpInfo("rms_norm", torch.nn.functional.rms_norm, _rms_norm_samples, rms_norm_numpy, _rms_norm_bench,
            errors=_RMS_NORM_ERRORS, tolerances=_LAYER_NORM_TOLERANCES,
-           modules={torch.nn.RMSNorm: _rms_norm_module_samples()}),
+           modules={torch.nn.RMSNorm: _rms_norm_module_samples()}, parameters=(2,)),
     OpInfo("group_norm", torch.nn.functional.group_norm, _group_norm_samples, group_norm_numpy, _group_norm_bench,
            errors=_GROUP_NORM_ERRORS, tolerances=_LAYER_NORM_TOLERANCES,
-           modules={torch.nn.GroupNorm: _group_norm_module_samples()}),
+           modules={torch.nn.GroupNorm: _group_norm_module_samples()}, parameters=(2, 3)),
 )

@@ -328,9 +328,14 @@ def _modules():
 OP_INFOS = (
     OpInfo("multi_head_attention_forward", torch.nn.functional.multi_head_attention_forward, _samples,
            multi_head_attention_forward_numpy, _bench, errors=_ERRORS, modules=_modules(),
+           # in_proj_weight and bias, bias_k, bias_v, out_proj's weight and bias, the separate projections
+           parameters=(5, 6, 7, 8, 11, 12, "q_proj_weight", "k_proj_weight", "v_proj_weight"),
            # Three projections, a softmax, two products and the output projection: in half precision each
            # gradient is off from the float64 one by up to 2.1 % of its scale for the built-in, 2.4 % for
-           # the hand forms (bfloat16; float16: 0.31 %, 0.33 %), entries that cancel to zero included.
-           tolerances={torch.bfloat16: Tolerance(atol=4e-2, rtol=4e-2, scaled=True),
+           # the hand forms (bfloat16; float16: 0.31 %, 0.33 %), entries that cancel to zero included. In
+           # float32 the key bias's gradient, zero exactly, comes out as rounding of the size of the value
+           # bias's (1.6e-5 against entries of 18 on one CPU's kernels): float32's tolerance, scaled.
+           tolerances={torch.float32: Tolerance(atol=1e-5, rtol=1e-4, scaled=True),
+                       torch.bfloat16: Tolerance(atol=4e-2, rtol=4e-2, scaled=True),
                        torch.float16: Tolerance(atol=6e-3, rtol=6e-3, scaled=True)}),
 )
