@@ -1,0 +1,5 @@
+import sys
+
+from handgrad.exercises.cli import main
+
+sys.exit(main())
