@@ -25,7 +25,7 @@ class Mistake:
 
     Args:
         name: the mistake, as the grader names it ("dL/dW transposed")
-        why: what is right instead, and why (a sentence or two)
+        why: what is right instead, and why (a sentence or two, starting as a sentence does)
         gradients: ``gradients(a, *g) -> {input name: tensor}``, what the mistake returns for each
             input it gets wrong, from forward's arguments ``a`` (by name, float64) and the upstream
             gradients g; a tuple of tensors where the mistake may return any of them

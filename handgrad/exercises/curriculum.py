@@ -111,7 +111,7 @@ declare(Exercise(
                 "transpose (the seed's own W is (in, out): its xᵀg is the same numbers).",
                 lambda a, g: {"W": a.x.T @ g}),
         Mistake("the bias gradient averaged instead of summed",
-                "b is added to each of the N rows, so dL/db = Σₙ gₙ: a mean loss has put its 1/N into g "
+                "B is added to each of the N rows, so dL/db = Σₙ gₙ: a mean loss has put its 1/N into g "
                 "already.",
                 lambda a, g: {"b": g.mean(0)}),
         Mistake("dL/dW divided by N",
@@ -148,7 +148,7 @@ declare(Exercise(
     reference=hf.cross_entropy,
     samples=_cross_entropy_samples,
     derivation="For one row of logits z (C,) and its class t, L = −log softmax(z)_t = log Σₖ e^zₖ − z_t; "
-               "the loss is the mean of that over the N rows of z (N, C). g = dL/dL is a number (1 when "
+               "The loss is the mean of that over the N rows of z (N, C). g = dL/dL is a number (1 when "
                "you call loss.backward()). Derive dL/dz; t, the classes, gets no gradient.",
     returns="dL/dz (N, C), and None for t",
     hints=(
@@ -167,7 +167,7 @@ declare(Exercise(
                 "dL/dz = (softmax(z) − onehot(t)) / N.",
                 _cross_entropy_mistake(lambda p, onehot, N, g: g * p / N)),
         Mistake("the mean's 1/N missing",
-                "the loss is the mean over the N rows, so each row's gradient carries 1/N: "
+                "The loss is the mean over the N rows, so each row's gradient carries 1/N: "
                 "dL/dz = g (softmax(z) − onehot(t)) / N.",
                 _cross_entropy_mistake(lambda p, onehot, N, g: g * (p - onehot))),
         Mistake("the mean's 1/N applied twice",
@@ -177,11 +177,11 @@ declare(Exercise(
                 "L = log Σₖ e^zₖ − z_t: the softmax comes with +, the one-hot with −.",
                 _cross_entropy_mistake(lambda p, onehot, N, g: g * (onehot - p) / N)),
         Mistake("the softmax Jacobian's Σ term missing",
-                "through p = softmax(z), dL/dp = −onehot(t) / p meets ∂pᵢ/∂zⱼ = pᵢ(δᵢⱼ − pⱼ); its "
+                "Through p = softmax(z), dL/dp = −onehot(t) / p meets ∂pᵢ/∂zⱼ = pᵢ(δᵢⱼ − pⱼ); its "
                 "−pᵢpⱼ part gives the +softmax(z) of the answer (softmax(z) − onehot(t)) / N.",
                 _cross_entropy_mistake(lambda p, onehot, N, g: -g * onehot / N)),
         Mistake("the upstream gradient g missing",
-                "a loss's backward multiplies by g too: it is 1 for loss.backward(), but not when the "
+                "A loss's backward multiplies by g too: it is 1 for loss.backward(), but not when the "
                 "loss is scaled or summed with another.",
                 _cross_entropy_mistake(lambda p, onehot, N, g: (p - onehot) / N)),
     ),
@@ -216,7 +216,7 @@ declare(Exercise(
                 "tanh'(z) = 1 − tanh² z = 1 − y²: it is the output y that is squared, not z.",
                 lambda a, g: {"z": g * (1 - a.z * a.z)}),
         Mistake("the sigmoid's derivative y(1 − y)",
-                "that is σ' = σ(1 − σ); for tanh it is 1 − y².",
+                "That is σ' = σ(1 − σ); for tanh it is 1 − y².",
                 lambda a, g: {"z": g * torch.tanh(a.z) * (1 - torch.tanh(a.z))}),
         Mistake("the upstream gradient g missing",
                 "dL/dz = g ∘ tanh'(z): the chain rule multiplies the local derivative by the gradient "
@@ -265,10 +265,10 @@ declare(Exercise(
                 "dL/dz = y ∘ (g − Σᵢ gᵢyᵢ).",
                 _softmax_mistake(lambda y, g: g * y * (1 - y))),
         Mistake("the Σ term without y",
-                "the term is Σᵢ gᵢyᵢ, from ∂yᵢ/∂zⱼ = yᵢ(δᵢⱼ − yⱼ): dL/dz = y ∘ (g − Σᵢ gᵢyᵢ).",
+                "The term is Σᵢ gᵢyᵢ, from ∂yᵢ/∂zⱼ = yᵢ(δᵢⱼ − yⱼ): dL/dz = y ∘ (g − Σᵢ gᵢyᵢ).",
                 _softmax_mistake(lambda y, g: y * (g - g.sum(-1, keepdim=True)))),
         Mistake("the Σ taken over the batch instead of each row",
-                "the softmax mixes the entries of one row: the sum Σᵢ gᵢyᵢ runs along the last "
+                "The softmax mixes the entries of one row: the sum Σᵢ gᵢyᵢ runs along the last "
                 "dimension (.sum(-1, keepdim=True)).",
                 _softmax_mistake(lambda y, g: y * (g - (g * y).sum(0, keepdim=True)))),
     ),
@@ -320,7 +320,7 @@ def _norm_mistakes(dim):
                 "dL/dx = r (ĝ − mean(ĝ) − x̂ mean(ĝ ∘ x̂)).",
                 _norm_mistake(dim, lambda g_hat, x_hat, r, mean: r * (g_hat - mean(g_hat)))),
         Mistake("γ missing from dL/dx",
-                "the gradient reaching x̂ is ĝ = dL/dx̂ = γ ∘ g, since y = γ x̂ + β.",
+                "The gradient reaching x̂ is ĝ = dL/dx̂ = γ ∘ g, since y = γ x̂ + β.",
                 _norm_mistake(dim, lambda g_hat, x_hat, r, mean: r * (g_hat - mean(g_hat) - x_hat * mean(g_hat * x_hat)),
                               gamma=False)),
         Mistake("dL/dγ written with x where x̂ belongs",
@@ -388,7 +388,7 @@ declare(Exercise(
     ),
     mistakes=_norm_mistakes(0) + (
         Mistake("the statistics' terms taken over each row (layer norm's) instead of the batch",
-                "batch norm normalises each feature over the batch: the means of its gradient run over "
+                "Batch norm normalises each feature over the batch: the means of its gradient run over "
                 "dim 0, as μ and σ² do.",
                 _norm_mistake(0, lambda g_hat, x_hat, r, mean: r * (g_hat - mean(g_hat) - x_hat * mean(g_hat * x_hat)),
                               means=-1)),
@@ -443,11 +443,11 @@ declare(Exercise(
     ),
     mistakes=(
         Mistake("repeated indices overwritten instead of summed",
-                "a row of W used k times receives the sum of its k gradients: add them "
+                "A row of W used k times receives the sum of its k gradients: add them "
                 "(index_add(0, x, g)) rather than assign (dW[x] = g).",
                 _embedding_overwritten),
         Mistake("repeated indices averaged instead of summed",
-                "a row of W used k times receives the sum of its k gradients, not their mean.",
+                "A row of W used k times receives the sum of its k gradients, not their mean.",
                 _embedding_averaged),
     ),
 ))
@@ -500,7 +500,7 @@ declare(Exercise(
     ),
     mistakes=(
         Mistake("the kernel not flipped in dL/dx",
-                "forward correlates x with W, so each pixel of x meets g through the kernel read "
+                "Forward correlates x with W, so each pixel of x meets g through the kernel read "
                 "backwards: dL/dx is g correlated with W rotated by 180° (W.flip(2, 3)).",
                 _conv2d_unflipped),
         Mistake("the kernel flipped in dL/dW",
@@ -514,7 +514,7 @@ declare(Exercise(
                 "b[o] is added at every position of every image: dL/db = Σ_{n, h, w} g.",
                 lambda a, g: {"b": g.mean((0, 2, 3))}),
         Mistake("dL/dx still padded",
-                "the gradient of x_pad is (N, C, H + 2, W + 2); x is its inside: cut one pixel off "
+                "The gradient of x_pad is (N, C, H + 2, W + 2); x is its inside: cut one pixel off "
                 "each side ([:, :, 1:-1, 1:-1]).",
                 _conv2d_padded),
     ),
@@ -565,15 +565,15 @@ declare(Exercise(
     ),
     mistakes=(
         Mistake("g spread over the whole window (average pooling's gradient)",
-                "only the maximum reaches y; the window's other pixels do not move it, so they get 0 "
+                "Only the maximum reaches y; the window's other pixels do not move it, so they get 0 "
                 "and the maximum gets all of g.",
                 lambda a, g: {"x": _vjp(lambda x: F.avg_pool2d(x, a.kernel_size, a.stride), (a.x,), g)[0]}),
         Mistake("g sent to every pixel of the window",
-                "only the maximum reaches y: ∂y/∂x is 1 at the argmax and 0 elsewhere.",
+                "Only the maximum reaches y: ∂y/∂x is 1 at the argmax and 0 elsewhere.",
                 lambda a, g: {"x": a.kernel_size ** 2 * _vjp(lambda x: F.avg_pool2d(x, a.kernel_size, a.stride),
                                                              (a.x,), g)[0]}),
         Mistake("overlapping windows overwritten instead of summed",
-                "a pixel that is the maximum of two windows receives both windows' g: add (+=), do not "
+                "A pixel that is the maximum of two windows receives both windows' g: add (+=), do not "
                 "assign.",
                 _max_pool2d_overwritten),
         Mistake("the upstream gradient g missing",
@@ -634,7 +634,7 @@ declare(Exercise(
                 "∂Pᵢ/∂Sⱼ = Pᵢ(δᵢⱼ − Pⱼ): dL/dS = P ∘ (dL/dP − Σⱼ (dL/dP)ⱼ Pⱼ), not P ∘ dL/dP.",
                 lambda a, g: _attention_grads(a, g, softmax="no_sum")),
         Mistake("only the diagonal of the softmax Jacobian",
-                "each Pᵢ depends on every Sⱼ of its row: dL/dS = P ∘ (dL/dP − Σⱼ (dL/dP)ⱼ Pⱼ).",
+                "Each Pᵢ depends on every Sⱼ of its row: dL/dS = P ∘ (dL/dP − Σⱼ (dL/dP)ⱼ Pⱼ).",
                 lambda a, g: _attention_grads(a, g, softmax="diagonal")),
     ),
 ))
@@ -790,7 +790,7 @@ declare(Exercise(
                 "lⁱ = σ(l̂ⁱ): going down through a sigmoid multiplies by σ'(l̂ⁱ) = lⁱ(1 − lⁱ).",
                 lambda a, g: _seed_network_grads(a, g, prime="none")),
         Mistake("the bias gradients averaged instead of summed",
-                "each bⁱ is added to every row, so dL/dbⁱ = Σₙ dL/dl̂ⁱ: the mean's 1/N is in dL/dl³ "
+                "Each bⁱ is added to every row, so dL/dbⁱ = Σₙ dL/dl̂ⁱ: the mean's 1/N is in dL/dl³ "
                 "already.",
                 lambda a, g: _seed_network_grads(a, g, bias="mean")),
     ),

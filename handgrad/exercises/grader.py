@@ -176,9 +176,9 @@ MEANING = {
     "strided": "inputs that are not contiguous in memory: .view() refuses some of them, .reshape() does not.",
     "hand_derived": "backward must compute the gradient itself: no torch.autograd.grad, .backward(), nor a "
                     "built-in *_backward function.",
-    "double_backward": "differentiating backward ran PyTorch's own derivative kernel of a function it calls "
-                       "(torch.softmax, torch.sigmoid, torch.tanh): handgrad.functional's are "
-                       "hand-derived all the way.",
+    "double_backward": "backward's own derivative must be hand-derived too: a torch.softmax, torch.sigmoid "
+                       "or torch.tanh in backward brings PyTorch's derivative kernel along (handgrad.functional's "
+                       "are hand-derived all the way); where it raised, the message says why.",
     "autocast": "under torch.autocast, forward's built-ins compute in bfloat16 (float16 on CUDA): keep the "
                 "saved tensors in the output's dtype (the skeleton's setup_context does) so that backward "
                 "computes in g's.",
