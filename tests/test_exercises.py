@@ -238,7 +238,7 @@ WRONG = [
     ("cross_entropy", CrossEntropyWithoutOnehot, ["the one-hot term of softmax − onehot missing"]),
     ("softmax", SoftmaxDiagonalOnly, ["the softmax Jacobian's Σ term missing"]),
     ("layer_norm", LayerNormConstantStatistics, ["dL/dx is wrong: the mean terms missing"]),
-    ("attention", AttentionUnscaled, ["dL/dq and dL/dk are wrong: attention's scale 1/√E missing"]),
+    ("attention", AttentionUnscaled, ["dL/dQ and dL/dK are wrong: attention's scale 1/√E missing"]),
 ]
 
 

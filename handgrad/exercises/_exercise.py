@@ -11,7 +11,7 @@ import torch
 
 SAMPLES_SEED = 1
 # How a gradient is named: dL/dγ for the input gamma.
-_SYMBOLS = {"gamma": "γ", "beta": "β"}
+_SYMBOLS = {"gamma": "γ", "beta": "β", "q": "Q", "k": "K", "v": "V"}
 
 
 def grad_name(input_name):
