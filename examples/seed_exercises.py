@@ -51,16 +51,16 @@ print(exercises.names())
 # = \frac{1}{1 + e^{-z}} \cdot \frac{e^{-z}}{1 + e^{-z}} = \sigma(z)\,(1 - \sigma(z)) = y\,(1 - y),
 # $$
 #
-# and forward has computed $y$ already. The skeleton `handgrad-learn start sigmoid` writes keeps
-# both $z$ and $y$ for backward: which one the derivative needs is part of the exercise. Its
-# beginning:
+# and forward has computed $y$ already: backward needs nothing else, and the skeleton
+# `handgrad-learn start sigmoid` writes keeps $y$ alone, as torch's own sigmoid does. Its beginning:
 
 # %%
 print(exercises.skeleton("sigmoid").split('"""')[1])
 
 
 # %% [markdown]
-# A first attempt writes $\sigma(1 - \sigma)$ with the wrong letter:
+# A first attempt keeps the input $z$ instead, as the seed's `dphi_dvec(l2_hat)` takes the
+# pre-activation, and writes $\sigma(1 - \sigma)$ with the wrong letter:
 
 # %%
 class Sigmoid(torch.autograd.Function):
@@ -70,12 +70,11 @@ class Sigmoid(torch.autograd.Function):
 
     @staticmethod
     def setup_context(ctx, inputs, output):
-        (z,) = inputs
-        ctx.save_for_backward(z, output)
+        ctx.save_for_backward(*inputs)                  # z
 
     @staticmethod
     def backward(ctx, g):
-        z, y = ctx.saved_tensors
+        (z,) = ctx.saved_tensors
         return g * z * (1 - z)
 
 
@@ -84,13 +83,18 @@ print(exercises.check("sigmoid", Sigmoid))
 
 # %% [markdown]
 # The grader computed the gradient each classic mistake of the exercise would give, on the same
-# samples and for the same upstream gradient, and this one matched. With $y$:
+# samples and for the same upstream gradient, and this one matched. Keeping $y$ and writing the
+# derivative with it:
 
 # %%
 class Sigmoid(Sigmoid):
     @staticmethod
+    def setup_context(ctx, inputs, output):
+        ctx.save_for_backward(output)                   # y
+
+    @staticmethod
     def backward(ctx, g):
-        z, y = ctx.saved_tensors
+        (y,) = ctx.saved_tensors
         return g * y * (1 - y)                          # dL/dz = g σ'(z) = g y (1 − y)
 
 

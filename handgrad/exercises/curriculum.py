@@ -532,15 +532,17 @@ def _max_pool2d_samples(gen):
 
 
 def _max_pool2d_overwritten(a, g):
-    """g at each window's maximum, written window after window: where windows share their maximum,
-    the last one's g alone."""
-    k, s = a.kernel_size, a.stride
-    at = a.x.unfold(2, k, s).unfold(3, k, s).flatten(-2).argmax(-1)         # (N, C, H', W')
-    out = torch.zeros_like(a.x)
-    for n, c, p, q in torch.cartesian_prod(*(torch.arange(d) for d in g.shape)).tolist():
-        i, j = divmod(at[n, c, p, q].item(), k)
-        out[n, c, p * s + i, q * s + j] = g[n, c, p, q]
-    return {"x": out}
+    """g at each window's maximum, written rather than added: where windows share their maximum,
+    one window's g alone (the last written, or the first)."""
+    _, i = F.max_pool2d(a.x, a.kernel_size, a.stride, return_indices=True)
+    i, flat = i.flatten(-2), g.flatten(-2)
+    last, first = torch.zeros_like(a.x).flatten(-2), torch.zeros_like(a.x).flatten(-2)
+    for n, c in torch.cartesian_prod(torch.arange(g.shape[0]), torch.arange(g.shape[1])).tolist():
+        for j in range(i.shape[-1]):
+            last[n, c, i[n, c, j]] = flat[n, c, j]
+        for j in reversed(range(i.shape[-1])):
+            first[n, c, i[n, c, j]] = flat[n, c, j]
+    return {"x": (last.view_as(a.x), first.view_as(a.x))}
 
 
 declare(Exercise(
@@ -551,17 +553,17 @@ declare(Exercise(
     reference=hf.max_pool2d,
     samples=_max_pool2d_samples,
     derivation="y[n, c, p, q] is the largest x[n, c] in the kernel_size × kernel_size window starting at "
-               "(p · stride, q · stride). Given g = dL/dy, derive dL/dx (kernel_size and stride get None).",
+               "(p · stride, q · stride); setup_context keeps i, where each maximum was: its flat index "
+               "h · W + w in x's plane. Given g = dL/dy, derive dL/dx (kernel_size and stride get None).",
     returns="dL/dx (N, C, H, W), None, None",
     hints=(
         "In a window, y equals one x, the largest: ∂y/∂x is 1 there and 0 at the others, so g[p, q] "
-        "goes to that one pixel and the others get nothing from this window.",
-        "x.unfold(2, k, s).unfold(3, k, s) gives each window's pixels, (N, C, H', W', k, k); .flatten(-2) "
-        "and .argmax(-1) say where in the window the maximum sits.",
+        "goes to that one pixel, i[p, q], and the others get nothing from this window.",
+        "Work on each plane flattened, (N, C, H · W): the place of g[p, q] in it is i[p, q].",
         "With a stride smaller than the window, windows overlap and one pixel can be the maximum of "
-        "two: it receives both gradients, summed.",
-        "Build dL/dx from zeros: for each offset (i, j) of the window, add the g routed to that offset "
-        "at x[..., i::s, j::s], the windows' pixels at that offset.",
+        "two: it receives both gradients, summed (scatter_add, not scatter, which keeps one).",
+        "g.new_zeros(N, C, H * W).scatter_add(-1, i.flatten(-2), g.flatten(-2)), then "
+        ".unflatten(-1, (H, W)).",
     ),
     mistakes=(
         Mistake("g spread over the whole window (average pooling's gradient)",
@@ -573,8 +575,8 @@ declare(Exercise(
                 lambda a, g: {"x": a.kernel_size ** 2 * _vjp(lambda x: F.avg_pool2d(x, a.kernel_size, a.stride),
                                                              (a.x,), g)[0]}),
         Mistake("overlapping windows overwritten instead of summed",
-                "A pixel that is the maximum of two windows receives both windows' g: add (+=), do not "
-                "assign.",
+                "A pixel that is the maximum of two windows receives both windows' g: add them "
+                "(scatter_add), do not write one over the other (scatter, or dL/dx[i] = g).",
                 _max_pool2d_overwritten),
         Mistake("the upstream gradient g missing",
                 "dL/dx at the maximum is g of that window, not 1.",

@@ -29,12 +29,11 @@ class Sigmoid(torch.autograd.Function):
 
     @staticmethod
     def setup_context(ctx, inputs, output):
-        (z,) = inputs
-        ctx.save_for_backward(z, output)                # z and y: which one does σ' need?
+        ctx.save_for_backward(output)                   # y, as torch's sigmoid keeps for its backward
 
     @staticmethod
     def backward(ctx, g):
-        z, y = ctx.saved_tensors
+        (y,) = ctx.saved_tensors
         return g * y * (1 - y)                          # dL/dz = g σ'(z) = g y (1 − y), (*)
 
 
@@ -92,12 +91,11 @@ class Tanh(torch.autograd.Function):
 
     @staticmethod
     def setup_context(ctx, inputs, output):
-        (z,) = inputs
-        ctx.save_for_backward(z, output)
+        ctx.save_for_backward(output)                   # y, as torch's tanh keeps for its backward
 
     @staticmethod
     def backward(ctx, g):
-        z, y = ctx.saved_tensors
+        (y,) = ctx.saved_tensors
         return g * (1 - y * y)                          # dL/dz = g tanh'(z) = g (1 − y²), (*)
 
 
@@ -249,22 +247,18 @@ class MaxPool2d(torch.autograd.Function):
     @staticmethod
     def setup_context(ctx, inputs, output):
         x, kernel_size, stride = inputs
-        ctx.save_for_backward(x)
-        ctx.kernel_size, ctx.stride = kernel_size, stride
+        # i: where each y came from, as the flat index h·W + w of its maximum in x's plane (N, C, H', W'),
+        # what handgrad's max pooling keeps for its backward: x itself is not needed.
+        _, i = torch.nn.functional.max_pool2d(x, kernel_size, stride, return_indices=True)
+        ctx.save_for_backward(i)
+        ctx.size = x.shape[-2:]
 
     @staticmethod
     def backward(ctx, g):
-        (x,) = ctx.saved_tensors
-        k, s = ctx.kernel_size, ctx.stride
-        windows = x.unfold(2, k, s).unfold(3, k, s).flatten(-2)        # each window's pixels, (N, C, H', W', k·k)
-        at_max = torch.nn.functional.one_hot(windows.argmax(-1), k * k).to(g.dtype)   # 1 where y came from
-        routed = g.unsqueeze(-1) * at_max                              # g at each window's max, 0 elsewhere
-        grad_x = torch.zeros_like(x)
-        H, W = g.shape[-2:]
-        for i in range(k):                                             # summed where windows overlap
-            for j in range(k):
-                grad_x[:, :, i:i + s * (H - 1) + 1:s, j:j + s * (W - 1) + 1:s] += routed[..., i * k + j]
-        return grad_x, None, None                       # dL/dx, (N, C, H, W)
+        (i,) = ctx.saved_tensors
+        H, W = ctx.size
+        grad_x = g.new_zeros(*g.shape[:-2], H * W).scatter_add(-1, i.flatten(-2), g.flatten(-2))   # g added at its argmax
+        return grad_x.unflatten(-1, (H, W)), None, None     # dL/dx, (N, C, H, W)
 
 
 class Attention(torch.autograd.Function):
