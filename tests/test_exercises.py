@@ -3,6 +3,7 @@ is named when a Function makes it, wrong answers written as a learner writes the
 exceptions are one sentence, an untouched skeleton says what to do, and ``handgrad-learn`` works end
 to end in a scratch directory."""
 
+import importlib
 import json
 import math
 import subprocess
@@ -407,6 +408,11 @@ def test_handgrad_learn_is_a_console_script_and_a_module(tmp_path):
     result = subprocess.run([sys.executable, "-m", "handgrad.exercises", "hint", "linear"], cwd=tmp_path,
                             capture_output=True, text=True, check=True)
     assert result.stdout.startswith("linear, hint 1 of 4:")
+
+
+def test_handgrad_learn_module_runs_only_as_a_program(capsys):
+    importlib.import_module("handgrad.exercises.__main__")     # as mkdocstrings' inspection imports it
+    assert capsys.readouterr() == ("", "")
 
 
 def test_import_handgrad_loads_the_exercises_on_first_use():

@@ -9,7 +9,7 @@ from typing import Callable
 
 import torch
 
-SAMPLES_SEED = 1
+SAMPLES_SEED = 1                  # of the samples (verify draws its upstream gradients from seed 0)
 # How a gradient is named: dL/dγ for the input gamma.
 _SYMBOLS = {"gamma": "γ", "beta": "β", "q": "Q", "k": "K", "v": "V"}
 

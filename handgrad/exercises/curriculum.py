@@ -309,8 +309,8 @@ def _norm_mistakes(dim):
     """The classic mistakes of a normalisation whose statistics are taken over ``dim``."""
     return (
         Mistake("the mean terms missing (μ and σ² treated as constants)",
-                "μ and σ² are computed from x, so x̂ moves with every x of its set: dL/dx = "
-                "r (ĝ − mean(ĝ) − x̂ mean(ĝ ∘ x̂)), ĝ = γ ∘ g, not r ĝ alone.",
+                "μ and σ² are computed from x, so x̂ moves with every x of its set (the M values "
+                "normalised together): dL/dx = r (ĝ − mean(ĝ) − x̂ mean(ĝ ∘ x̂)), ĝ = γ ∘ g, not r ĝ alone.",
                 _norm_mistake(dim, lambda g_hat, x_hat, r, mean: r * g_hat)),
         Mistake("the term through μ missing",
                 "∂μ/∂xⱼ = 1/M gives the term −mean(ĝ): dL/dx = r (ĝ − mean(ĝ) − x̂ mean(ĝ ∘ x̂)).",
@@ -658,8 +658,8 @@ def _lstm_cell_grads(a, g_h, g_c, *, through_h=True, tanh_of_c=True, forget_with
     c' → h' from dL/dc'; ``tanh_of_c`` False writes tanh'(c') as 1 − c'²; ``forget_with`` "c_new"
     puts c' where c belongs in dL/df; ``candidate`` "sigmoid" differentiates u as a sigmoid;
     ``keep_f`` False forgets f in dL/dc."""
-    i, f, u, o = (t for t in (a.x @ a.W_ih.T + a.h @ a.W_hh.T + a.b).chunk(4, dim=1))
-    i, f, u, o = i.sigmoid(), f.sigmoid(), u.tanh(), o.sigmoid()
+    a_i, a_f, a_u, a_o = (a.x @ a.W_ih.T + a.h @ a.W_hh.T + a.b).chunk(4, dim=1)
+    i, f, u, o = a_i.sigmoid(), a_f.sigmoid(), a_u.tanh(), a_o.sigmoid()
     c_new = f * a.c + i * u
     tanh_c = c_new.tanh()
     d_c_new = g_c + (g_h * o * (1 - (tanh_c if tanh_of_c else c_new) ** 2) if through_h else 0)
