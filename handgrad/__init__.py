@@ -13,8 +13,12 @@ model's forward, and ``handgrad.nn.audit(loss)`` proves from the autograd graph 
 ``handgrad.register_function`` makes your own hand-derived Function one of handgrad's ops (convert,
 coverage, the check and the benchmark then treat it as handgrad's own).
 
-``import handgrad`` loads the library alone: ``handgrad.testing`` and ``handgrad.reference`` load on
-first use.
+``handgrad.exercises`` are the tutorial's exercises: derive a backward, and ``check`` grades it with
+the verification harness and names the classic mistake a wrong gradient matches (``handgrad-learn``
+on the command line).
+
+``import handgrad`` loads the library alone: ``handgrad.testing``, ``handgrad.reference`` and
+``handgrad.exercises`` load on first use.
 """
 
 import importlib
@@ -24,9 +28,9 @@ from handgrad._intercept import hand_derived
 from handgrad.ops import Derivative, register_function, unregister
 
 __version__ = "0.1.0"
-__all__ = ["autograd", "functional", "nn", "reference", "testing", "register_function", "unregister", "Derivative",
-           "hand_derived"]
-_ON_FIRST_USE = ("reference", "testing")
+__all__ = ["autograd", "functional", "nn", "reference", "testing", "exercises", "register_function", "unregister",
+           "Derivative", "hand_derived"]
+_ON_FIRST_USE = ("reference", "testing", "exercises")
 
 
 def __getattr__(name):

@@ -10,8 +10,9 @@
   end: its row and the source of its Functions, so a new op shows up without editing the docs.
 - On ``docs/ops/index.md``, ``<!-- derivative-table -->`` becomes the whole table of derivatives, and on
   ``docs/api/functional.md``, ``<!-- faces -->`` the API entry of every op's functional face.
-- The notebook (``examples/seed_tutorial.py``) joins the site as ``seed_tutorial.py`` (mkdocs-jupyter
-  renders it), and its page loses nbconvert's MathJax, loaded from a CDN: KaTeX typesets it offline.
+- The notebooks (``examples/seed_tutorial.py``, ``examples/seed_exercises.py``) join the site under
+  their names (mkdocs-jupyter renders them), and their pages lose nbconvert's MathJax, loaded from a
+  CDN: KaTeX typesets them offline.
 
 ``HANDGRAD_DOCS_CHECKS``, a comma-separated subset of ``handgrad.testing.CHECKS``, narrows the
 verification (``tests/test_docs.py`` builds the site quickly with ``reference``); all run by default.
@@ -31,7 +32,7 @@ from handgrad.ops import OPS, derivative_table
 
 log = logging.getLogger("mkdocs.hooks.registry_pages")
 ROOT = Path(__file__).resolve().parents[2]
-NOTEBOOK = ROOT / "examples" / "seed_tutorial.py"
+NOTEBOOKS = [ROOT / "examples" / "seed_tutorial.py", ROOT / "examples" / "seed_exercises.py"]
 NAV_SECTION = "Derivations"
 
 
@@ -53,9 +54,10 @@ def on_config(config):
 
 @event_priority(50)  # before mkdocs-jupyter's, which turns the notebook into a page
 def on_files(files, config):
-    # A plain File rooted at examples/ (mkdocs-jupyter's wrapper cannot read a File.generated).
-    files.append(File(NOTEBOOK.name, src_dir=str(NOTEBOOK.parent), dest_dir=config.site_dir,
-                      use_directory_urls=config.use_directory_urls))
+    # Plain Files rooted at examples/ (mkdocs-jupyter's wrapper cannot read a File.generated).
+    for notebook in NOTEBOOKS:
+        files.append(File(notebook.name, src_dir=str(notebook.parent), dest_dir=config.site_dir,
+                          use_directory_urls=config.use_directory_urls))
     registered = families()
     for file in list(files):
         family = _family_page(file.src_uri)
@@ -101,7 +103,7 @@ def _family_page(src_uri):
 
 
 def on_page_content(html, page, config, files):
-    if page.file.src_uri == NOTEBOOK.name:
+    if page.file.src_uri in {notebook.name for notebook in NOTEBOOKS}:
         html = re.sub(r"<!-- Load mathjax -->.*?<!-- End of mathjax configuration -->", "", html, flags=re.DOTALL)
     return html
 
