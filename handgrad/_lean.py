@@ -28,7 +28,7 @@ or ``hand_derived(memory="lean")``):
 
 Autograd keeps the saved tensor's place in the graph, so double backward differentiates through the
 original nodes as before. A recipe whose inputs were changed in place since raises, as autograd does.
-Outside the context nothing changes; inside torch.func's transforms and while torch.compile traces
+Outside the context, and where grad is disabled (nothing is kept then), nothing changes; inside torch.func's transforms and while torch.compile traces
 (which do not take saved-tensor hooks; Inductor's partitioner makes its own recomputation choices)
 the context steps aside and everything is kept as usual. Another pair of saved-tensor hooks around
 the context (the benchmark's count of bytes kept) sees every tensor that is kept, and no recipe.
@@ -257,7 +257,7 @@ class Lean:
     # -- the context ------------------------------------------------------------------------------------
 
     def __enter__(self):
-        self._active = (active() is None and not torch._C._are_functorch_transforms_active()
+        self._active = (torch.is_grad_enabled() and active() is None and not torch._C._are_functorch_transforms_active()
                         and not torch.compiler.is_compiling() and torch._C._autograd._saved_tensors_hooks_is_enabled())
         if not self._active:
             return self

@@ -182,6 +182,8 @@ MEANING = {
     "autocast": "under torch.autocast, forward's built-ins compute in bfloat16 (float16 on CUDA): keep the "
                 "saved tensors in the output's dtype (the skeleton's setup_context does) so that backward "
                 "computes in g's.",
+    "kept_bytes": "forward keeps more for backward than the built-in: save only what backward reads (the "
+                  "output where the derivative is written with it, as σ' = σ (1 − σ)), and no copies.",
 }
 
 

@@ -157,8 +157,10 @@ def compact(t):
     (the key of attention, a slice of the packed q, k, v projection): a batched product copies it so
     anyway, and keeping the copy rather than the view keeps its own bytes, not the whole larger tensor's,
     as autograd's product keeps its copy. The copy is a movement, outside the Function."""
-    if (t.dim() >= 3 and t.untyped_storage().nbytes() > t.numel() * t.element_size()
-            and not t.is_contiguous() and not t.mT.is_contiguous()):
+    if (t.dim() >= 3 and not t.is_contiguous() and not t.mT.is_contiguous()
+            and not torch._C._are_functorch_transforms_active() and not torch.compiler.is_compiling()
+            # (whose wrapped and fake tensors show no storage)
+            and t.untyped_storage().nbytes() > t.numel() * t.element_size()):
         return t.contiguous()
     return t
 

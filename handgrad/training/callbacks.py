@@ -61,9 +61,11 @@ class RunReport(L.Callback):
 
     - ``results.json``: hyperparameters, test_acc, test_loss, per-class test accuracy, the audit of
       the training loss's autograd graph (``gradients``: whether every gradient was hand-derived) and, per
-      epoch, training wall time, samples/s, mean train_loss, val_loss and val_acc;
+      epoch, training wall time, samples/s, mean train_loss, val_loss and val_acc; for a language
+      model, the text it generated (``sample``);
     - ``learning_curve.png``: loss and validation accuracy per epoch, and the test accuracy;
-    - ``per_class_accuracy.md``: test accuracy for each Fashion-MNIST class.
+    - ``per_class_accuracy.md``: test accuracy for each Fashion-MNIST class (a classifier's);
+    - ``sample.txt``: the generated text (a language model's).
 
     The per-epoch history is kept in checkpoints, so a resumed run reports every epoch.
     """
@@ -134,6 +136,10 @@ class RunReport(L.Callback):
             "gradients": getattr(pl_module, "gradient_audit", None),
             "epochs": self.epochs,
         }
+        sample = getattr(pl_module, "sample", None)
+        if sample is not None:
+            results["sample"] = sample
+            (out / "sample.txt").write_text(sample + "\n")
         (out / "results.json").write_text(json.dumps(results, indent=2) + "\n")
         if pl_module.per_class_accuracy:
             (out / "per_class_accuracy.md").write_text(per_class_table(pl_module.per_class_accuracy))
@@ -167,6 +173,19 @@ def learning_curve(epochs, test_acc=None):
     from matplotlib.ticker import MaxNLocator
 
     x = [e["epoch"] + 1 for e in epochs]
+    accuracy = test_acc is not None or any(e["val_acc"] is not None for e in epochs)
+    if not accuracy:                                          # a language model: its losses alone
+        fig, ax_loss = plt.subplots(1, 1, figsize=(5, 4))
+        ax_loss.plot(x, [e["train_loss"] for e in epochs], marker="o", label="train_loss")
+        if any(e["val_loss"] is not None for e in epochs):
+            ax_loss.plot(x, [e["val_loss"] for e in epochs], marker="o", label="val_loss")
+        ax_loss.set(xlabel="epoch", ylabel="cross-entropy (nats per token)", title="loss")
+        ax_loss.xaxis.set_major_locator(MaxNLocator(integer=True, min_n_ticks=1))
+        ax_loss.set_xlim(0.5, x[-1] + 0.5)
+        ax_loss.grid(alpha=0.3)
+        ax_loss.legend()
+        fig.tight_layout()
+        return fig
     fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(10, 4))
     ax_loss.plot(x, [e["train_loss"] for e in epochs], marker="o", label="train_loss")
     if any(e["val_loss"] is not None for e in epochs):

@@ -1,12 +1,17 @@
 """``python train.py``: LightningCLI that fits, then tests, with errors reported in one line.
 
+Two tasks, chosen by the network: the seed's networks, the CNN and the ViT classify Fashion-MNIST
+(``LitClassifier``, ``FashionMNISTDataModule``); ``--model.network gpt`` (``configs/gpt.yaml``) predicts
+Tiny Shakespeare's characters (``LitLanguageModel``, ``ShakespeareDataModule``).
+
 Every option is checked before anything is trained or written (by jsonargparse's types, by the
 classes' own checks and by the Trainer's); a bad one ends the program with one line
 ``error: ...`` on stderr and exit status 2. Every run writes into its own
-``<default_root_dir>/version_<N>/``: ``checkpoints/`` (``last.ckpt`` and the best by val_acc),
-``metrics.csv`` (and TensorBoard events when tensorboard is installed), ``config.yaml``,
-``results.json``, ``learning_curve.png`` and ``per_class_accuracy.md``. ``--ckpt_path last``
-resumes from the newest ``last.ckpt`` under ``default_root_dir``.
+``<default_root_dir>/version_<N>/``: ``checkpoints/`` (``last.ckpt`` and the best by val_acc, or by
+val_loss for text), ``metrics.csv`` (and TensorBoard events when tensorboard is installed),
+``config.yaml``, ``results.json`` and ``learning_curve.png``; ``per_class_accuracy.md`` for images,
+``sample.txt`` (text the GPT wrote) for text. ``--ckpt_path last`` resumes from the newest
+``last.ckpt`` under ``default_root_dir``.
 """
 
 import logging
@@ -18,6 +23,7 @@ from pathlib import Path
 from typing import Optional
 
 import torch
+import yaml
 from jsonargparse import ArgumentError
 from lightning.fabric.utilities.exceptions import MisconfigurationException
 from lightning.pytorch.callbacks import ModelCheckpoint
@@ -28,7 +34,9 @@ from lightning_utilities.core.imports import RequirementCache
 from handgrad._machine import default_threads
 from handgrad.training.callbacks import AtomicCheckpointIO, LastCheckpoint, RunReport, per_class_table
 from handgrad.training.data import DatasetError, FashionMNISTDataModule
+from handgrad.training.language import LitLanguageModel
 from handgrad.training.lit import FIT_METRICS, LitClassifier
+from handgrad.training.text import ShakespeareDataModule
 
 DEFAULT_ROOT_DIR = "runs"
 DEFAULT_MAX_EPOCHS = 8
@@ -41,6 +49,10 @@ class RunError(RuntimeError):
 
 
 class HandgradCLI(LightningCLI):
+    """The classifier's CLI; ``TextCLI`` the GPT's."""
+
+    monitor = ("val_acc", "max", "best-epoch{epoch}-val_acc{val_acc:.4f}")
+
     def add_arguments_to_parser(self, parser):
         parser.add_argument(
             "--ckpt_path",
@@ -53,8 +65,8 @@ class HandgradCLI(LightningCLI):
             "--threads",
             type=Optional[int],
             default=None,
-            help="CPU threads for torch's kernels; default: the cores other work leaves free (the load "
-            "average subtracted), at least 1: threads waiting for busy cores make every kernel many times slower",
+            help="CPU threads for torch's kernels; default: the cores other work leaves free now (watched for "
+            "a quarter of a second), at least 1: threads waiting for busy cores make every kernel many times slower",
         )
         parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")
         parser.set_defaults(
@@ -63,16 +75,16 @@ class HandgradCLI(LightningCLI):
                 # A progress bar redraws itself: on a terminal only, not into a log file.
                 "trainer.enable_progress_bar": sys.stdout.isatty() and sys.stderr.isatty(),
                 "trainer.default_root_dir": DEFAULT_ROOT_DIR,
-                "checkpoint.monitor": "val_acc",
-                "checkpoint.mode": "max",
-                "checkpoint.filename": "best-epoch{epoch}-val_acc{val_acc:.4f}",
+                "checkpoint.monitor": self.monitor[0],
+                "checkpoint.mode": self.monitor[1],
+                "checkpoint.filename": self.monitor[2],
                 "checkpoint.auto_insert_metric_name": False,
             }
         )
 
     def before_instantiate_classes(self):
         config = self.config
-        if config.data.val_size == 0:
+        if "val_size" in config.data and config.data.val_size == 0:
             # No validation set (the seed's setting): no validation loop (rather than an empty one,
             # which Lightning warns about), and the best checkpoint is simply the latest.
             config.trainer.limit_val_batches = 0
@@ -86,11 +98,13 @@ class HandgradCLI(LightningCLI):
                 "checkpoint.save_last: last.ckpt is written at the end of every epoch anyway; leave it false"
             )
         # ModelCheckpoint would only find out at the end of the first epoch.
-        monitorable = [m for m in FIT_METRICS if config.data.val_size or not m.startswith("val_")]
+        monitorable = [m for m in self.fit_metrics if config.data.get("val_size", 1) or not m.startswith("val_")]
         if config.checkpoint.monitor not in (None, *monitorable):
             raise RunError(
                 f"checkpoint.monitor must be one of {monitorable} (or null), got {config.checkpoint.monitor!r}"
             )
+
+    fit_metrics = FIT_METRICS
 
     def instantiate_trainer(self, **kwargs):
         if not self.config.trainer.get("plugins"):
@@ -103,6 +117,43 @@ class HandgradCLI(LightningCLI):
                 loggers.append(TensorBoardLogger(root, name="", version=csv.version, default_hp_metric=False))
             kwargs["logger"] = loggers
         return super().instantiate_trainer(**kwargs)
+
+
+class TextCLI(HandgradCLI):
+    """The GPT's CLI: its model and data, block_size and the vocabulary passed from the data to the
+    model, the best checkpoint by val_loss."""
+
+    monitor = ("val_loss", "min", "best-epoch{epoch}-val_loss{val_loss:.4f}")
+    fit_metrics = ("train_loss", "val_loss")
+
+    def add_arguments_to_parser(self, parser):
+        super().add_arguments_to_parser(parser)
+        parser.link_arguments("data.block_size", "model.block_size")
+        parser.link_arguments("data.vocab_size", "model.vocab_size", apply_on="instantiate")
+
+
+TASKS = {"images": (HandgradCLI, LitClassifier, FashionMNISTDataModule),
+         "text": (TextCLI, LitLanguageModel, ShakespeareDataModule)}
+
+
+def task_of(args):
+    """"text" where the arguments (or a config file they name) choose the network ``gpt``, else
+    "images". A config file that cannot be read decides nothing here: the CLI reports it."""
+    args = sys.argv[1:] if args is None else list(args)
+    networks = []
+    for i, arg in enumerate(args):
+        key, _, value = arg.partition("=")
+        if not value and i + 1 < len(args):
+            value = args[i + 1]
+        if key == "--model.network":
+            networks.append(value)
+        elif key == "--config":
+            try:
+                config = yaml.safe_load(Path(value).read_text())
+                networks.append(config["model"]["network"])
+            except Exception:
+                continue
+    return "text" if networks and networks[-1] == "gpt" else "images"
 
 
 def _check_writable(directory):
@@ -163,8 +214,9 @@ def check_checkpoint_matches(ckpt_path, model):
 def main(args=None):
     start = time.perf_counter()
     _quiet()
+    task = task_of(args)
     try:
-        cli = _cli(args)
+        cli = _cli(args, task)
         trainer, model, data = cli.trainer, cli.model, cli.datamodule
         torch.set_num_threads(cli.config.threads or default_threads())
         _check_writable(Path(cli.config.trainer.default_root_dir))
@@ -184,10 +236,15 @@ def main(args=None):
     except (RunError, DatasetError) as error:
         print(f"error: {error}", file=sys.stderr)
         raise SystemExit(2) from None
-    if trainer.is_global_zero and model.per_class_accuracy:
+    if trainer.is_global_zero and (model.per_class_accuracy or task == "text"):
         report = next(c for c in trainer.callbacks if isinstance(c, RunReport))
-        print("Test: " + ", ".join(f"{name} {value:.4f}" for name, value in sorted(metrics.items())))
-        print(per_class_table(model.per_class_accuracy), end="")
+        if task == "text":
+            print(f"Validation text, all of it: {metrics['test_loss']:.4f} nats per character")
+            if model.sample:
+                print(f"Sample ({len(model.sample)} characters):\n{model.sample}")
+        else:
+            print("Test: " + ", ".join(f"{name} {value:.4f}" for name, value in sorted(metrics.items())))
+            print(per_class_table(model.per_class_accuracy), end="")
         if model.gradient_audit is not None:
             print(f"Gradients: {model.gradient_audit['summary']}")
         threads = torch.get_num_threads()
@@ -196,12 +253,13 @@ def main(args=None):
     return trainer
 
 
-def _cli(args):
+def _cli(args, task="images"):
     """Parse, check and instantiate everything; a bad option or config file raises RunError."""
+    cli, model, data = TASKS[task]
     try:
-        return HandgradCLI(
-            LitClassifier,
-            FashionMNISTDataModule,
+        return cli(
+            model,
+            data,
             run=False,
             args=args,
             seed_everything_default=DEFAULT_SEED,

@@ -170,8 +170,8 @@ class LitClassifier(L.LightningModule):
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
 
 
-def compiled_loss(model, loss_fn, mode="none"):
-    """``(x, target) -> model.loss(x, target, loss_fn)``, eager (``mode="none"``) or compiled with
+def compiled_loss(model, loss_fn, mode="none", loss_of=None):
+    """``(x, target) -> model.loss(x, target, loss_fn)`` (or ``loss_of(x, target)``), eager (``mode="none"``) or compiled with
     ``torch.compile(mode=mode)``, one graph per batch shape (``dynamic=False``: a last, smaller batch
     compiles once more rather than making every kernel shape-generic).
 
@@ -179,7 +179,7 @@ def compiled_loss(model, loss_fn, mode="none"):
     outputs live in memory its next replay overwrites, and Lightning keeps the loss past the step."""
     if mode not in COMPILE_MODES:
         raise ValueError(f"compile must be one of {COMPILE_MODES}, got {mode!r}")
-    eager = functools.partial(model.loss, loss_fn=loss_fn)
+    eager = loss_of or functools.partial(model.loss, loss_fn=loss_fn)
     if mode == "none":
         return eager
     step = torch.compile(eager, mode=mode, dynamic=False)
