@@ -24,7 +24,10 @@ or ``hand_derived(memory="lean")``):
    or recomputable in turn) is replaced by its recipe, holding those arguments, not the output; anything
    else is kept as it is;
 3. when backward unpacks a recipe, the output is made again by the very same ``forward`` on the very same
-   tensors, so the values are exactly those forward computed, and the view is taken again.
+   tensors, so the values are exactly those forward computed, and the view is taken again. An output
+   that several of the saved tensors are made from (a layer's input, which its norm keeps and the
+   next product's input is made from) is made once a backward pass: the last few made are held until
+   the pass ends (``_Recent``).
 
 Autograd keeps the saved tensor's place in the graph, so double backward differentiates through the
 original nodes as before. A recipe whose inputs were changed in place since raises, as autograd does.
@@ -34,6 +37,7 @@ the context steps aside and everything is kept as usual. Another pair of saved-t
 the context (the benchmark's count of bytes kept) sees every tensor that is kept, and no recipe.
 """
 
+import collections
 import dataclasses
 import threading
 import weakref
@@ -87,6 +91,46 @@ class _Output:
     version: int                 # of the output, when made
     layout: tuple                # the output's (size, stride)
     product: bool                # made again only from inputs kept as they are
+    source: object = dataclasses.field(default_factory=object)    # what recipes of this output share
+
+
+class _Recent:
+    """The last few outputs made again in this backward pass, by source: an output two saved tensors are
+    made from is made once. Emptied when the pass ends (a callback queued on autograd's engine); outside
+    a backward pass nothing is held."""
+
+    SIZE = 8
+
+    def __init__(self):
+        self.made = collections.OrderedDict()
+        self.lock = threading.Lock()
+        self.queued = False
+
+    def get(self, source, make):
+        with self.lock:
+            base = self.made.get(source)
+        if base is not None:
+            return base
+        base = make()
+        try:
+            with self.lock:
+                if not self.queued:
+                    torch.autograd.Variable._execution_engine.queue_callback(self.clear)
+                    self.queued = True
+                self.made[source] = base
+                while len(self.made) > self.SIZE:
+                    self.made.popitem(last=False)
+        except RuntimeError:                           # not inside a backward pass: nothing to share
+            pass
+        return base
+
+    def clear(self):
+        with self.lock:
+            self.made.clear()
+            self.queued = False
+
+
+RECENT = _Recent()
 
 
 @dataclasses.dataclass
@@ -101,9 +145,13 @@ class Recipe:
     layout: tuple
     view: tuple                  # (size, stride, storage offset) of the saved tensor
     nbytes: int
+    source: object
 
     def make(self):
         """The saved tensor, made again by the same forward on the same tensors."""
+        return RECENT.get(self.source, self._base).as_strided(*self.view)
+
+    def _base(self):
         args = tuple(_made(a, self.name) for a in self.args)
         with torch.no_grad():
             result = self.run(*args, **self.kwargs)
@@ -111,7 +159,7 @@ class Recipe:
         size, stride = self.layout
         if tuple(base.stride()) != stride:
             base = torch.empty_strided(size, stride, dtype=base.dtype, device=base.device).copy_(base)
-        return base.as_strided(*self.view)
+        return base
 
 
 def _view(t):
@@ -216,7 +264,7 @@ class Lean:
         seen = (*seen, id(out))
         args = self._resolved(out.args, seen, out.product)
         kwargs = self._resolved(out.kwargs, seen, out.product)
-        return Recipe(out.run, args, kwargs, out.index, out.name, out.layout, view, nbytes)
+        return Recipe(out.run, args, kwargs, out.index, out.name, out.layout, view, nbytes, out.source)
 
     def _resolved(self, value, seen, kept_only=False):
         """``value`` with each tensor as kept (``_Held``) or, unless ``kept_only``, made again (a Recipe)."""

@@ -709,7 +709,8 @@ def test_every_shipped_config_is_accepted_as_written(config, tmp_path):
     import yaml
 
     written = yaml.safe_load(config.read_text())
-    built = cli._cli(["--config", str(config), "--trainer.default_root_dir", str(tmp_path)])
+    args = ["--config", str(config), "--trainer.default_root_dir", str(tmp_path)]
+    built = cli._cli(args, cli.task_of(args))
     for key, value in written.get("model", {}).items():
         assert built.model.hparams[key] == value, f"{config.name}: model.{key} is {built.model.hparams[key]!r}"
     for key, value in written.get("data", {}).items():

@@ -36,6 +36,11 @@ Sections:
    language-model head fused with its loss (N 4096, d 256, V 32768) against torch's two paths, each
    in its own process (``bench.transformer``).
 
+12. a character-level GPT (``handgrad.training.gpt``) at nanoGPT's CPU recipe and at nanoGPT's GPU
+   recipe's shape: bytes kept for backward, training step time and peak resident memory of a step,
+   hand plain and hand lean against the built-in (``bench.gpt``); with ``--nanogpt PATH``, nanoGPT's own
+   ``model.py`` too.
+
 Sections 2 to 8 (``bench.training``) and 10 need the ``train`` extra; the timing harness is ``bench.timing``.
 
 Timed comparisons alternate hand and built-in repetitions (swapping which goes first), after a

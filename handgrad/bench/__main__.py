@@ -52,7 +52,13 @@ def _sections():
         9: ("fast_forms", lambda device, mode, args: ops.bench_fast_forms(device, mode)),
         10: ("transformer", lambda device, mode, args: _transformer(device, mode)),
         11: ("models", lambda device, mode, args: _models(device, mode)),
+        12: ("gpt", lambda device, mode, args: _gpt(device, mode, args.nanogpt)),
     }
+
+
+def _gpt(device, mode, nanogpt):
+    from handgrad.bench.gpt import bench_gpt
+    return bench_gpt(device, mode, nanogpt)
 
 
 def _models(device, mode):
@@ -78,6 +84,7 @@ SECTION_HELP = {
     9: ("each derivation's faster form against its readable reference", 130),
     10: ("a small ViT's layers and training step; the fused language-model head's peak memory", 60),
     11: ("a converted resnet18's training step, with and without the interception of its own calls", 30),
+    12: ("a GPT's training step, bytes kept and peak memory, hand plain and lean against built-in, two sizes", 180),
 }
 
 
@@ -97,6 +104,8 @@ def parse_args(argv=None):
     parser.add_argument("--op", action="append", help="section 1: only this op (repeatable)")
     parser.add_argument("--json", default="bench.json", help="where to write every number")
     parser.add_argument("--data-dir", default=str(ROOT / "data"), help="the root holding FashionMNIST/raw/")
+    parser.add_argument("--nanogpt", default=None,
+                        help="section 12: also measure nanoGPT's own model.py from this checkout of karpathy/nanoGPT")
     parser.add_argument("--threads", type=int, default=None,
                         help="CPU threads for torch's kernels (default: the cores other work leaves free, at least 1)")
     args = parser.parse_args(argv)
@@ -107,6 +116,8 @@ def parse_args(argv=None):
     args.sections = sorted(int(s) for s in names)
     if args.threads is not None and args.threads < 1:
         parser.error(f"--threads: at least 1, got {args.threads}")
+    if args.nanogpt is not None and not (Path(args.nanogpt) / "model.py").is_file():
+        parser.error(f"--nanogpt {args.nanogpt}: no model.py there (a checkout of karpathy/nanoGPT)")
     if args.device == "cuda" and not torch.cuda.is_available():
         parser.error("--device cuda: CUDA is not available")
     from handgrad.ops import OPS
