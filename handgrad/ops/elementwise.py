@@ -354,15 +354,29 @@ neg, exp, log, sqrt, rsqrt, abs = (_unary(name, f) for name, f in
 
 
 def clamp(input, min=None, max=None):
-    """y = min(max(input, min), max) elementwise, as ``torch.clamp``, the bounds numbers."""
+    """y = min(max(input, min), max) elementwise, as ``torch.clamp``: the bounds both numbers (or None),
+    one rule; or both tensors (or None), broadcast, the maximum's and minimum's rules composed, which
+    give a bound the gradient where it is the output and split g at a tie, as torch's."""
     check_tensor("clamp", "input", input)
-    for name, bound in (("min", min), ("max", max)):
-        if bound is not None and not isinstance(bound, NUMBER):
-            raise TypeError(f"clamp: handgrad's {name} must be a number or None, got {type(bound).__name__} "
-                            f"(for tensor bounds, handgrad.functional.maximum and minimum)")
-    if min is None and max is None:
+    bounds = [b for b in (min, max) if b is not None]
+    if not bounds:
         raise RuntimeError("clamp: at least one of 'min' or 'max' must not be None")
-    return apply(Clamp, input, min, max)
+    for name, bound in (("min", min), ("max", max)):
+        if bound is not None and not isinstance(bound, (Tensor, *NUMBER)):
+            raise TypeError(f"clamp: {name} must be a number, a tensor or None, got {type(bound).__name__}")
+    if all(isinstance(b, NUMBER) for b in bounds):
+        return apply(Clamp, input, min, max)
+    if not all(isinstance(b, Tensor) for b in bounds):
+        raise TypeError("clamp: min and max must both be numbers or both be tensors (or None), got "
+                        f"{type(min).__name__} and {type(max).__name__}")
+    y = input if min is None else maximum(input, min)
+    return y if max is None else minimum(y, max)
+
+
+def _clamp_accepts(input, *args, **kwargs):
+    """Bounds torch takes: both numbers or both tensors (or None); a mix is torch's own error."""
+    bounds = [b for b in (*args, *kwargs.values()) if b is not None]
+    return all(isinstance(b, NUMBER) for b in bounds) or all(isinstance(b, Tensor) for b in bounds)
 
 
 # -- in place: y written into the first input ---------------------------------------------------------
@@ -512,11 +526,12 @@ for _name, _face, _function, _forward, _backward in (
                             **({Tensor.__neg__: None} if _name == "neg" else {}),
                             **({Tensor.__abs__: None} if _name == "abs" else {})}))
 register(Op(
-    "clamp", clamp, (Clamp,),
-    Derivative("y = min(max(x, lo), hi)", "dL/dx = g 1[lo < x < hi]", SAME),
+    "clamp", clamp, (Clamp, Maximum, Minimum),
+    Derivative("y = min(max(x, lo), hi)",
+               "dL/dx = g 1[lo < x < hi]; tensor bounds: maximum's and minimum's rules", "x, lo, hi broadcastable"),
     fused_by="the tensor algebra",
     intercepts={torch.clamp: None, torch.clip: None, Tensor.clamp: None, Tensor.clip: None,
                 **dict.fromkeys((torch.clamp_min, Tensor.clamp_min), lambda input, min: clamp(input, min)),
                 **dict.fromkeys((torch.clamp_max, Tensor.clamp_max), lambda input, max: clamp(input, None, max))},
-    accepts=lambda *args, **kwargs: all(isinstance(b, (*NUMBER, type(None))) for b in (*args[1:], *kwargs.values())),
+    accepts=_clamp_accepts,
 ))

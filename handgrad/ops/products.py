@@ -174,20 +174,30 @@ def einsum(*args):
     for i, t in enumerate(operands):
         check_tensor("einsum", f"operand {i}", t)
     inputs, out = _einsum_parts(equation, [t.shape for t in operands])
-    repeated = [s for s in inputs if len(set(s)) != len(s)]
-    if repeated:
-        raise NotImplementedError(f"einsum: an index repeated within one operand ({repeated[0]!r}, a diagonal) "
-                                  f"is not derived by handgrad")
+    inputs, operands = zip(*(_diagonal(i, s, t) for i, (s, t) in enumerate(zip(inputs, operands))))
     if any(len([s for s in inputs if c in s]) > 1 and c not in out for c in set("".join(inputs))):
         operands = autocast(LOWER, *operands)      # a contraction: torch runs it as bmm, which autocast casts
     return apply(Einsum, tuple(inputs), out, *operands)
 
 
+def _diagonal(i, subscripts, operand):
+    """Operand i with an index repeated in its subscripts (``ii``, a diagonal) reduced to that diagonal,
+    a view (``torch.diagonal``, movement: its backward puts g back on the diagonal of zeros), with the
+    index once, last: (its subscripts, the view). ``iij`` → ``ji``."""
+    for c in dict.fromkeys(c for c in subscripts if subscripts.count(c) > 1):
+        while subscripts.count(c) > 1:
+            first = subscripts.index(c)
+            second = subscripts.index(c, first + 1)
+            if operand.shape[first] != operand.shape[second]:
+                raise RuntimeError(f"einsum: subscript {c} is repeated for operand {i} but the sizes don't match, "
+                                   f"{operand.shape[second]} != {operand.shape[first]}")
+            operand = operand.diagonal(0, first, second)
+            subscripts = subscripts[:first] + subscripts[first + 1:second] + subscripts[second + 1:] + c
+    return subscripts, operand
+
+
 def _einsum_accepts(*args):
-    if not args or not isinstance(args[0], str):
-        return False
-    equation = args[0].replace(" ", "").partition("->")[0].replace("...", "")
-    return all(len(set(s)) == len(s) for s in equation.split(","))
+    return bool(args) and isinstance(args[0], str)
 
 
 # -- the table ----------------------------------------------------------------------------------------
@@ -215,6 +225,7 @@ register(Op(
 ))
 register(Op(
     "einsum", einsum, (Einsum,),
-    Derivative("y = einsum(A, B, ...)", "dL/dA = einsum(g, the other operands → A's indices)", "as the equation says"),
+    Derivative("y = einsum(A, B, ...)", "dL/dA = einsum(g, the other operands → A's indices); a repeated index "
+               "reads A's diagonal, a view", "as the equation says"),
     fused_by="the tensor algebra", intercepts={torch.einsum: None}, accepts=_einsum_accepts,
 ))

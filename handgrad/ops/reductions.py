@@ -198,7 +198,8 @@ def amax_backward(g, x, y, dims, keepdim):
 
 
 class VectorNorm(HandFunction):
-    """y = ‖x‖_p = (Σ |x|ᵖ)^(1/p) over ``dims`` (p = inf: max |x|)."""
+    """y = ‖x‖_p = (Σ |x|ᵖ)^(1/p) over ``dims`` (p = inf: max |x|, p = −inf: min |x|, p = 0: the number
+    of x ≠ 0)."""
 
     @staticmethod
     def forward(x, p, dims, keepdim):
@@ -224,18 +225,20 @@ class VectorNorm(HandFunction):
 
 def norm_backward(g, x, y, p, dims, keepdim):
     """dL/dx = g ∂‖x‖/∂x: from y = (Σ |x|ᵖ)^(1/p), ∂y/∂x = sign(x) |x|ᵖ⁻¹ / yᵖ⁻¹ = sign(x) (|x| / y)ᵖ⁻¹.
-    p = 2: g x / y; p = 1: g sign(x); p = inf: g sign(x) at the largest |x|, split between ties;
-    where y = 0 the gradient is 0 (torch's choice of subgradient)."""
+    p = 2: g x / y; p = 1: g sign(x); p = ±inf: g sign(x) at the largest (smallest) |x|, split between
+    ties; p = 0 counts, flat. Where y = 0, and for p < 1 where x = 0 (|x|ᵖ⁻¹ infinite, a kink of y),
+    the gradient is 0 (torch's choice of subgradient)."""
     g, y_ = unreduce(g, x.shape, dims, keepdim), unreduce(y, x.shape, dims, keepdim)
     if p == 0:
         return torch.zeros_like(x)
     if p == 1:
         return g * x.sgn()                                                  # dL/dx = g sign(x)
-    if p == float("inf"):
+    if math.isinf(p):
         return g * x.sgn() * _max_share(x.abs(), y, dims, keepdim)          # g sign(x) 1[|x| = y] / count
     if p == 2:
         return torch.where(y_ == 0, 0.0, g * x / y_)                        # dL/dx = g x / ‖x‖
-    return torch.where(y_ == 0, 0.0, g * x.sgn() * (x.abs() / y_).pow(p - 1))
+    flat = (y_ == 0) | (x == 0) if p < 1 else y_ == 0
+    return torch.where(flat, 0.0, g * x.sgn() * (x.abs() / y_).pow(p - 1))
 
 
 # -- the faces, as torch's ----------------------------------------------------------------------------
@@ -335,16 +338,22 @@ def _var_call(input, *args, **kwargs):
 
 def norm(input, p="fro", dim=None, keepdim=False, dtype=None):
     """y = ‖input‖_p over ``dim`` (every dimension by default), as ``torch.norm`` for vector norms:
-    p a number, inf, or "fro" (p = 2)."""
+    p a number (negative too), ±inf, or "fro" (p = 2)."""
     check_tensor("norm", "input", input)
     p = 2 if p == "fro" else p
-    if isinstance(p, str) or not isinstance(p, NUMBER) or p < 0:
-        raise ValueError(f"norm: handgrad derives the vector norms, p a number ≥ 0, inf or 'fro'; got p={p!r}")
+    if isinstance(p, (str, bool)) or not isinstance(p, NUMBER):
+        raise ValueError(f"norm: handgrad derives the vector norms, p a number, ±inf or 'fro'; got p={p!r}")
     if not input.is_floating_point():
         raise RuntimeError(f"norm: input must be a floating-point tensor, got {input.dtype}")
     dims = _reduction_dims("norm", input, dim)
     x = input if dtype is None else input.to(dtype)
     return apply(VectorNorm, x, p, dims, keepdim)
+
+
+def _norm_accepts(input, *args, **kwargs):
+    """A vector norm written to no ``out``: p (or vector_norm's ord) a number or "fro"; not "nuc"."""
+    p = args[0] if args else kwargs.get("p", kwargs.get("ord", 2))
+    return kwargs.get("out") is None and (p == "fro" or isinstance(p, NUMBER) and not isinstance(p, bool))
 
 
 def normalize(input, p=2.0, dim=1, eps=1e-12):
@@ -398,10 +407,12 @@ register(Op(
     "norm", norm, (VectorNorm,),
     Derivative("y = ‖x‖ₚ = (Σ |x|ᵖ)^(1/p)", "dL/dx = g sign(x) (|x| / y)ᵖ⁻¹ (p = 2: g x / y)", "(*) → (*) without dim"),
     fused_by="the tensor algebra",
-    intercepts={torch.norm: None, Tensor.norm: None,
-                torch.linalg.vector_norm: lambda x, ord=2, dim=None, keepdim=False, *, dtype=None:
+    intercepts={torch.norm: lambda input, p="fro", dim=None, keepdim=False, out=None, dtype=None:
+                    norm(input, p, dim, keepdim, dtype),
+                Tensor.norm: None,
+                torch.linalg.vector_norm: lambda x, ord=2, dim=None, keepdim=False, *, dtype=None, out=None:
                     norm(x, ord, dim, keepdim, dtype)},
-    accepts=lambda input, p="fro", *args, **kwargs: p == "fro" or isinstance(p, NUMBER),
+    accepts=_norm_accepts,
 ))
 register(Op(
     "normalize", normalize, (VectorNorm, Clamp, Div),

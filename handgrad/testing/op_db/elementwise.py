@@ -104,7 +104,17 @@ def abs_numpy(x):
 
 
 def clamp_numpy(x, min=None, max=None):
-    """y = min(max(x, lo), hi); the gradient passes where lo < x < hi, none at a bound (torch's choice)."""
+    """y = min(max(x, lo), hi); number bounds: the gradient passes where lo < x < hi, none at a bound (torch's
+    choice); tensor bounds: maximum's then minimum's gradients, chained (a tie splits g)."""
+    if isinstance(min, np.ndarray) or isinstance(max, np.ndarray):
+        y, through_max = (x, lambda g: (g, None)) if min is None else maximum_numpy(x, min)
+        y, through_min = (y, lambda g: (g, None)) if max is None else minimum_numpy(y, max)
+
+        def vjp(g):
+            g, g_max = through_min(g)
+            return (*through_max(g), g_max)
+
+        return y, vjp
     lo = -np.inf if min is None else min
     hi = np.inf if max is None else max
     return np.minimum(np.maximum(x, lo), hi), lambda g: (np.where((x > lo) & (x < hi), g, 0.0),)
@@ -113,13 +123,13 @@ def clamp_numpy(x, min=None, max=None):
 # -- samples --------------------------------------------------------------------------------------------
 
 
-def _positive(t):
+def positive(t):
     """|t| + 0.5, still a leaf: log, sqrt and fractional powers smooth, far from their pole at 0."""
     with torch.no_grad():
         return (t.abs() + 0.5).requires_grad_(t.requires_grad)
 
 
-def _away_from_zero(t):
+def away_from_zero(t):
     """t moved 0.5 away from 0: a divisor whose quotients stay in float16's range."""
     with torch.no_grad():
         return (t.sign() * (t.abs() + 0.5)).requires_grad_(t.requires_grad)
@@ -129,7 +139,7 @@ def _mask(gen, *shape):
     return randn(gen, *shape, requires_grad=False) > 0
 
 
-def _leaf(values):
+def leaf(values):
     return torch.tensor(values, dtype=torch.float64, requires_grad=True)
 
 
@@ -177,7 +187,7 @@ def _binary_samples(other=lambda t: t, number=2.5, options=()):
 
 
 def _div_samples(gen):
-    samples = _binary_samples(_away_from_zero, number=-4.0, options=({"rounding_mode": "trunc"},
+    samples = _binary_samples(away_from_zero, number=-4.0, options=({"rounding_mode": "trunc"},
                                                                      {"rounding_mode": "floor"}))(gen)
     samples.append(Sample((randn(gen, 3, 4, scale=4.0), 1.5), {"rounding_mode": "floor"},
                           "other a number, rounding_mode='floor'"))
@@ -189,14 +199,14 @@ def _pow_samples(gen):
         "x ** 2": (randn(gen, 3, 4), 2),
         "x ** 3": (randn(gen, 2, 3, 4), 3),
         "x ** 0, a constant": (randn(gen, 3, 4), 0),
-        "x ** 0.5, x > 0": (_positive(randn(gen, 3, 4)), 0.5),
-        "x ** -1.5, x > 0": (_positive(randn(gen, 3, 4)), -1.5),
-        "x ** tensor, same shape": (_positive(randn(gen, 3, 4)), randn(gen, 3, 4)),
-        "(N, E) ** (E)": (_positive(randn(gen, 5, 4)), randn(gen, 4)),
-        "(E) ** (N, E), input broadcast": (_positive(randn(gen, 4)), randn(gen, 3, 4)),
-        "(3, 4) ** 0-d": (_positive(randn(gen, 3, 4)), randn(gen)),
-        "0-d ** (3, 4)": (_positive(randn(gen)), randn(gen, 3, 4)),
-        "(0, 4) ** (4), empty": (_positive(randn(gen, 0, 4)), randn(gen, 4)),
+        "x ** 0.5, x > 0": (positive(randn(gen, 3, 4)), 0.5),
+        "x ** -1.5, x > 0": (positive(randn(gen, 3, 4)), -1.5),
+        "x ** tensor, same shape": (positive(randn(gen, 3, 4)), randn(gen, 3, 4)),
+        "(N, E) ** (E)": (positive(randn(gen, 5, 4)), randn(gen, 4)),
+        "(E) ** (N, E), input broadcast": (positive(randn(gen, 4)), randn(gen, 3, 4)),
+        "(3, 4) ** 0-d": (positive(randn(gen, 3, 4)), randn(gen)),
+        "0-d ** (3, 4)": (positive(randn(gen)), randn(gen, 3, 4)),
+        "(0, 4) ** (4), empty": (positive(randn(gen, 0, 4)), randn(gen, 4)),
     }
     return [Sample(args, name=name) for name, args in forms.items()]
 
@@ -266,7 +276,7 @@ def _unary_samples(transform=lambda t: t, extremes=()):
     def samples(gen):
         forms = {"(N, D)": (6, 7), "(B, C, H, W)": (2, 3, 4, 5), "0-d": (), "(0, D) empty": (0, 7)}
         found = [Sample((transform(randn(gen, *shape)),), name=name) for name, shape in forms.items()]
-        return found + [Sample((_leaf(values),), name=f"x = {values}", gradcheck=False) for values in extremes]
+        return found + [Sample((leaf(values),), name=f"x = {values}", gradcheck=False) for values in extremes]
     return samples
 
 
@@ -277,8 +287,17 @@ def _clamp_samples(gen):
     samples += [Sample((randn(gen, 4, 5), -1.0, 1.0), name="(N, D), bounds by position"),
                 Sample((randn(gen),), {"min": 0.0}, "0-d, min=0"),
                 Sample((randn(gen, 0, 7),), {"min": -0.5, "max": 0.5}, "(0, D) empty"),
-                Sample((_leaf([-1.0, -0.5, 0.0, 0.5, 1.0]),), {"min": -0.5, "max": 0.5},
-                       "x at the bounds, which pass no g", gradcheck=False)]
+                Sample((leaf([-1.0, -0.5, 0.0, 0.5, 1.0]),), {"min": -0.5, "max": 0.5},
+                       "x at the bounds, which pass no g", gradcheck=False),
+                Sample((randn(gen, 4, 5), randn(gen, 5), randn(gen, 4, 1)),
+                       name="tensor bounds (D) and (N, 1), broadcast, lo > hi in places"),
+                Sample((randn(gen, 3, 4), randn(gen, 3, 4), None), name="a tensor min, max None"),
+                Sample((randn(gen, 4), None, randn(gen, 3, 4)), name="max (N, D) over x (D): y broadcast")]
+    with torch.no_grad():                                        # x on its bounds: the tie splits g (a kink)
+        lo, hi = randn(gen, 5, requires_grad=False) - 1.0, randn(gen, 5, requires_grad=False) + 1.0
+        x = torch.stack([lo, hi, (lo + hi) / 2])
+    samples.append(Sample((x.requires_grad_(), lo.requires_grad_(), hi.requires_grad_()),
+                          name="tensor bounds, x equal to each", gradcheck=False))
     return samples
 
 
@@ -412,16 +431,16 @@ _CLAMP_ERRORS = (
     list_input("clamp"),
     ErrorInput("neither bound", lambda F, nn: F.clamp(x32(2, 3)), RuntimeError,
                r"clamp: at least one of 'min' or 'max' must not be None"),
-    ErrorInput("a tensor bound", lambda F, nn: F.clamp(x32(2, 3), x32(3)), TypeError,
-               r"clamp: handgrad's min must be a number or None, got Tensor", torch_accepts=True),
+    ErrorInput("a tensor bound and a number bound", lambda F, nn: F.clamp(x32(2, 3), x32(3), 1.0), TypeError,
+               r"clamp: min and max must both be numbers or both be tensors \(or None\), got Tensor and float"),
     ErrorInput("a string bound", lambda F, nn: F.clamp(x32(2, 3), max="1"), TypeError,
-               r"clamp: handgrad's max must be a number or None, got str"),
+               r"clamp: max must be a number, a tensor or None, got str"),
 )
 
 
 # -- the database ---------------------------------------------------------------------------------------
 
-_SMOOTH, _POSITIVE = _unary_samples(), _unary_samples(_positive)
+_SMOOTH, _POSITIVE = _unary_samples(), _unary_samples(positive)
 
 OP_INFOS = (
     OpInfo("add", torch.add, _samples, add_numpy, _bench, errors=_ERRORS),
@@ -442,7 +461,7 @@ OP_INFOS = (
     OpInfo("log", torch.log, _POSITIVE, log_numpy, _unary_bench(positive=True), errors=(list_input("log"),)),
     OpInfo("sqrt", torch.sqrt, _POSITIVE, sqrt_numpy, _unary_bench(positive=True), errors=(list_input("sqrt"),)),
     OpInfo("rsqrt", torch.rsqrt, _POSITIVE, rsqrt_numpy, _unary_bench(positive=True), errors=(list_input("rsqrt"),)),
-    OpInfo("abs", torch.abs, _unary_samples(_away_from_zero, extremes=([-1.5, 0.0, 2.0, -0.0],)), abs_numpy,
+    OpInfo("abs", torch.abs, _unary_samples(away_from_zero, extremes=([-1.5, 0.0, 2.0, -0.0],)), abs_numpy,
            _unary_bench(), errors=(list_input("abs"),)),
     OpInfo("clamp", torch.clamp, _clamp_samples, clamp_numpy,
            lambda device: [("(128, 50, 128), min=-1, max=1", (bench_randn(device, 128, 50, 128),),

@@ -34,7 +34,8 @@ def addmm_numpy(input, mat1, mat2, beta=1, alpha=1):
 
 
 def einsum_numpy(equation, *operands):
-    """np.einsum, and each operand's gradient as np.einsum with g in its place (summed over its lone indices)."""
+    """np.einsum, and each operand's gradient as np.einsum with g in its place (its lone indices expanded back),
+    written onto its diagonal where an index repeats in its subscripts."""
     equation = equation.replace(" ", "")
     y = np.einsum(equation, *operands)
     ins, out = equation.split("->")
@@ -44,12 +45,15 @@ def einsum_numpy(equation, *operands):
         grads = []
         for i, mine in enumerate(ins):
             others = ins[:i] + ins[i + 1:]
-            reach = "".join(c for c in mine if c in out or any(c in o for o in others))
+            once = "".join(dict.fromkeys(mine))
+            reach = "".join(c for c in once if c in out or any(c in o for o in others))
             grad = np.einsum(",".join([out, *others]) + "->" + reach, g, *operands[:i], *operands[i + 1:])
-            for axis, c in enumerate(mine):
+            for axis, c in enumerate(once):
                 if c not in reach:
                     grad = np.expand_dims(grad, axis)
-            grads.append(np.broadcast_to(grad, operands[i].shape).copy())
+            full = np.zeros(operands[i].shape)
+            np.einsum(f"{mine}->{once}", full)[...] = grad          # a writeable view of the diagonal
+            grads.append(full)
         return (None, *grads)
 
     return y, vjp
@@ -101,6 +105,9 @@ def _einsum_samples(gen):
         ("bij->j, indices summed in one operand", ("bij->j", randn(gen, 2, 3, 4))),
         ("ij,jk,kl->il, three operands", ("ij,jk,kl->il", randn(gen, 2, 3), randn(gen, 3, 4), randn(gen, 4, 2))),
         ("ij->ji, a transpose", ("ij->ji", randn(gen, 3, 4))),
+        ("ii->i, a diagonal", ("ii->i", randn(gen, 3, 3))),
+        ("bii,bij->bj, a trace in a product", ("bii,bij->bj", randn(gen, 2, 3, 3), randn(gen, 2, 3, 4))),
+        ("iij->, a diagonal summed", ("iij->", randn(gen, 2, 2, 3))),
     ]
     return [Sample(args, {}, name) for name, args in forms]
 
@@ -167,9 +174,8 @@ _MATMUL_ERRORS = (
 _EINSUM_ERRORS = (
     ErrorInput("operands before the equation", lambda F, nn: F.einsum(x32(2, 3), "ij->j"), TypeError,
                r"einsum: handgrad takes the equation as a string first"),
-    ErrorInput("a diagonal", lambda F, nn: F.einsum("ii->i", x32(3, 3)), NotImplementedError,
-               r"einsum: an index repeated within one operand \('ii'\, a diagonal\) is not derived by handgrad",
-               torch_accepts=True),
+    ErrorInput("a diagonal of unequal sizes", lambda F, nn: F.einsum("ii->i", x32(3, 4)), RuntimeError,
+               r"einsum: subscript i is repeated for operand 0 but the sizes don't match, 4 != 3"),
     ErrorInput("too few operands", lambda F, nn: F.einsum("ij,jk->ik", x32(2, 3)), ValueError,
                r"einsum: the equation names 2 operand\(s\), 1 given", torch_class=RuntimeError),
 )

@@ -5,7 +5,7 @@ import torch
 
 from handgrad.testing import ErrorInput, Sample, Tolerance, randn
 from handgrad.testing.op_db._common import OpInfo, bench_randn, list_input, without, x32
-from handgrad.testing.op_db.elementwise import maximum_numpy, minimum_numpy
+from handgrad.testing.op_db.elementwise import leaf, maximum_numpy, minimum_numpy
 
 
 # -- NumPy oracles: (y, vjp), the vjp giving one gradient per positional argument -----------------------
@@ -108,18 +108,22 @@ def var_numpy(x, dim=None, *, correction=1, keepdim=False):
 
 
 def norm_numpy(x, p="fro", dim=None, keepdim=False, dtype=None):
-    """‖x‖_p = (Σ |x|ᵖ)^(1/p) and g sign(x) (|x| / ‖x‖)ᵖ⁻¹ (p = inf: g sign(x) at the largest |x|, ties split)."""
+    """‖x‖_p = (Σ |x|ᵖ)^(1/p) and g sign(x) (|x| / ‖x‖)ᵖ⁻¹, 0 where ‖x‖ = 0 and, for p < 1, where x = 0 (p = ±inf:
+    g sign(x) at the largest (smallest) |x|, ties split; p = 0: the count of x ≠ 0, flat)."""
     p = 2 if p == "fro" else p
     axes = tuple(range(x.ndim)) if dim is None else (dim,) if isinstance(dim, int) else tuple(dim)
     a = np.abs(x)
-    if p == np.inf:
-        y = a.max(axis=axes, keepdims=True)
+    if np.isinf(p):
+        y = (a.max if p > 0 else a.min)(axis=axes, keepdims=True)
         at = (a == y).astype(x.dtype)
         slope = np.sign(x) * at / at.sum(axis=axes, keepdims=True)
+    elif p == 0:
+        y = (a != 0).sum(axis=axes, keepdims=True).astype(x.dtype)
+        slope = np.zeros_like(x)
     else:
-        y = (a ** p).sum(axis=axes, keepdims=True) ** (1 / p)
         with np.errstate(divide="ignore", invalid="ignore"):
-            slope = np.where(y == 0, 0.0, np.sign(x) * (a / y) ** (p - 1))
+            y = (a ** p).sum(axis=axes, keepdims=True) ** (1 / p)
+            slope = np.where((y == 0) | ((a == 0) & (p < 1)), 0.0, np.sign(x) * (a / y) ** (p - 1))
     out = y if keepdim else y.reshape([n for i, n in enumerate(x.shape) if i not in [d % max(x.ndim, 1) for d in axes]])
 
     def vjp(g):
@@ -273,8 +277,15 @@ def _norm_samples(gen):
         ("(2, 3, 4), p=3, dim=(0, 2)", (randn(gen, 2, 3, 4), 3, (0, 2)), {}),
         ("(3, 4), p=inf, dim=-1", (randn(gen, 3, 4), float("inf"), -1), {}),
         ("(5,), p=0.5 on |x| > 0", (randn(gen, 5),), {"p": 0.5}),
+        ("(3, 4), p=-inf, dim=1: the smallest |x|", (randn(gen, 3, 4), float("-inf"), 1), {}),
+        ("(3, 4), p=-1.5, dim=-1, keepdim", (randn(gen, 3, 4), -1.5, -1, True), {}),
+        ("(3, 4), p=0, dim=1: the count of x ≠ 0", (randn(gen, 3, 4), 0, 1), {}),
     ]
-    return [Sample(args, kwargs, name) for name, args, kwargs in forms]
+    samples = [Sample(args, kwargs, name) for name, args, kwargs in forms]
+    # A zero entry: |x|ᵖ⁻¹ is infinite for p < 1 (a kink, no finite differences), and y = 0 for p < 0.
+    samples += [Sample((leaf([[0.0, -1.5, 2.0], [0.5, 0.0, 0.0]]), p, 1), name=f"(2, 3) with zeros, p={p}, dim=1",
+                       gradcheck=False) for p in (0.5, -2)]
+    return samples
 
 
 def _normalize_samples(gen):
@@ -369,7 +380,7 @@ _VAR_ERRORS = _reduction_errors("var") + (
 _NORM_ERRORS = (
     list_input("norm"),
     ErrorInput("nuclear norm", lambda F, nn: F.norm(x32(3, 4), "nuc"), ValueError,
-               r"norm: handgrad derives the vector norms, p a number ≥ 0, inf or 'fro'; got p='nuc'"),
+               r"norm: handgrad derives the vector norms, p a number, ±inf or 'fro'; got p='nuc'"),
     ErrorInput("integer input", lambda F, nn: F.norm(torch.arange(4)), RuntimeError,
                r"norm: input must be a floating-point tensor, got torch\.int64"),
 )
