@@ -232,6 +232,57 @@ class Abs(Pointwise):
     rules = (lambda g, x, y: g * x.sgn(),)                          # dL/dx = g sign(x)
 
 
+class Reciprocal(Pointwise):
+    """y = 1/x."""
+
+    saves = ("y",)
+
+    @staticmethod
+    def forward(x):
+        return torch.reciprocal(x)
+
+    rules = (lambda g, x, y: -g * y * y,)                           # dL/dx = −g / x² = −g y²
+
+
+class Square(Pointwise):
+    """y = x², mul's rule with x in both places (one Function applied to one tensor twice is what
+    torch.compile refuses, so not mul(x, x))."""
+
+    saves = (0,)
+
+    @staticmethod
+    def forward(x):
+        return torch.square(x)
+
+    rules = (lambda g, x, y: 2 * g * x,)                            # dL/dx = g x + x g = 2 g x
+
+
+class Step(Pointwise):
+    """A step function (sign, floor, ceil, round, trunc): flat between its jumps, so dL/dx = 0 (torch's
+    value at a jump too)."""
+
+    rules = (lambda g, x, *options: torch.zeros_like(g),)           # dL/dx = 0
+
+
+def _step(name, *options):
+    """The Step of ``torch.<name>``."""
+    function = getattr(torch, name)
+    return type(name.capitalize(), (Step,), {"forward": staticmethod(lambda x, *o: function(x, *o)),
+                                             "__module__": __name__, "__qualname__": name.capitalize(),
+                                             "__doc__": f"y = {name}(x), a step: dL/dx = 0."})
+
+
+Sign, Floor, Ceil, Trunc = (_step(name) for name in ("sign", "floor", "ceil", "trunc"))
+
+
+class Round(Step):
+    """y = x rounded to ``decimals`` decimal places (half to even), a step: dL/dx = 0."""
+
+    @staticmethod
+    def forward(x, decimals):
+        return torch.round(x, decimals=decimals)
+
+
 def _clamp_rule(g, x, lo, hi, y):
     """dL/dx = g 1[lo < x < hi]: the gradient passes where x is strictly inside the bounds; at a bound
     (and at NaN) it is 0, as torch's for number bounds."""
@@ -348,9 +399,48 @@ def _unary(name, function):
     return face
 
 
-neg, exp, log, sqrt, rsqrt, abs = (_unary(name, f) for name, f in
-                                   (("neg", Neg), ("exp", Exp), ("log", Log), ("sqrt", Sqrt), ("rsqrt", Rsqrt),
-                                    ("abs", Abs)))
+neg, exp, log, sqrt, rsqrt, abs, reciprocal, square, sign, floor, ceil, trunc = (
+    _unary(name, f) for name, f in (("neg", Neg), ("exp", Exp), ("log", Log), ("sqrt", Sqrt), ("rsqrt", Rsqrt),
+                                    ("abs", Abs), ("reciprocal", Reciprocal), ("square", Square), ("sign", Sign),
+                                    ("floor", Floor), ("ceil", Ceil), ("trunc", Trunc)))
+
+
+def round(input, *, decimals=0):
+    """y = input rounded to ``decimals`` decimal places (half to even), as ``torch.round``."""
+    check_tensor("round", "input", input)
+    if not isinstance(decimals, int) or isinstance(decimals, bool):
+        raise TypeError(f"round: decimals must be an int, got {type(decimals).__name__}")
+    return apply(Round, input, decimals)
+
+
+# -- compositions: a line each, their gradients the rules above -----------------------------------------
+
+
+def addcmul(input, tensor1, tensor2, *, value=1):
+    """y = input + value · tensor1 · tensor2, broadcasting, as ``torch.addcmul``: add ∘ mul."""
+    for name, t in (("input", input), ("tensor1", tensor1), ("tensor2", tensor2)):
+        check_tensor("addcmul", name, t)
+    return add(input, mul(tensor1, tensor2), alpha=value)
+
+
+def addcdiv(input, tensor1, tensor2, *, value=1):
+    """y = input + value · tensor1 / tensor2, broadcasting, as ``torch.addcdiv``: add ∘ div."""
+    for name, t in (("input", input), ("tensor1", tensor1), ("tensor2", tensor2)):
+        check_tensor("addcdiv", name, t)
+    return add(input, div(tensor1, tensor2), alpha=value)
+
+
+def lerp(input, end, weight):
+    """y = input + weight · (end − input), as ``torch.lerp``; ``weight`` a number (add's α) or a tensor
+    (a product): add ∘ sub, and mul for a tensor weight."""
+    check_tensor("lerp", "input", input)
+    check_tensor("lerp", "end", end)
+    _check("lerp", input, end, "end")
+    if isinstance(weight, Tensor):
+        return add(input, mul(weight, sub(end, input)))
+    if not isinstance(weight, NUMBER):
+        raise TypeError(f"lerp: weight must be a number or a torch.Tensor, got {type(weight).__name__}")
+    return add(input, sub(end, input), alpha=weight)
 
 
 def clamp(input, min=None, max=None):
@@ -520,11 +610,37 @@ for _name, _face, _function, _forward, _backward in (
         ("log", log, Log, "y = log x", "dL/dx = g / x"),
         ("sqrt", sqrt, Sqrt, "y = √x", "dL/dx = g / 2y"),
         ("rsqrt", rsqrt, Rsqrt, "y = 1/√x", "dL/dx = −½ g y³"),
-        ("abs", abs, Abs, "y = |x|", "dL/dx = g sign(x)")):
+        ("abs", abs, Abs, "y = |x|", "dL/dx = g sign(x)"),
+        ("reciprocal", reciprocal, Reciprocal, "y = 1/x", "dL/dx = −g y²"),
+        ("square", square, Square, "y = x²", "dL/dx = 2 g x: mul's rule, x in both places"),
+        ("sign", sign, Sign, "y = sign(x)", "dL/dx = 0, a step"),
+        ("floor", floor, Floor, "y = ⌊x⌋", "dL/dx = 0, a step"),
+        ("ceil", ceil, Ceil, "y = ⌈x⌉", "dL/dx = 0, a step"),
+        ("trunc", trunc, Trunc, "y = x rounded toward 0", "dL/dx = 0, a step"),
+        ("round", round, Round, "y = x rounded (to decimals places)", "dL/dx = 0, a step")):
     register(Op(_name, _face, (_function,), Derivative(_forward, _backward, SAME), fused_by="the tensor algebra",
                 intercepts={getattr(torch, _name): None, getattr(Tensor, _name): None,
                             **({Tensor.__neg__: None} if _name == "neg" else {}),
-                            **({Tensor.__abs__: None} if _name == "abs" else {})}))
+                            **({Tensor.__abs__: None} if _name == "abs" else {}),
+                            **({torch.fix: None, Tensor.fix: None} if _name == "trunc" else {})}))
+register(Op(
+    "addcmul", addcmul, (Mul, Add),
+    Derivative("y = c + v a b", "dL/dc = g, dL/da = v g b, dL/db = v g a: add's and mul's rules",
+               "c, a, b broadcastable"),
+    fused_by="the tensor algebra", intercepts={torch.addcmul: None, Tensor.addcmul: None},
+))
+register(Op(
+    "addcdiv", addcdiv, (Div, Add),
+    Derivative("y = c + v a / b", "dL/dc = g, dL/da = v g / b, dL/db = −v g a / b²: add's and div's rules",
+               "c, a, b broadcastable"),
+    fused_by="the tensor algebra", intercepts={torch.addcdiv: None, Tensor.addcdiv: None},
+))
+register(Op(
+    "lerp", lerp, (Sub, Add, Mul),
+    Derivative("y = a + w (b − a)", "dL/da = (1 − w) g, dL/db = w g, dL/dw = g (b − a): add's, sub's and mul's rules",
+               "a, b, w broadcastable"),
+    fused_by="the tensor algebra", intercepts={torch.lerp: None, Tensor.lerp: None},
+))
 register(Op(
     "clamp", clamp, (Clamp, Maximum, Minimum),
     Derivative("y = min(max(x, lo), hi)",
