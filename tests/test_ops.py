@@ -165,6 +165,15 @@ def _counterpart(name):
     raise AssertionError(f"{name} has no counterpart in torch.nn.functional, torch or torchvision.ops")
 
 
+def _documented_parameters(builtin):
+    """The parameter names of a C builtin's documented signature, the first line of its docstring
+    (``sort(input, dim=-1, descending=False, *, stable=False, out=None)``), without ``out``."""
+    head = (builtin.__doc__ or "").strip().partition("\n")[0]
+    inside = head.partition("(")[2].partition(")")[0]
+    names = [part.split("=")[0].split(":")[0].strip() for part in inside.split(",")]
+    return [name for name in names if name not in ("", "*", "out")]
+
+
 @pytest.mark.parametrize("op", OP_PARAMS)
 def test_op_signature_is_torchs(op):
     """The functional face takes the built-in's parameters (but ``out=``: an autograd Function writes
@@ -177,9 +186,10 @@ def test_op_signature_is_torchs(op):
     builtin = torch._jit_internal.boolean_dispatched.get(builtin, {}).get("if_false", builtin)
     try:
         theirs = inspect.signature(builtin)
-    except ValueError:                                       # a C builtin: one of its ATen overloads
+    except ValueError:                          # a C builtin: one of its ATen overloads, or its documented form
         overloads = [[("input" if a.name == "self" else a.name) for a in schema.arguments if a.name != "out"]
                      for schema in torch._C._jit_get_schemas_for_operator(f"aten::{builtin.__name__}")]
+        overloads.append(_documented_parameters(builtin))
         assert list(ours.parameters) in overloads, f"{op.name}: {ours}, torch's overloads take {overloads}"
         return
     assert list(ours.parameters) == [p for p in theirs.parameters if p != "out"], f"{op.name}: {ours}, torch has {theirs}"
