@@ -41,11 +41,10 @@ torch.backends.flags_frozen.__globals__["__allow_nonbracketed_mutation_flag"] = 
 Tensor = torch.Tensor
 F64 = testing.TOLERANCES[torch.float64]
 # Intercepted callables that no OpInfo of PyTorch's reaches: torch has no OpInfo for them (its
-# ``nn.functional.relu`` calls F.relu only, its ``div`` has no operator variant; multi-head attention
-# and the in-place ReLU have none).
+# ``nn.functional.relu`` calls F.relu only, its ``div`` has no operator variant, and
+# the in-place ReLU has none).
 NO_OPINFO = {"torch.relu", "torch.Tensor.relu", "torch.nn.functional.relu_", "torch.Tensor.relu_",
-             "torch.nn.functional.multi_head_attention_forward", "torch.Tensor.__truediv__",
-             "torch.Tensor.__itruediv__"}
+             "torch.Tensor.__truediv__", "torch.Tensor.__itruediv__"}
 
 
 class Recording(HandDerived):

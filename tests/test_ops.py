@@ -44,7 +44,11 @@ def _require_comparable(op, device):
 def test_op_matches_torch(op, dtype, device):
     _require_comparable(op, device)
     for seed in (0, 1):
-        _assert_verified(_verify(op, device, ("reference",), (dtype,), seed), "reference")
+        report = _verify(op, device, ("reference",), (dtype,), seed)
+        reasons = [o.result.detail for o in report.outcomes if o.check == "reference"]
+        if reasons and all("the reference does not run" in r for r in reasons):
+            pytest.skip(f"torch's {op.name} does not run in {dtype} on {device}: {reasons[0]}")
+        _assert_verified(report, "reference")
 
 
 @pytest.mark.parametrize("dtype", testing.DTYPES, ids=str)
