@@ -307,7 +307,8 @@ class Clamp(Pointwise):
 # -- the faces, as torch's ----------------------------------------------------------------------------
 
 
-def _check(fn, input, other=None, other_name="other"):
+def check_operands(fn, input, other=None, other_name="other"):
+    """input a tensor; other (when given) a tensor or a number that broadcasts with it."""
     check_tensor(fn, "input", input)
     if other is not None and not isinstance(other, (Tensor, *NUMBER)):
         raise TypeError(f"{fn}: {other_name} must be a torch.Tensor or a number, got {type(other).__name__}")
@@ -322,25 +323,25 @@ def _check(fn, input, other=None, other_name="other"):
 
 def add(input, other, *, alpha=1):
     """y = input + alpha · other, broadcasting, as ``torch.add``; ``other`` may be a number."""
-    _check("add", input, other)
+    check_operands("add", input, other)
     return apply(Add, input, other, alpha)
 
 
 def sub(input, other, *, alpha=1):
     """y = input − alpha · other, broadcasting, as ``torch.sub``."""
-    _check("sub", input, other)
+    check_operands("sub", input, other)
     return apply(Sub, input, other, alpha)
 
 
 def mul(input, other):
     """y = input · other elementwise, broadcasting, as ``torch.mul``."""
-    _check("mul", input, other)
+    check_operands("mul", input, other)
     return apply(Mul, input, other)
 
 
 def div(input, other, *, rounding_mode=None):
     """y = input / other elementwise, broadcasting, as ``torch.div``."""
-    _check("div", input, other)
+    check_operands("div", input, other)
     if rounding_mode not in (None, "trunc", "floor"):
         raise ValueError(f"div: rounding_mode must be None, 'trunc' or 'floor', got {rounding_mode!r}")
     return apply(Div, input, other, rounding_mode)
@@ -348,21 +349,21 @@ def div(input, other, *, rounding_mode=None):
 
 def pow(input, exponent):
     """y = input ** exponent elementwise, broadcasting, as ``torch.pow``."""
-    _check("pow", input, exponent, "exponent")
+    check_operands("pow", input, exponent, "exponent")
     return apply(Pow, input, exponent)
 
 
 def maximum(input, other):
     """y = max(input, other) elementwise, as ``torch.maximum``."""
     check_tensor("maximum", "other", other)
-    _check("maximum", input, other)
+    check_operands("maximum", input, other)
     return apply(Maximum, input, other)
 
 
 def minimum(input, other):
     """y = min(input, other) elementwise, as ``torch.minimum``."""
     check_tensor("minimum", "other", other)
-    _check("minimum", input, other)
+    check_operands("minimum", input, other)
     return apply(Minimum, input, other)
 
 
@@ -435,7 +436,7 @@ def lerp(input, end, weight):
     (a product): add ∘ sub, and mul for a tensor weight."""
     check_tensor("lerp", "input", input)
     check_tensor("lerp", "end", end)
-    _check("lerp", input, end, "end")
+    check_operands("lerp", input, end, "end")
     if isinstance(weight, Tensor):
         return add(input, mul(weight, sub(end, input)))
     if not isinstance(weight, NUMBER):
@@ -514,25 +515,25 @@ def _apply_in_place(function, reads_a, a, *rest):
 
 def add_(input, other, *, alpha=1):
     """input += alpha · other, in place, as ``Tensor.add_``."""
-    _check("add_", input, other)
+    check_operands("add_", input, other)
     return _apply_in_place(AddInPlace, False, input, other, alpha)
 
 
 def sub_(input, other, *, alpha=1):
     """input −= alpha · other, in place, as ``Tensor.sub_``."""
-    _check("sub_", input, other)
+    check_operands("sub_", input, other)
     return _apply_in_place(SubInPlace, False, input, other, alpha)
 
 
 def mul_(input, other):
     """input *= other, in place, as ``Tensor.mul_``."""
-    _check("mul_", input, other)
+    check_operands("mul_", input, other)
     return _apply_in_place(MulInPlace, True, input, other)
 
 
 def div_(input, other, *, rounding_mode=None):
     """input /= other, in place, as ``Tensor.div_``."""
-    _check("div_", input, other)
+    check_operands("div_", input, other)
     return _apply_in_place(DivInPlace, False, input, other, rounding_mode)
 
 

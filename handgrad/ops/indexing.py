@@ -13,7 +13,7 @@ import torch
 from handgrad.ops._checks import check_tensor
 from handgrad.ops._function import HandFunction, apply
 from handgrad.ops._registry import Derivative, Op, register
-from handgrad.ops.reductions import Amax, _reduction_dims
+from handgrad.ops.reductions import Amax, reduction_dims
 
 Tensor = torch.Tensor
 
@@ -168,7 +168,7 @@ def _dim(fn, input, dim):
     """``dim`` checked against input, non-negative (0 for a 0-d input)."""
     if not isinstance(dim, int) or isinstance(dim, bool):
         raise TypeError(f"{fn}: dim must be an int, got {type(dim).__name__}")
-    dims = _reduction_dims(fn, input, dim)
+    dims = reduction_dims(fn, input, dim)
     return dims[0] if dims else 0
 
 

@@ -425,7 +425,7 @@ def norm_backward(g, x, y, p, dims, keepdim):
 # -- the faces, as torch's ----------------------------------------------------------------------------
 
 
-def _reduction_dims(fn, input, dim):
+def reduction_dims(fn, input, dim):
     check_tensor(fn, "input", input)
     dims = _dims(dim, input.dim())
     bad = [d for d in ((dim,) if isinstance(dim, int) else dim or ()) if not -max(input.dim(), 1) <= d < max(input.dim(), 1)]
@@ -436,12 +436,12 @@ def _reduction_dims(fn, input, dim):
 
 def sum(input, dim=None, keepdim=False, *, dtype=None):
     """y = Σ input over ``dim`` (every dimension by default), as ``torch.sum``."""
-    return apply(Sum, input, _reduction_dims("sum", input, dim), keepdim, dtype)
+    return apply(Sum, input, reduction_dims("sum", input, dim), keepdim, dtype)
 
 
 def mean(input, dim=None, keepdim=False, *, dtype=None):
     """y = the mean of input over ``dim`` (every dimension by default), as ``torch.mean``."""
-    dims = _reduction_dims("mean", input, dim)
+    dims = reduction_dims("mean", input, dim)
     if not (input.is_floating_point() or input.is_complex() or dtype is not None):
         raise RuntimeError(f"mean: input must be a floating-point tensor, got {input.dtype}")
     return apply(Mean, input, dims, keepdim, dtype)
@@ -449,7 +449,7 @@ def mean(input, dim=None, keepdim=False, *, dtype=None):
 
 def amax(input, dim=None, keepdim=False):
     """y = the maximum of input over ``dim`` (every dimension by default), as ``torch.amax``."""
-    dims = _reduction_dims("amax", input, dim)
+    dims = reduction_dims("amax", input, dim)
     empty = [d for d in dims if input.shape[d] == 0]
     if empty:
         raise IndexError(f"amax: input of shape {tuple(input.shape)} is empty along dim {empty[0]}: the maximum of "
@@ -459,7 +459,7 @@ def amax(input, dim=None, keepdim=False):
 
 def amin(input, dim=None, keepdim=False):
     """y = the minimum of input over ``dim`` (every dimension by default), as ``torch.amin``."""
-    dims = _reduction_dims("amin", input, dim)
+    dims = reduction_dims("amin", input, dim)
     empty = [d for d in dims if input.shape[d] == 0]
     if empty:
         raise IndexError(f"amin: input of shape {tuple(input.shape)} is empty along dim {empty[0]}: the minimum of "
@@ -478,7 +478,7 @@ def _extremum(fn, input, dim, keepdim, smallest):
         return (amin if smallest else amax)(input)                  # all elements: g split between ties
     if not isinstance(dim, int) or isinstance(dim, bool):
         raise TypeError(f"{fn}: dim must be an int, or other a tensor; got {type(dim).__name__}")
-    d = (_reduction_dims(fn, input, dim) or (0,))[0]               # a 0-d input: dim 0 or -1, () here
+    d = (reduction_dims(fn, input, dim) or (0,))[0]               # a 0-d input: dim 0 or -1, () here
     if input.dim() and input.shape[d] == 0:
         raise IndexError(f"{fn}: input of shape {tuple(input.shape)} is empty along dim {d}")
     values, indices = apply(MaxDim, input, d, keepdim, smallest)
@@ -499,7 +499,7 @@ def min_(input, dim=None, keepdim=False):
 def var(input, dim=None, *, correction=1, keepdim=False):
     """σ² of input over ``dim`` (every dimension by default), as ``torch.var``; ``correction`` 1
     divides by n − 1 (Bessel's), 0 by n."""
-    dims = _reduction_dims("var", input, dim)
+    dims = reduction_dims("var", input, dim)
     if not input.is_floating_point():
         raise RuntimeError(f"var: input must be a floating-point tensor, got {input.dtype}")
     return apply(Var, input, dims, 1 if correction is None else correction, keepdim)
@@ -507,7 +507,7 @@ def var(input, dim=None, *, correction=1, keepdim=False):
 
 def std(input, dim=None, *, correction=1, keepdim=False):
     """σ of input over ``dim`` (every dimension by default), as ``torch.std``: √σ², ``correction`` as for var."""
-    dims = _reduction_dims("std", input, dim)
+    dims = reduction_dims("std", input, dim)
     if not input.is_floating_point():
         raise RuntimeError(f"std: input must be a floating-point tensor, got {input.dtype}")
     return apply(Std, input, dims, 1 if correction is None else correction, keepdim)
@@ -541,7 +541,7 @@ def _unbiased(function):
 
 def logsumexp(input, dim, keepdim=False):
     """y = log Σ eˣ over ``dim``, as ``torch.logsumexp``."""
-    dims = _reduction_dims("logsumexp", input, dim)
+    dims = reduction_dims("logsumexp", input, dim)
     if not input.is_floating_point():
         raise RuntimeError(f"logsumexp: input must be a floating-point tensor, got {input.dtype}")
     (input,) = autocast(FLOAT32_ON_CUDA, input)
@@ -554,7 +554,7 @@ def prod(input, dim=None, keepdim=False, *, dtype=None):
     if dim is not None and (not isinstance(dim, int) or isinstance(dim, bool)):
         raise TypeError(f"prod: dim must be an int or None, got {type(dim).__name__}")
     (x,) = autocast(FLOAT32, input) if dtype is None else (input.to(dtype),)   # autocast leaves a dtype= alone
-    dims = _reduction_dims("prod", input, dim)
+    dims = reduction_dims("prod", input, dim)
     if dim is None or x.dim() == 0:
         return apply(Prod, x.reshape(-1), 0, False)                 # every element, one slice: a 0-d y
     return apply(Prod, x, dims[0], keepdim)
@@ -564,7 +564,7 @@ def _scan(fn, function, input, dim, dtype):
     check_tensor(fn, "input", input)
     if not isinstance(dim, int) or isinstance(dim, bool):
         raise TypeError(f"{fn}: dim must be an int, got {type(dim).__name__}")
-    d = _reduction_dims(fn, input, dim)
+    d = reduction_dims(fn, input, dim)
     x = input if dtype is None else input.to(dtype)
     if x.dim() == 0:
         return apply(function, x.reshape(1), 0, None).reshape(())
@@ -590,7 +590,7 @@ def norm(input, p="fro", dim=None, keepdim=False, dtype=None):
         raise ValueError(f"norm: handgrad derives the vector norms, p a number, ±inf or 'fro'; got p={p!r}")
     if not input.is_floating_point():
         raise RuntimeError(f"norm: input must be a floating-point tensor, got {input.dtype}")
-    dims = _reduction_dims("norm", input, dim)
+    dims = reduction_dims("norm", input, dim)
     x = input if dtype is None else input.to(dtype)
     return apply(VectorNorm, x, p, dims, keepdim)
 
