@@ -81,7 +81,7 @@ class BinaryCrossEntropy(Pointwise):
         return (t - 1) * torch.clamp(torch.log1p(-x), min=-100) - t * torch.clamp(torch.log(x), min=-100)
 
     rules = (lambda g, x, t, y: g * (x - t) / torch.clamp(x * (1 - x), min=1e-12),   # dℓ/dx = (x − t) / x(1 − x)
-             lambda g, x, t, y: -g * torch.logit(x))                                  # dℓ/dt = log(1 − x) − log x
+             lambda g, x, t, y: g * (torch.log1p(-x) - torch.log(x)))                # dℓ/dt = log(1 − x) − log x
 
 
 # -- the faces, as torch's ----------------------------------------------------------------------------
