@@ -24,7 +24,7 @@ import torch
 MOVEMENT = re.compile(
     r"(View|UnsafeView|Reshape|ReshapeAlias|Unsqueeze|Squeeze|Expand|Permute|Transpose|T|Clone|ToCopy|"
     r"Select|Slice|Alias|AsStrided|Unbind|Split|SplitWithSizes|Narrow|Detach|Flatten|Unflatten|Cat|Stack|"
-    r"ConstantPadNd|Roll|Index|Repeat|Unfold|Diagonal|Lift|LiftFresh|Contiguous)Backward\d*|CopySlices"
+    r"ConstantPadNd|Roll|Flip|Index|Repeat|Unfold|Diagonal|Lift|LiftFresh|Contiguous)Backward\d*|CopySlices"
 )
 
 

@@ -142,3 +142,30 @@ def test_self_attention_projects_query_key_and_value_once(batch_first):
     builtin = torch.nn.MultiheadAttention(8, 2, batch_first=batch_first).double()
     builtin.load_state_dict(mha.state_dict())
     torch.testing.assert_close(out, builtin(x, x, x, need_weights=False)[0])
+
+
+def test_scaled_dot_product_attention_dropout_gradients_follow_the_mask_it_drew():
+    """With dropout_p > 0 handgrad draws its mask Z from torch's generator with bernoulli_, another
+    mask than the built-in's fused kernel draws (docs/differences.md). Whatever it drew, O and every
+    gradient must be the formula's for that Z: Z read off a call with V = I (then O = P ∘ Z, and P > 0
+    everywhere), the same seed reused with a random V, and autograd of softmax(Q Kᵀ · scale) ∘ Z V
+    the reference."""
+    gen = torch.Generator().manual_seed(0)
+    q, k = (torch.randn(2, 3, 5, 4, generator=gen, dtype=torch.float64, requires_grad=True) for _ in range(2))
+    v = torch.randn(2, 3, 5, 5, generator=gen, dtype=torch.float64, requires_grad=True)
+    p = 0.4
+    torch.manual_seed(7)
+    seen = handgrad.functional.scaled_dot_product_attention(q.detach(), k.detach(), torch.eye(5, dtype=torch.float64),
+                                                           dropout_p=p)
+    z = (seen != 0).to(torch.float64) / (1 - p)
+    assert 0 < (z == 0).sum() < z.numel(), "the mask drops nothing or everything: no test of it"
+    torch.manual_seed(7)
+    out = handgrad.functional.scaled_dot_product_attention(q, k, v, dropout_p=p)
+    expected = (torch.softmax(q @ k.mT / 2.0, -1) * z) @ v
+    g = torch.randn(out.shape, generator=gen, dtype=torch.float64)
+    grads = torch.autograd.grad(out, (q, k, v), g)
+    want = torch.autograd.grad(expected, (q, k, v), g)
+    f64 = testing.TOLERANCES[torch.float64]
+    for name, got, ref in zip(("O", "dL/dQ", "dL/dK", "dL/dV"), (out, *grads), (expected, *want)):
+        d = testing.difference(name, got, ref, f64)
+        assert d.ok, d

@@ -29,6 +29,7 @@ from mkdocs.structure.files import File
 from handgrad import testing
 from handgrad.check import run_checks
 from handgrad.ops import OPS, derivative_table
+from handgrad.ops._registry import cell
 
 log = logging.getLogger("mkdocs.hooks.registry_pages")
 ROOT = Path(__file__).resolve().parents[2]
@@ -113,8 +114,8 @@ def _derivative_rows(ops):
     for op in ops:
         d = op.derivative
         functions = ", ".join(f"`{f.__name__}`" for f in op.functions)
-        lines.append(f"| [`{op.name}`](#{op.name}) ({functions}) | {_plain(d.forward)} | {_plain(d.backward)} "
-                     f"| {_plain(d.shapes)} |")
+        lines.append(f"| [`{op.name}`](#{op.name}) ({functions}) | {_plain(cell(d.forward))} "
+                     f"| {_plain(cell(d.backward))} | {_plain(cell(d.shapes))} |")
     return "\n".join(lines) + "\n"
 
 

@@ -278,5 +278,11 @@ def derivative_table():
         functions = ", ".join(f"`{f.__name__}`" for f in op.functions)
         modules = ", ".join(f"`{module_name(key)}`" for key in op.modules) or f"({op.fused_by})"
         d = op.derivative
-        lines.append(f"| `{op.name}` | {functions} | {modules} | {d.forward} | {d.backward} | {d.shapes} |")
+        lines.append(f"| `{op.name}` | {functions} | {modules} | {cell(d.forward)} | {cell(d.backward)} "
+                     f"| {cell(d.shapes)} |")
     return "\n".join(lines) + "\n"
+
+
+def cell(text):
+    """A formula as a Markdown table cell: its bars escaped (|x| would end the cell at the first one)."""
+    return text.replace("|", "\\|")

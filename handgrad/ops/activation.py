@@ -124,6 +124,27 @@ def tanh(input):
     return apply(Tanh, input)
 
 
+# -- logsigmoid ------------------------------------------------------------------------------------
+
+
+class LogSigmoid(Elementwise):
+    """y = log σ(z) = −log(1 + e⁻ᶻ)."""
+
+    @staticmethod
+    def forward(z):
+        return torch.nn.functional.logsigmoid(z)
+
+    @staticmethod
+    def rule(g, z, y):
+        return g * -torch.expm1(y)             # dL/dz = g (1 − σ(z)) = g (1 − e^y), from y alone
+
+
+def logsigmoid(input):
+    """y = log σ(x), elementwise, as ``torch.nn.functional.logsigmoid``."""
+    check_tensor("logsigmoid", "input", input)
+    return apply(LogSigmoid, input)
+
+
 # -- leaky_relu ------------------------------------------------------------------------------------
 
 
@@ -573,6 +594,12 @@ register(Op(
     Derivative("y = tanh(z)", "dL/dz = g · (1 − y²)", "(*)"),
     modules={torch.nn.Tanh: Module(lambda self, input: tanh(input))},
     intercepts={torch.tanh: None, torch.Tensor.tanh: None},
+))
+
+register(Op(
+    "logsigmoid", logsigmoid, (LogSigmoid,),
+    Derivative("y = log σ(z)", "dL/dz = g · (1 − σ(z)) = g · (1 − eʸ)", "(*)"),
+    modules={torch.nn.LogSigmoid: Module(lambda self, input: logsigmoid(input))},
 ))
 
 register(Op(

@@ -316,4 +316,7 @@ register(Op(
                "eval: dL/dx = γ r g",
                "x, g (N, C, *); γ, β, μ, σ² (C,)"),
     modules={cls: Module(_batch_norm_module_forward) for cls in _BATCH_NORM_SHAPES},
+    # A 1-D input has no channel dimension: torch takes only an empty one (an empty output), which the
+    # built-in computes; handgrad.functional refuses every 1-D input, naming the shape it needs.
+    accepts=lambda input, *args, **kwargs: input.dim() >= 2,
 ))

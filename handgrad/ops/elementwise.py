@@ -232,6 +232,57 @@ class Abs(Pointwise):
     rules = (lambda g, x, y: g * x.sgn(),)                          # dL/dx = g sign(x)
 
 
+class Reciprocal(Pointwise):
+    """y = 1/x."""
+
+    saves = ("y",)
+
+    @staticmethod
+    def forward(x):
+        return torch.reciprocal(x)
+
+    rules = (lambda g, x, y: -g * y * y,)                           # dL/dx = −g / x² = −g y²
+
+
+class Square(Pointwise):
+    """y = x², mul's rule with x in both places (one Function applied to one tensor twice is what
+    torch.compile refuses, so not mul(x, x))."""
+
+    saves = (0,)
+
+    @staticmethod
+    def forward(x):
+        return torch.square(x)
+
+    rules = (lambda g, x, y: 2 * g * x,)                            # dL/dx = g x + x g = 2 g x
+
+
+class Step(Pointwise):
+    """A step function (sign, floor, ceil, round, trunc): flat between its jumps, so dL/dx = 0 (torch's
+    value at a jump too)."""
+
+    rules = (lambda g, x, *options: torch.zeros_like(g),)           # dL/dx = 0
+
+
+def _step(name, *options):
+    """The Step of ``torch.<name>``."""
+    function = getattr(torch, name)
+    return type(name.capitalize(), (Step,), {"forward": staticmethod(lambda x, *o: function(x, *o)),
+                                             "__module__": __name__, "__qualname__": name.capitalize(),
+                                             "__doc__": f"y = {name}(x), a step: dL/dx = 0."})
+
+
+Sign, Floor, Ceil, Trunc = (_step(name) for name in ("sign", "floor", "ceil", "trunc"))
+
+
+class Round(Step):
+    """y = x rounded to ``decimals`` decimal places (half to even), a step: dL/dx = 0."""
+
+    @staticmethod
+    def forward(x, decimals):
+        return torch.round(x, decimals=decimals)
+
+
 def _clamp_rule(g, x, lo, hi, y):
     """dL/dx = g 1[lo < x < hi]: the gradient passes where x is strictly inside the bounds; at a bound
     (and at NaN) it is 0, as torch's for number bounds."""
@@ -256,7 +307,8 @@ class Clamp(Pointwise):
 # -- the faces, as torch's ----------------------------------------------------------------------------
 
 
-def _check(fn, input, other=None, other_name="other"):
+def check_operands(fn, input, other=None, other_name="other"):
+    """input a tensor; other (when given) a tensor or a number that broadcasts with it."""
     check_tensor(fn, "input", input)
     if other is not None and not isinstance(other, (Tensor, *NUMBER)):
         raise TypeError(f"{fn}: {other_name} must be a torch.Tensor or a number, got {type(other).__name__}")
@@ -271,25 +323,25 @@ def _check(fn, input, other=None, other_name="other"):
 
 def add(input, other, *, alpha=1):
     """y = input + alpha · other, broadcasting, as ``torch.add``; ``other`` may be a number."""
-    _check("add", input, other)
+    check_operands("add", input, other)
     return apply(Add, input, other, alpha)
 
 
 def sub(input, other, *, alpha=1):
     """y = input − alpha · other, broadcasting, as ``torch.sub``."""
-    _check("sub", input, other)
+    check_operands("sub", input, other)
     return apply(Sub, input, other, alpha)
 
 
 def mul(input, other):
     """y = input · other elementwise, broadcasting, as ``torch.mul``."""
-    _check("mul", input, other)
+    check_operands("mul", input, other)
     return apply(Mul, input, other)
 
 
 def div(input, other, *, rounding_mode=None):
     """y = input / other elementwise, broadcasting, as ``torch.div``."""
-    _check("div", input, other)
+    check_operands("div", input, other)
     if rounding_mode not in (None, "trunc", "floor"):
         raise ValueError(f"div: rounding_mode must be None, 'trunc' or 'floor', got {rounding_mode!r}")
     return apply(Div, input, other, rounding_mode)
@@ -297,21 +349,21 @@ def div(input, other, *, rounding_mode=None):
 
 def pow(input, exponent):
     """y = input ** exponent elementwise, broadcasting, as ``torch.pow``."""
-    _check("pow", input, exponent, "exponent")
+    check_operands("pow", input, exponent, "exponent")
     return apply(Pow, input, exponent)
 
 
 def maximum(input, other):
     """y = max(input, other) elementwise, as ``torch.maximum``."""
     check_tensor("maximum", "other", other)
-    _check("maximum", input, other)
+    check_operands("maximum", input, other)
     return apply(Maximum, input, other)
 
 
 def minimum(input, other):
     """y = min(input, other) elementwise, as ``torch.minimum``."""
     check_tensor("minimum", "other", other)
-    _check("minimum", input, other)
+    check_operands("minimum", input, other)
     return apply(Minimum, input, other)
 
 
@@ -348,21 +400,74 @@ def _unary(name, function):
     return face
 
 
-neg, exp, log, sqrt, rsqrt, abs = (_unary(name, f) for name, f in
-                                   (("neg", Neg), ("exp", Exp), ("log", Log), ("sqrt", Sqrt), ("rsqrt", Rsqrt),
-                                    ("abs", Abs)))
+neg, exp, log, sqrt, rsqrt, abs, reciprocal, square, sign, floor, ceil, trunc = (
+    _unary(name, f) for name, f in (("neg", Neg), ("exp", Exp), ("log", Log), ("sqrt", Sqrt), ("rsqrt", Rsqrt),
+                                    ("abs", Abs), ("reciprocal", Reciprocal), ("square", Square), ("sign", Sign),
+                                    ("floor", Floor), ("ceil", Ceil), ("trunc", Trunc)))
+
+
+def round(input, *, decimals=0):
+    """y = input rounded to ``decimals`` decimal places (half to even), as ``torch.round``."""
+    check_tensor("round", "input", input)
+    if not isinstance(decimals, int) or isinstance(decimals, bool):
+        raise TypeError(f"round: decimals must be an int, got {type(decimals).__name__}")
+    return apply(Round, input, decimals)
+
+
+# -- compositions: a line each, their gradients the rules above -----------------------------------------
+
+
+def addcmul(input, tensor1, tensor2, *, value=1):
+    """y = input + value · tensor1 · tensor2, broadcasting, as ``torch.addcmul``: add ∘ mul."""
+    for name, t in (("input", input), ("tensor1", tensor1), ("tensor2", tensor2)):
+        check_tensor("addcmul", name, t)
+    return add(input, mul(tensor1, tensor2), alpha=value)
+
+
+def addcdiv(input, tensor1, tensor2, *, value=1):
+    """y = input + value · tensor1 / tensor2, broadcasting, as ``torch.addcdiv``: add ∘ div."""
+    for name, t in (("input", input), ("tensor1", tensor1), ("tensor2", tensor2)):
+        check_tensor("addcdiv", name, t)
+    return add(input, div(tensor1, tensor2), alpha=value)
+
+
+def lerp(input, end, weight):
+    """y = input + weight · (end − input), as ``torch.lerp``; ``weight`` a number (add's α) or a tensor
+    (a product): add ∘ sub, and mul for a tensor weight."""
+    check_tensor("lerp", "input", input)
+    check_tensor("lerp", "end", end)
+    check_operands("lerp", input, end, "end")
+    if isinstance(weight, Tensor):
+        return add(input, mul(weight, sub(end, input)))
+    if not isinstance(weight, NUMBER):
+        raise TypeError(f"lerp: weight must be a number or a torch.Tensor, got {type(weight).__name__}")
+    return add(input, sub(end, input), alpha=weight)
 
 
 def clamp(input, min=None, max=None):
-    """y = min(max(input, min), max) elementwise, as ``torch.clamp``, the bounds numbers."""
+    """y = min(max(input, min), max) elementwise, as ``torch.clamp``: the bounds both numbers (or None),
+    one rule; or both tensors (or None), broadcast, the maximum's and minimum's rules composed, which
+    give a bound the gradient where it is the output and split g at a tie, as torch's."""
     check_tensor("clamp", "input", input)
-    for name, bound in (("min", min), ("max", max)):
-        if bound is not None and not isinstance(bound, NUMBER):
-            raise TypeError(f"clamp: handgrad's {name} must be a number or None, got {type(bound).__name__} "
-                            f"(for tensor bounds, handgrad.functional.maximum and minimum)")
-    if min is None and max is None:
+    bounds = [b for b in (min, max) if b is not None]
+    if not bounds:
         raise RuntimeError("clamp: at least one of 'min' or 'max' must not be None")
-    return apply(Clamp, input, min, max)
+    for name, bound in (("min", min), ("max", max)):
+        if bound is not None and not isinstance(bound, (Tensor, *NUMBER)):
+            raise TypeError(f"clamp: {name} must be a number, a tensor or None, got {type(bound).__name__}")
+    if all(isinstance(b, NUMBER) for b in bounds):
+        return apply(Clamp, input, min, max)
+    if not all(isinstance(b, Tensor) for b in bounds):
+        raise TypeError("clamp: min and max must both be numbers or both be tensors (or None), got "
+                        f"{type(min).__name__} and {type(max).__name__}")
+    y = input if min is None else maximum(input, min)
+    return y if max is None else minimum(y, max)
+
+
+def _clamp_accepts(input, *args, **kwargs):
+    """Bounds torch takes: both numbers or both tensors (or None); a mix is torch's own error."""
+    bounds = [b for b in (*args, *kwargs.values()) if b is not None]
+    return all(isinstance(b, NUMBER) for b in bounds) or all(isinstance(b, Tensor) for b in bounds)
 
 
 # -- in place: y written into the first input ---------------------------------------------------------
@@ -410,25 +515,25 @@ def _apply_in_place(function, reads_a, a, *rest):
 
 def add_(input, other, *, alpha=1):
     """input += alpha · other, in place, as ``Tensor.add_``."""
-    _check("add_", input, other)
+    check_operands("add_", input, other)
     return _apply_in_place(AddInPlace, False, input, other, alpha)
 
 
 def sub_(input, other, *, alpha=1):
     """input −= alpha · other, in place, as ``Tensor.sub_``."""
-    _check("sub_", input, other)
+    check_operands("sub_", input, other)
     return _apply_in_place(SubInPlace, False, input, other, alpha)
 
 
 def mul_(input, other):
     """input *= other, in place, as ``Tensor.mul_``."""
-    _check("mul_", input, other)
+    check_operands("mul_", input, other)
     return _apply_in_place(MulInPlace, True, input, other)
 
 
 def div_(input, other, *, rounding_mode=None):
     """input /= other, in place, as ``Tensor.div_``."""
-    _check("div_", input, other)
+    check_operands("div_", input, other)
     return _apply_in_place(DivInPlace, False, input, other, rounding_mode)
 
 
@@ -506,17 +611,44 @@ for _name, _face, _function, _forward, _backward in (
         ("log", log, Log, "y = log x", "dL/dx = g / x"),
         ("sqrt", sqrt, Sqrt, "y = √x", "dL/dx = g / 2y"),
         ("rsqrt", rsqrt, Rsqrt, "y = 1/√x", "dL/dx = −½ g y³"),
-        ("abs", abs, Abs, "y = |x|", "dL/dx = g sign(x)")):
+        ("abs", abs, Abs, "y = |x|", "dL/dx = g sign(x)"),
+        ("reciprocal", reciprocal, Reciprocal, "y = 1/x", "dL/dx = −g y²"),
+        ("square", square, Square, "y = x²", "dL/dx = 2 g x: mul's rule, x in both places"),
+        ("sign", sign, Sign, "y = sign(x)", "dL/dx = 0, a step"),
+        ("floor", floor, Floor, "y = ⌊x⌋", "dL/dx = 0, a step"),
+        ("ceil", ceil, Ceil, "y = ⌈x⌉", "dL/dx = 0, a step"),
+        ("trunc", trunc, Trunc, "y = x rounded toward 0", "dL/dx = 0, a step"),
+        ("round", round, Round, "y = x rounded (to decimals places)", "dL/dx = 0, a step")):
     register(Op(_name, _face, (_function,), Derivative(_forward, _backward, SAME), fused_by="the tensor algebra",
                 intercepts={getattr(torch, _name): None, getattr(Tensor, _name): None,
                             **({Tensor.__neg__: None} if _name == "neg" else {}),
-                            **({Tensor.__abs__: None} if _name == "abs" else {})}))
+                            **({Tensor.__abs__: None} if _name == "abs" else {}),
+                            **({torch.fix: None, Tensor.fix: None} if _name == "trunc" else {})}))
 register(Op(
-    "clamp", clamp, (Clamp,),
-    Derivative("y = min(max(x, lo), hi)", "dL/dx = g 1[lo < x < hi]", SAME),
+    "addcmul", addcmul, (Mul, Add),
+    Derivative("y = c + v a b", "dL/dc = g, dL/da = v g b, dL/db = v g a: add's and mul's rules",
+               "c, a, b broadcastable"),
+    fused_by="the tensor algebra", intercepts={torch.addcmul: None, Tensor.addcmul: None},
+))
+register(Op(
+    "addcdiv", addcdiv, (Div, Add),
+    Derivative("y = c + v a / b", "dL/dc = g, dL/da = v g / b, dL/db = −v g a / b²: add's and div's rules",
+               "c, a, b broadcastable"),
+    fused_by="the tensor algebra", intercepts={torch.addcdiv: None, Tensor.addcdiv: None},
+))
+register(Op(
+    "lerp", lerp, (Sub, Add, Mul),
+    Derivative("y = a + w (b − a)", "dL/da = (1 − w) g, dL/db = w g, dL/dw = g (b − a): add's, sub's and mul's rules",
+               "a, b, w broadcastable"),
+    fused_by="the tensor algebra", intercepts={torch.lerp: None, Tensor.lerp: None},
+))
+register(Op(
+    "clamp", clamp, (Clamp, Maximum, Minimum),
+    Derivative("y = min(max(x, lo), hi)",
+               "dL/dx = g 1[lo < x < hi]; tensor bounds: maximum's and minimum's rules", "x, lo, hi broadcastable"),
     fused_by="the tensor algebra",
     intercepts={torch.clamp: None, torch.clip: None, Tensor.clamp: None, Tensor.clip: None,
                 **dict.fromkeys((torch.clamp_min, Tensor.clamp_min), lambda input, min: clamp(input, min)),
                 **dict.fromkeys((torch.clamp_max, Tensor.clamp_max), lambda input, max: clamp(input, None, max))},
-    accepts=lambda *args, **kwargs: all(isinstance(b, (*NUMBER, type(None))) for b in (*args[1:], *kwargs.values())),
+    accepts=_clamp_accepts,
 ))

@@ -413,7 +413,7 @@ def linear_cross_entropy(input, linear_weight, target, *, linear_bias=None, weig
     loss, _ = apply(LinearCrossEntropy, x, w, b, t, weight, ignore, label_smoothing, reduction, positions, rows,
                     loss_dtype)
     if reduction == "none":
-        loss = loss.reshape(*batch, *out_features)
+        loss = loss.reshape((*batch, *out_features))
     return loss
 
 

@@ -282,6 +282,10 @@ register(Op(
     modules={torch.nn.MaxPool2d: Module(
         lambda self, input: max_pool2d(input, self.kernel_size, self.stride, self.padding, self.dilation,
                                        self.ceil_mode, self.return_indices))},
+    # F.max_pool2d(..., return_indices=True) reaches the mode as the function it dispatches to.
+    intercepts={torch.nn.functional.max_pool2d_with_indices:
+                lambda input, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False, return_indices=False:
+                max_pool2d(input, kernel_size, stride, padding, dilation, ceil_mode, True)},
 ))
 
 register(Op(

@@ -14,6 +14,7 @@ from handgrad.ops._checks import LOWER, autocast, check_tensor
 from handgrad.ops._function import HandFunction, apply, multilinear_jvp, sum_to
 from handgrad.ops._registry import Derivative, Op, register
 from handgrad.ops.elementwise import Add, Mul, add, mul
+from handgrad.ops.reductions import Sum, sum
 
 Tensor = torch.Tensor
 
@@ -185,6 +186,46 @@ def matmul(input, other):
     return y.squeeze(-2 if other.dim() > 1 else -1) if input.dim() == 1 else y
 
 
+def dot(input, tensor):
+    """y = Σ aᵢ bᵢ of two vectors, as ``torch.dot``: mul's and sum's rules (dL/da = g b, dL/db = g a)."""
+    _vectors("dot", input, tensor, "tensor")
+    if input.shape != tensor.shape:
+        raise RuntimeError(f"dot: expected both vectors to have the same number of elements, but got "
+                           f"{input.numel()} and {tensor.numel()}")
+    return sum(mul(input, tensor))
+
+
+def mv(input, vec):
+    """y = A v, a matrix (n, k) times a vector (k), as ``torch.mv``: y_i = Σ_k A_ik v_k, mul's rule with v
+    broadcast along the rows, then sum's (dL/dA = g vᵀ, dL/dv = Aᵀ g)."""
+    _vectors("mv", input, vec, "vec", first_dims=2)
+    if input.shape[1] != vec.shape[0]:
+        raise RuntimeError(f"mv: input of shape {tuple(input.shape)} and vec of shape {tuple(vec.shape)}: input's "
+                           f"columns ({input.shape[1]}) must equal vec's length ({vec.shape[0]})")
+    return sum(mul(input, vec), -1)
+
+
+def outer(input, vec2):
+    """y = a bᵀ of two vectors, y_ij = a_i b_j, as ``torch.outer``: mul's rule, a column (n, 1) times a
+    row (m), broadcast (dL/da = g b, dL/db = gᵀ a)."""
+    _vectors("outer", input, vec2, "vec2")
+    return mul(input.unsqueeze(-1), vec2)
+
+
+def _vectors(fn, first, second, name, first_dims=1):
+    """``first`` of ``first_dims`` dimensions and ``second`` a vector, of one dtype (torch computes these
+    three in their inputs' dtype, which must agree, and autocast leaves them there: hence products and
+    sums, which autocast does not cast either, not matmul)."""
+    check_tensor(fn, "input", first)
+    check_tensor(fn, name, second)
+    if first.dim() != first_dims or second.dim() != 1:
+        raise RuntimeError(f"{fn}: expected input of {first_dims} dimension(s) and a 1-D {name}, got shapes "
+                           f"{tuple(first.shape)} and {tuple(second.shape)}")
+    if first.dtype != second.dtype:
+        raise RuntimeError(f"{fn}: expected input and {name} to have the same dtype, but got: {first.dtype} != "
+                           f"{second.dtype}")
+
+
 def einsum(*args):
     """y = einsum(equation, *operands), as ``torch.einsum`` (the equation as a string; operands given
     one by one or as one list)."""
@@ -196,20 +237,30 @@ def einsum(*args):
     for i, t in enumerate(operands):
         check_tensor("einsum", f"operand {i}", t)
     inputs, out = _einsum_parts(equation, [t.shape for t in operands])
-    repeated = [s for s in inputs if len(set(s)) != len(s)]
-    if repeated:
-        raise NotImplementedError(f"einsum: an index repeated within one operand ({repeated[0]!r}, a diagonal) "
-                                  f"is not derived by handgrad")
+    inputs, operands = zip(*(_diagonal(i, s, t) for i, (s, t) in enumerate(zip(inputs, operands))))
     if any(len([s for s in inputs if c in s]) > 1 and c not in out for c in set("".join(inputs))):
         operands = autocast(LOWER, *operands)      # a contraction: torch runs it as bmm, which autocast casts
     return apply(Einsum, tuple(inputs), out, *(compact(t) for t in operands))
 
 
+def _diagonal(i, subscripts, operand):
+    """Operand i with an index repeated in its subscripts (``ii``, a diagonal) reduced to that diagonal,
+    a view (``torch.diagonal``, movement: its backward puts g back on the diagonal of zeros), with the
+    index once, last: (its subscripts, the view). ``iij`` → ``ji``."""
+    for c in dict.fromkeys(c for c in subscripts if subscripts.count(c) > 1):
+        while subscripts.count(c) > 1:
+            first = subscripts.index(c)
+            second = subscripts.index(c, first + 1)
+            if operand.shape[first] != operand.shape[second]:
+                raise RuntimeError(f"einsum: subscript {c} is repeated for operand {i} but the sizes don't match, "
+                                   f"{operand.shape[second]} != {operand.shape[first]}")
+            operand = operand.diagonal(0, first, second)
+            subscripts = subscripts[:first] + subscripts[first + 1:second] + subscripts[second + 1:] + c
+    return subscripts, operand
+
+
 def _einsum_accepts(*args):
-    if not args or not isinstance(args[0], str):
-        return False
-    equation = args[0].replace(" ", "").partition("->")[0].replace("...", "")
-    return all(len(set(s)) == len(s) for s in equation.split(","))
+    return bool(args) and isinstance(args[0], str)
 
 
 # -- the table ----------------------------------------------------------------------------------------
@@ -236,7 +287,23 @@ register(Op(
                 torch.mm: None, Tensor.mm: None, torch.bmm: None, Tensor.bmm: None},
 ))
 register(Op(
+    "dot", dot, (Mul, Sum),
+    Derivative("y = Σ aᵢ bᵢ", "dL/da = g b, dL/db = g a: mul's and sum's rules", "a, b (k) → ()"),
+    fused_by="the tensor algebra", intercepts={torch.dot: None, Tensor.dot: None},
+))
+register(Op(
+    "mv", mv, (Mul, Sum),
+    Derivative("y = A v", "dL/dA = g vᵀ, dL/dv = Aᵀ g: mul's (v broadcast) and sum's rules", "A (n, k), v (k) → (n)"),
+    fused_by="the tensor algebra", intercepts={torch.mv: None, Tensor.mv: None},
+))
+register(Op(
+    "outer", outer, (Mul,),
+    Derivative("y = a bᵀ", "dL/da = g b, dL/db = gᵀ a: mul's, a column times a row", "a (n), b (m) → (n, m)"),
+    fused_by="the tensor algebra", intercepts={torch.outer: None, Tensor.outer: None, torch.ger: None, Tensor.ger: None},
+))
+register(Op(
     "einsum", einsum, (Einsum,),
-    Derivative("y = einsum(A, B, ...)", "dL/dA = einsum(g, the other operands → A's indices)", "as the equation says"),
+    Derivative("y = einsum(A, B, ...)", "dL/dA = einsum(g, the other operands → A's indices); a repeated index "
+               "reads A's diagonal, a view", "as the equation says"),
     fused_by="the tensor algebra", intercepts={torch.einsum: None}, accepts=_einsum_accepts,
 ))

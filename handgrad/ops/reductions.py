@@ -10,7 +10,7 @@ import math
 
 import torch
 
-from handgrad.ops._checks import check_tensor
+from handgrad.ops._checks import FLOAT32, FLOAT32_ON_CUDA, autocast, check_tensor
 from handgrad.ops._function import HandFunction, apply
 from handgrad.ops._registry import Derivative, Op, register
 from handgrad.ops.elementwise import NUMBER, Clamp, Div, Maximum, Minimum, Tensor, clamp, div, maximum, minimum
@@ -186,6 +186,187 @@ def var_backward(g, x, dims, correction, keepdim, n):
     return unreduce(g, x.shape, dims, keepdim) * centred * scale
 
 
+class Std(HandFunction):
+    """σ = √σ², the standard deviation over ``dims``: the square root's rule, then the variance's."""
+
+    @staticmethod
+    def forward(x, dims, correction, keepdim):
+        return torch.std(x, dims, correction=correction, keepdim=keepdim)
+
+    @staticmethod
+    def setup_context(ctx, inputs, output):
+        x, ctx.dims, ctx.correction, ctx.keepdim = inputs
+        ctx.save_for_backward(x, output)
+        ctx.save_for_forward(x, output)
+        ctx.n = terms(x, output)
+
+    @staticmethod
+    def backward(ctx, g):
+        x, sigma = ctx.saved_tensors
+        return std_backward(g, x, sigma, ctx.dims, ctx.correction, ctx.keepdim, ctx.n), None, None, None
+
+    @staticmethod
+    def jvp(ctx, dx, *_):
+        x, sigma = ctx.saved_tensors
+        slope = std_backward(torch.ones_like(sigma), x, sigma, ctx.dims, ctx.correction, ctx.keepdim, ctx.n)
+        return (slope * dx).sum(ctx.dims, keepdim=ctx.keepdim)
+
+
+def std_backward(g, x, sigma, dims, correction, keepdim, n):
+    """dL/dσ² = g / 2σ (the square root's rule; 0 where σ = 0, torch's choice at the kink), then
+    dL/dx = dL/dσ² · 2 (x − μ) / (n − c), the variance's."""
+    g_var = torch.where(sigma == 0, 0.0, g / (2 * sigma))
+    return var_backward(g_var, x, dims, correction, keepdim, n)
+
+
+class LogSumExp(HandFunction):
+    """y = log Σ eˣ over ``dims``."""
+
+    @staticmethod
+    def forward(x, dims, keepdim):
+        return torch.logsumexp(x, dims, keepdim=keepdim)
+
+    @staticmethod
+    def setup_context(ctx, inputs, output):
+        x, ctx.dims, ctx.keepdim = inputs
+        ctx.save_for_backward(x, output)
+        ctx.save_for_forward(x, output)
+
+    @staticmethod
+    def backward(ctx, g):
+        x, y = ctx.saved_tensors
+        return logsumexp_backward(g, x, y, ctx.dims, ctx.keepdim), None, None
+
+    @staticmethod
+    def jvp(ctx, dx, *_):
+        x, y = ctx.saved_tensors
+        p = torch.exp(x - unreduce(y, x.shape, ctx.dims, ctx.keepdim))
+        return (p * dx).sum(ctx.dims, keepdim=ctx.keepdim)                   # dy = Σ softmax(x) dx
+
+
+def logsumexp_backward(g, x, y, dims, keepdim):
+    """dL/dx = g eˣ / Σ eˣ = g e^(x − y): the softmax of x, read from x and y."""
+    return unreduce(g, x.shape, dims, keepdim) * torch.exp(x - unreduce(y, x.shape, dims, keepdim))
+
+
+class Prod(HandFunction):
+    """y = Π x along ``dim``."""
+
+    @staticmethod
+    def forward(x, dim, keepdim):
+        return torch.prod(x, dim, keepdim=keepdim)
+
+    @staticmethod
+    def setup_context(ctx, inputs, output):
+        x, ctx.dim, ctx.keepdim = inputs
+        ctx.save_for_backward(x)
+        ctx.save_for_forward(x)
+
+    @staticmethod
+    def backward(ctx, g):
+        (x,) = ctx.saved_tensors
+        g = g if ctx.keepdim else g.unsqueeze(ctx.dim)
+        return g * others_product(x, ctx.dim), None, None                   # dL/dx_i = g Π_{j≠i} x_j
+
+    @staticmethod
+    def jvp(ctx, dx, *_):
+        (x,) = ctx.saved_tensors
+        return (others_product(x, ctx.dim) * dx).sum(ctx.dim, keepdim=ctx.keepdim)
+
+
+def others_product(x, dim):
+    """Π_{j≠i} x_j along ``dim``, at every i: the product of those before i times that of those after,
+    two exclusive cumulative products, with no division (a zero in x divides nothing)."""
+    n = x.shape[dim]
+    if n == 0:
+        return torch.zeros_like(x)
+    one = torch.ones_like(x.narrow(dim, 0, 1))
+    before = torch.cat([one, x.narrow(dim, 0, n - 1)], dim).cumprod(dim)            # Π_{j<i} x_j
+    after = torch.cat([x.narrow(dim, 1, n - 1), one], dim).flip(dim).cumprod(dim).flip(dim)   # Π_{j>i} x_j
+    return before * after
+
+
+def reverse_cumsum(t, dim):
+    """Σ_{j ≥ i} t_j along ``dim``: the sums from each position to the end."""
+    return t.flip(dim).cumsum(dim).flip(dim)
+
+
+class Cumsum(HandFunction):
+    """y_i = Σ_{j ≤ i} x_j along ``dim``: x_j enters every y_i from i = j on, so dL/dx_j = Σ_{i ≥ j} g_i."""
+
+    @staticmethod
+    def forward(x, dim, dtype):
+        return torch.cumsum(x, dim, dtype=dtype)
+
+    @staticmethod
+    def setup_context(ctx, inputs, output):
+        x, ctx.dim, _ = inputs
+        ctx.dtype = x.dtype
+
+    @staticmethod
+    def backward(ctx, g):
+        return reverse_cumsum(g, ctx.dim).to(ctx.dtype), None, None           # dL/dx_j = Σ_{i ≥ j} g_i
+
+    @staticmethod
+    def jvp(ctx, dx, *_):
+        return torch.cumsum(dx, ctx.dim)                                      # linear: dy = cumsum(dx)
+
+
+class Cumprod(HandFunction):
+    """y_i = Π_{j ≤ i} x_j along ``dim``."""
+
+    @staticmethod
+    def forward(x, dim, dtype):
+        return torch.cumprod(x, dim, dtype=dtype)
+
+    @staticmethod
+    def setup_context(ctx, inputs, output):
+        x, ctx.dim, _ = inputs
+        ctx.save_for_backward(x, output)
+        ctx.save_for_forward(x, output)
+        ctx.dtype = x.dtype
+
+    @staticmethod
+    def backward(ctx, g):
+        x, y = ctx.saved_tensors
+        return cumprod_backward(g, x, y, ctx.dim).to(ctx.dtype), None, None
+
+    @staticmethod
+    def jvp(ctx, dx, *_):
+        x, y = ctx.saved_tensors
+        return cumprod_jvp(dx, x, y, ctx.dim)
+
+
+def _first_zero(x, dim):
+    """(the first zero of each slice along ``dim``, the positions before it), as masks."""
+    zeros = (x == 0).cumsum(dim)
+    return (x == 0) & (zeros == 1), zeros == 0
+
+
+def cumprod_backward(g, x, y, dim):
+    """dL/dx_j = Σ_{i ≥ j} g_i ∂y_i/∂x_j, ∂y_i/∂x_j = Π_{k ≤ i, k ≠ j} x_k.
+
+    Before a slice's first zero z, that is y_i / x_j: dL/dx_j = Σ_{i ≥ j} g_i y_i / x_j (y_i = 0 from z
+    on, so the sum stops there by itself; after z it is 0, as every product holds x_z). At z itself,
+    Π_{k ≤ i, k ≠ z} x_k is y' = cumprod(x with x_z = 1): dL/dx_z = Σ_{i ≥ z} g_i y'_i. Zeros after
+    the first receive 0 (a mask, so their second derivative is 0 too, though x_z moves them)."""
+    first, _ = _first_zero(x, dim)
+    safe = torch.where(x == 0, 1.0, x)                                        # no 0 / 0 where masked
+    away = torch.where(x == 0, 0.0, reverse_cumsum(g * y, dim) / safe)       # Σ_{i ≥ j} g_i y_i / x_j
+    y_without_z = torch.cumprod(torch.where(first, 1.0, x), dim)             # y', x_z taken out
+    return torch.where(first, reverse_cumsum(g * y_without_z, dim), away)
+
+
+def cumprod_jvp(dx, x, y, dim):
+    """dy_i = Σ_{j ≤ i} dx_j Π_{k ≤ i, k ≠ j} x_k: y_i Σ_{j ≤ i} dx_j / x_j before the first zero z,
+    dx_z y'_i from z on (every other term holds x_z = 0)."""
+    first, before = _first_zero(x, dim)
+    safe = torch.where(x == 0, 1.0, x)
+    y_without_z = torch.cumprod(torch.where(first, 1.0, x), dim)
+    dx_at_z = torch.where(first, dx, 0.0).sum(dim, keepdim=True)
+    return torch.where(before, y * torch.cumsum(torch.where(before, dx / safe, 0.0), dim), dx_at_z * y_without_z)
+
+
 def _max_share(x, y, dims, keepdim):
     """1[x = y] / (number of x equal to y): each maximum's share of g."""
     at_max = (x == unreduce(y, x.shape, dims, keepdim)).to(x.dtype)
@@ -198,7 +379,8 @@ def amax_backward(g, x, y, dims, keepdim):
 
 
 class VectorNorm(HandFunction):
-    """y = ‖x‖_p = (Σ |x|ᵖ)^(1/p) over ``dims`` (p = inf: max |x|)."""
+    """y = ‖x‖_p = (Σ |x|ᵖ)^(1/p) over ``dims`` (p = inf: max |x|, p = −inf: min |x|, p = 0: the number
+    of x ≠ 0)."""
 
     @staticmethod
     def forward(x, p, dims, keepdim):
@@ -224,24 +406,26 @@ class VectorNorm(HandFunction):
 
 def norm_backward(g, x, y, p, dims, keepdim):
     """dL/dx = g ∂‖x‖/∂x: from y = (Σ |x|ᵖ)^(1/p), ∂y/∂x = sign(x) |x|ᵖ⁻¹ / yᵖ⁻¹ = sign(x) (|x| / y)ᵖ⁻¹.
-    p = 2: g x / y; p = 1: g sign(x); p = inf: g sign(x) at the largest |x|, split between ties;
-    where y = 0 the gradient is 0 (torch's choice of subgradient)."""
+    p = 2: g x / y; p = 1: g sign(x); p = ±inf: g sign(x) at the largest (smallest) |x|, split between
+    ties; p = 0 counts, flat. Where y = 0, and for p < 1 where x = 0 (|x|ᵖ⁻¹ infinite, a kink of y),
+    the gradient is 0 (torch's choice of subgradient)."""
     g, y_ = unreduce(g, x.shape, dims, keepdim), unreduce(y, x.shape, dims, keepdim)
     if p == 0:
         return torch.zeros_like(x)
     if p == 1:
         return g * x.sgn()                                                  # dL/dx = g sign(x)
-    if p == float("inf"):
+    if math.isinf(p):
         return g * x.sgn() * _max_share(x.abs(), y, dims, keepdim)          # g sign(x) 1[|x| = y] / count
     if p == 2:
         return torch.where(y_ == 0, 0.0, g * x / y_)                        # dL/dx = g x / ‖x‖
-    return torch.where(y_ == 0, 0.0, g * x.sgn() * (x.abs() / y_).pow(p - 1))
+    flat = (y_ == 0) | (x == 0) if p < 1 else y_ == 0
+    return torch.where(flat, 0.0, g * x.sgn() * (x.abs() / y_).pow(p - 1))
 
 
 # -- the faces, as torch's ----------------------------------------------------------------------------
 
 
-def _reduction_dims(fn, input, dim):
+def reduction_dims(fn, input, dim):
     check_tensor(fn, "input", input)
     dims = _dims(dim, input.dim())
     bad = [d for d in ((dim,) if isinstance(dim, int) else dim or ()) if not -max(input.dim(), 1) <= d < max(input.dim(), 1)]
@@ -252,12 +436,12 @@ def _reduction_dims(fn, input, dim):
 
 def sum(input, dim=None, keepdim=False, *, dtype=None):
     """y = Σ input over ``dim`` (every dimension by default), as ``torch.sum``."""
-    return apply(Sum, input, _reduction_dims("sum", input, dim), keepdim, dtype)
+    return apply(Sum, input, reduction_dims("sum", input, dim), keepdim, dtype)
 
 
 def mean(input, dim=None, keepdim=False, *, dtype=None):
     """y = the mean of input over ``dim`` (every dimension by default), as ``torch.mean``."""
-    dims = _reduction_dims("mean", input, dim)
+    dims = reduction_dims("mean", input, dim)
     if not (input.is_floating_point() or input.is_complex() or dtype is not None):
         raise RuntimeError(f"mean: input must be a floating-point tensor, got {input.dtype}")
     return apply(Mean, input, dims, keepdim, dtype)
@@ -265,7 +449,7 @@ def mean(input, dim=None, keepdim=False, *, dtype=None):
 
 def amax(input, dim=None, keepdim=False):
     """y = the maximum of input over ``dim`` (every dimension by default), as ``torch.amax``."""
-    dims = _reduction_dims("amax", input, dim)
+    dims = reduction_dims("amax", input, dim)
     empty = [d for d in dims if input.shape[d] == 0]
     if empty:
         raise IndexError(f"amax: input of shape {tuple(input.shape)} is empty along dim {empty[0]}: the maximum of "
@@ -275,7 +459,7 @@ def amax(input, dim=None, keepdim=False):
 
 def amin(input, dim=None, keepdim=False):
     """y = the minimum of input over ``dim`` (every dimension by default), as ``torch.amin``."""
-    dims = _reduction_dims("amin", input, dim)
+    dims = reduction_dims("amin", input, dim)
     empty = [d for d in dims if input.shape[d] == 0]
     if empty:
         raise IndexError(f"amin: input of shape {tuple(input.shape)} is empty along dim {empty[0]}: the minimum of "
@@ -294,7 +478,7 @@ def _extremum(fn, input, dim, keepdim, smallest):
         return (amin if smallest else amax)(input)                  # all elements: g split between ties
     if not isinstance(dim, int) or isinstance(dim, bool):
         raise TypeError(f"{fn}: dim must be an int, or other a tensor; got {type(dim).__name__}")
-    d = (_reduction_dims(fn, input, dim) or (0,))[0]               # a 0-d input: dim 0 or -1, () here
+    d = (reduction_dims(fn, input, dim) or (0,))[0]               # a 0-d input: dim 0 or -1, () here
     if input.dim() and input.shape[d] == 0:
         raise IndexError(f"{fn}: input of shape {tuple(input.shape)} is empty along dim {d}")
     values, indices = apply(MaxDim, input, d, keepdim, smallest)
@@ -315,36 +499,106 @@ def min_(input, dim=None, keepdim=False):
 def var(input, dim=None, *, correction=1, keepdim=False):
     """σ² of input over ``dim`` (every dimension by default), as ``torch.var``; ``correction`` 1
     divides by n − 1 (Bessel's), 0 by n."""
-    dims = _reduction_dims("var", input, dim)
+    dims = reduction_dims("var", input, dim)
     if not input.is_floating_point():
         raise RuntimeError(f"var: input must be a floating-point tensor, got {input.dtype}")
     return apply(Var, input, dims, 1 if correction is None else correction, keepdim)
 
 
-def _var_call(input, *args, **kwargs):
-    """torch.var's call forms: (input, dim, unbiased, keepdim), (input, unbiased), keywords."""
-    if args and isinstance(args[0], bool):
-        kwargs["unbiased"], args = args[0], args[1:]
-    names = ["dim", "unbiased", "keepdim"]
-    kwargs.update(zip(names, args))
-    unbiased = kwargs.pop("unbiased", None)
-    if unbiased is not None:
-        kwargs["correction"] = int(unbiased)
-    return var(input, **kwargs)
+def std(input, dim=None, *, correction=1, keepdim=False):
+    """σ of input over ``dim`` (every dimension by default), as ``torch.std``: √σ², ``correction`` as for var."""
+    dims = reduction_dims("std", input, dim)
+    if not input.is_floating_point():
+        raise RuntimeError(f"std: input must be a floating-point tensor, got {input.dtype}")
+    return apply(Std, input, dims, 1 if correction is None else correction, keepdim)
+
+
+def var_mean(input, dim=None, *, correction=1, keepdim=False):
+    """(σ², μ) of input over ``dim``, as ``torch.var_mean``: the variance's rule and the mean's."""
+    check_tensor("var_mean", "input", input)
+    return var(input, dim, correction=correction, keepdim=keepdim), mean(input, dim, keepdim)
+
+
+def std_mean(input, dim=None, *, correction=1, keepdim=False):
+    """(σ, μ) of input over ``dim``, as ``torch.std_mean``: the standard deviation's rule and the mean's."""
+    check_tensor("std_mean", "input", input)
+    return std(input, dim, correction=correction, keepdim=keepdim), mean(input, dim, keepdim)
+
+
+def _unbiased(function):
+    """``function`` (var, std, var_mean, std_mean) taking torch's call forms too: (input, dim, unbiased,
+    keepdim), (input, unbiased), keywords."""
+    def call(input, *args, **kwargs):
+        if args and isinstance(args[0], bool):
+            kwargs["unbiased"], args = args[0], args[1:]
+        kwargs.update(zip(["dim", "unbiased", "keepdim"], args))
+        unbiased = kwargs.pop("unbiased", None)
+        if unbiased is not None:
+            kwargs["correction"] = int(unbiased)
+        return function(input, **kwargs)
+    return call
+
+
+def logsumexp(input, dim, keepdim=False):
+    """y = log Σ eˣ over ``dim``, as ``torch.logsumexp``."""
+    dims = reduction_dims("logsumexp", input, dim)
+    if not input.is_floating_point():
+        raise RuntimeError(f"logsumexp: input must be a floating-point tensor, got {input.dtype}")
+    (input,) = autocast(FLOAT32_ON_CUDA, input)
+    return apply(LogSumExp, input, dims, keepdim)
+
+
+def prod(input, dim=None, keepdim=False, *, dtype=None):
+    """y = Π input along ``dim`` (every element by default, as one slice), as ``torch.prod``."""
+    check_tensor("prod", "input", input)
+    if dim is not None and (not isinstance(dim, int) or isinstance(dim, bool)):
+        raise TypeError(f"prod: dim must be an int or None, got {type(dim).__name__}")
+    (x,) = autocast(FLOAT32, input) if dtype is None else (input.to(dtype),)   # autocast leaves a dtype= alone
+    dims = reduction_dims("prod", input, dim)
+    if dim is None or x.dim() == 0:
+        return apply(Prod, x.reshape(-1), 0, False)                 # every element, one slice: a 0-d y
+    return apply(Prod, x, dims[0], keepdim)
+
+
+def _scan(fn, function, input, dim, dtype):
+    check_tensor(fn, "input", input)
+    if not isinstance(dim, int) or isinstance(dim, bool):
+        raise TypeError(f"{fn}: dim must be an int, got {type(dim).__name__}")
+    d = reduction_dims(fn, input, dim)
+    x = input if dtype is None else input.to(dtype)
+    if x.dim() == 0:
+        return apply(function, x.reshape(1), 0, None).reshape(())
+    return apply(function, x, d[0], None)
+
+
+def cumsum(input, dim, *, dtype=None):
+    """y_i = Σ_{j ≤ i} x_j along ``dim``, as ``torch.cumsum``."""
+    return _scan("cumsum", Cumsum, input, dim, dtype)
+
+
+def cumprod(input, dim, *, dtype=None):
+    """y_i = Π_{j ≤ i} x_j along ``dim``, as ``torch.cumprod``."""
+    return _scan("cumprod", Cumprod, input, dim, dtype)
 
 
 def norm(input, p="fro", dim=None, keepdim=False, dtype=None):
     """y = ‖input‖_p over ``dim`` (every dimension by default), as ``torch.norm`` for vector norms:
-    p a number, inf, or "fro" (p = 2)."""
+    p a number (negative too), ±inf, or "fro" (p = 2)."""
     check_tensor("norm", "input", input)
     p = 2 if p == "fro" else p
-    if isinstance(p, str) or not isinstance(p, NUMBER) or p < 0:
-        raise ValueError(f"norm: handgrad derives the vector norms, p a number ≥ 0, inf or 'fro'; got p={p!r}")
+    if isinstance(p, (str, bool)) or not isinstance(p, NUMBER):
+        raise ValueError(f"norm: handgrad derives the vector norms, p a number, ±inf or 'fro'; got p={p!r}")
     if not input.is_floating_point():
         raise RuntimeError(f"norm: input must be a floating-point tensor, got {input.dtype}")
-    dims = _reduction_dims("norm", input, dim)
+    dims = reduction_dims("norm", input, dim)
     x = input if dtype is None else input.to(dtype)
     return apply(VectorNorm, x, p, dims, keepdim)
+
+
+def _norm_accepts(input, *args, **kwargs):
+    """A vector norm written to no ``out``: p (or vector_norm's ord) a number or "fro"; not "nuc"."""
+    p = args[0] if args else kwargs.get("p", kwargs.get("ord", 2))
+    return kwargs.get("out") is None and (p == "fro" or isinstance(p, NUMBER) and not isinstance(p, bool))
 
 
 def normalize(input, p=2.0, dim=1, eps=1e-12):
@@ -392,16 +646,58 @@ register(Op(
 register(Op(
     "var", var, (Var,),
     Derivative("σ² = Σ (x − μ)² / (n − c)", "dL/dx = g · 2 (x − μ) / (n − c)", "(*) → (*) without dim"),
-    fused_by="the tensor algebra", intercepts={torch.var: _var_call, Tensor.var: _var_call},
+    fused_by="the tensor algebra", intercepts=dict.fromkeys((torch.var, Tensor.var), _unbiased(var)),
+))
+register(Op(
+    "std", std, (Std,),
+    Derivative("σ = √σ²", "dL/dx = g / 2σ · 2 (x − μ) / (n − c): the square root's rule, then the variance's",
+               "(*) → (*) without dim"),
+    fused_by="the tensor algebra", intercepts=dict.fromkeys((torch.std, Tensor.std), _unbiased(std)),
+))
+register(Op(
+    "var_mean", var_mean, (Var, Mean),
+    Derivative("(σ², μ)", "the variance's rule and the mean's, their gradients added", "(*) → two (*) without dim"),
+    fused_by="the tensor algebra", intercepts={torch.var_mean: _unbiased(var_mean)},
+))
+register(Op(
+    "std_mean", std_mean, (Std, Mean),
+    Derivative("(σ, μ)", "the standard deviation's rule and the mean's, their gradients added",
+               "(*) → two (*) without dim"),
+    fused_by="the tensor algebra", intercepts={torch.std_mean: _unbiased(std_mean)},
+))
+register(Op(
+    "logsumexp", logsumexp, (LogSumExp,),
+    Derivative("y = log Σ eˣ", "dL/dx = g e^(x − y), the softmax of x", "(*) → (*) without dim"),
+    fused_by="the tensor algebra",
+    intercepts={torch.logsumexp: None, Tensor.logsumexp: None, torch.special.logsumexp: None},
+))
+register(Op(
+    "prod", prod, (Prod,),
+    Derivative("y = Π x", "dL/dx_i = g Π_{j≠i} x_j, the products before and after i (no division)",
+               "(*) → (*) without dim"),
+    fused_by="the tensor algebra", intercepts={torch.prod: None, Tensor.prod: None},
+))
+register(Op(
+    "cumsum", cumsum, (Cumsum,),
+    Derivative("y_i = Σ_{j≤i} x_j", "dL/dx_j = Σ_{i≥j} g_i, g's sums from the end", "(*) → (*)"),
+    fused_by="the tensor algebra", intercepts={torch.cumsum: None, Tensor.cumsum: None},
+))
+register(Op(
+    "cumprod", cumprod, (Cumprod,),
+    Derivative("y_i = Π_{j≤i} x_j", "dL/dx_j = Σ_{i≥j} g_i y_i / x_j (at a slice's first zero z: Σ_{i≥z} g_i y'_i, "
+               "y' without x_z)", "(*) → (*)"),
+    fused_by="the tensor algebra", intercepts={torch.cumprod: None, Tensor.cumprod: None},
 ))
 register(Op(
     "norm", norm, (VectorNorm,),
     Derivative("y = ‖x‖ₚ = (Σ |x|ᵖ)^(1/p)", "dL/dx = g sign(x) (|x| / y)ᵖ⁻¹ (p = 2: g x / y)", "(*) → (*) without dim"),
     fused_by="the tensor algebra",
-    intercepts={torch.norm: None, Tensor.norm: None,
-                torch.linalg.vector_norm: lambda x, ord=2, dim=None, keepdim=False, *, dtype=None:
+    intercepts={torch.norm: lambda input, p="fro", dim=None, keepdim=False, out=None, dtype=None:
+                    norm(input, p, dim, keepdim, dtype),
+                Tensor.norm: None,
+                torch.linalg.vector_norm: lambda x, ord=2, dim=None, keepdim=False, *, dtype=None, out=None:
                     norm(x, ord, dim, keepdim, dtype)},
-    accepts=lambda input, p="fro", *args, **kwargs: p == "fro" or isinstance(p, NUMBER),
+    accepts=_norm_accepts,
 ))
 register(Op(
     "normalize", normalize, (VectorNorm, Clamp, Div),

@@ -75,6 +75,30 @@ class Softmax(HandFunction):
         return softmax_backward(dx, p, ctx.dim)
 
 
+class Softmin(HandFunction):
+    """p = softmin(x) = softmax(−x) along ``dim``: the softmax's rule, times the −1 of the negation."""
+
+    @staticmethod
+    def forward(x, dim):
+        return torch.softmax(-x, dim)
+
+    @staticmethod
+    def setup_context(ctx, inputs, output):
+        ctx.save_for_backward(output)
+        ctx.save_for_forward(output)
+        ctx.dim = inputs[1]
+
+    @staticmethod
+    def backward(ctx, g):
+        (p,) = ctx.saved_tensors
+        return -softmax_backward(g, p, ctx.dim), None                      # dL/dx = −p ∘ (g − Σ g ∘ p)
+
+    @staticmethod
+    def jvp(ctx, dx, _):
+        (p,) = ctx.saved_tensors
+        return -softmax_backward(dx, p, ctx.dim)
+
+
 class LogSoftmax(HandFunction):
     """log p = log softmax(x) = x − log Σ eˣ along ``dim``."""
 
@@ -129,6 +153,12 @@ def softmax(input, dim=None, _stacklevel=3, dtype=None):
     return apply(Softmax, input, dim)
 
 
+def softmin(input, dim=None, _stacklevel=3, dtype=None):
+    """softmin(x)_i = e^(−x_i) / Σ_k e^(−x_k) along ``dim``, as ``torch.nn.functional.softmin``."""
+    input, dim = _arguments("softmin", input, dim, dtype, _stacklevel)
+    return apply(Softmin, input, dim)
+
+
 def log_softmax(input, dim=None, _stacklevel=3, dtype=None):
     """log softmax(x)_i = x_i − log Σ_k eˣᵏ along ``dim``, as ``torch.nn.functional.log_softmax``."""
     input, dim = _arguments("log_softmax", input, dim, dtype, _stacklevel)
@@ -145,6 +175,12 @@ register(Op(
     modules={torch.nn.Softmax: Module(lambda self, input: softmax(input, self.dim, _stacklevel=5))},
     intercepts=dict.fromkeys((torch.softmax, torch.Tensor.softmax),
                              lambda input, dim, dtype=None: softmax(input, dim, dtype=dtype)),
+))
+
+register(Op(
+    "softmin", softmin, (Softmin,),
+    Derivative("p = e⁻ˣ / Σ e⁻ˣ", "dL/dx = −p ∘ (g − Σ g ∘ p): softmax's, through −x", SHAPES),
+    modules={torch.nn.Softmin: Module(lambda self, input: softmin(input, self.dim, _stacklevel=5))},
 ))
 
 register(Op(

@@ -29,6 +29,12 @@ def tanh_numpy(z):
     return y, lambda g: (g * (1 - y * y),)
 
 
+def logsigmoid_numpy(z):
+    """log σ(z) = −log(1 + e⁻ᶻ), computed without overflow: min(z, 0) − log(1 + e^(−|z|))."""
+    y = np.minimum(z, 0) - np.log1p(np.exp(-np.abs(z)))
+    return y, lambda g: (g * (1 - np.exp(y)),)
+
+
 def leaky_relu_numpy(z, negative_slope=0.01, inplace=False):
     y = np.where(z > 0, z, negative_slope * z)
     return y, lambda g: (np.where(z > 0, g, negative_slope * g),)
@@ -224,6 +230,11 @@ OP_INFOS = (
         elementwise_samples(extremes=([-1000.0, 1000.0, 0.0], [NAN, 1.0], [INF, -INF])), tanh_numpy, elementwise_bench,
         errors=(list_input("tanh", torch_class=AttributeError),),
         modules={torch.nn.Tanh: activation_module_samples()},
+    ),
+    OpInfo(
+        "logsigmoid", torch.nn.functional.logsigmoid, elementwise_samples(extremes=([-1000.0, 1000.0, 0.0],)),
+        logsigmoid_numpy, elementwise_bench, errors=(list_input("logsigmoid"),),
+        modules={torch.nn.LogSigmoid: activation_module_samples()},
     ),
     OpInfo(
         "leaky_relu", torch.nn.functional.leaky_relu, _leaky_relu_samples, leaky_relu_numpy, elementwise_bench,

@@ -90,6 +90,8 @@ def _samples(gen):
                                                                k_probabilities), {"reduction": "none"}),
         ("uint8 target", (randn(gen, N, D), randn(gen, C, D), indices(N).to(torch.uint8)), {}),
         ("(0, d) empty batch, reduction sum", (randn(gen, 0, D), randn(gen, C, D), indices(0)), {"reduction": "sum"}),
+        ("unbatched (d), target (), reduction none: a 0-d loss", (randn(gen, D), randn(gen, C, D), indices()),
+         {"reduction": "none"}),
     ]
     return [Sample(args, kwargs, name) for name, args, kwargs in forms]
 

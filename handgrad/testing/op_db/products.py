@@ -26,6 +26,18 @@ def matmul_numpy(a, b):
     return np.matmul(a, b), vjp
 
 
+def dot_numpy(input, tensor):
+    return np.dot(input, tensor), lambda g: (g * tensor, g * input)
+
+
+def mv_numpy(input, vec):
+    return input @ vec, lambda g: (np.outer(g, vec), input.T @ g)
+
+
+def outer_numpy(input, vec2):
+    return np.outer(input, vec2), lambda g: (g @ vec2, g.T @ input)
+
+
 def addmm_numpy(input, mat1, mat2, beta=1, alpha=1):
     """y = β c + α a b: dL/dc = β g summed to c's shape, dL/da = α g bᵀ, dL/db = α aᵀ g, matrix by matrix."""
     y = beta * input + alpha * np.matmul(mat1, mat2)
@@ -34,7 +46,8 @@ def addmm_numpy(input, mat1, mat2, beta=1, alpha=1):
 
 
 def einsum_numpy(equation, *operands):
-    """np.einsum, and each operand's gradient as np.einsum with g in its place (summed over its lone indices)."""
+    """np.einsum, and each operand's gradient as np.einsum with g in its place (its lone indices expanded back),
+    written onto its diagonal where an index repeats in its subscripts."""
     equation = equation.replace(" ", "")
     y = np.einsum(equation, *operands)
     ins, out = equation.split("->")
@@ -44,12 +57,15 @@ def einsum_numpy(equation, *operands):
         grads = []
         for i, mine in enumerate(ins):
             others = ins[:i] + ins[i + 1:]
-            reach = "".join(c for c in mine if c in out or any(c in o for o in others))
+            once = "".join(dict.fromkeys(mine))
+            reach = "".join(c for c in once if c in out or any(c in o for o in others))
             grad = np.einsum(",".join([out, *others]) + "->" + reach, g, *operands[:i], *operands[i + 1:])
-            for axis, c in enumerate(mine):
+            for axis, c in enumerate(once):
                 if c not in reach:
                     grad = np.expand_dims(grad, axis)
-            grads.append(np.broadcast_to(grad, operands[i].shape).copy())
+            full = np.zeros(operands[i].shape)
+            np.einsum(f"{mine}->{once}", full)[...] = grad          # a writeable view of the diagonal
+            grads.append(full)
         return (None, *grads)
 
     return y, vjp
@@ -90,6 +106,32 @@ def _addmm_samples(gen, batch=()):
     return samples
 
 
+def _dot_samples(gen):
+    return [Sample((randn(gen, 5), randn(gen, 5)), name="(k) · (k)"), Sample((randn(gen, 0), randn(gen, 0)), name="empty")]
+
+
+def _mv_samples(gen):
+    return [Sample((randn(gen, 3, 4), randn(gen, 4)), name="(n, k) (k)"),
+            Sample((randn(gen, 0, 4), randn(gen, 4)), name="(0, k), no rows"),
+            Sample((randn(gen, 3, 0), randn(gen, 0)), name="(n, 0), an empty sum")]
+
+
+def _outer_samples(gen):
+    return [Sample((randn(gen, 3), randn(gen, 4)), name="(n) (m)"), Sample((randn(gen, 0), randn(gen, 4)), name="empty")]
+
+
+def _vector_errors(op, second, first_dims=1):
+    first = (3,) * first_dims
+    return (
+        ErrorInput("list input", lambda F, nn: getattr(F, op)([1.0, 2.0, 3.0], x32(3)), TypeError,
+                   rf"{op}: input must be a torch\.Tensor, got list"),
+        ErrorInput("a matrix for the vector", lambda F, nn: getattr(F, op)(x32(*first), x32(3, 3)), RuntimeError,
+                   rf"{op}: expected input of {first_dims} dimension\(s\) and a 1-D {second}"),
+        ErrorInput("mixed dtypes", lambda F, nn: getattr(F, op)(x32(*first), x32(3, dtype=torch.float64)), RuntimeError,
+                   rf"{op}: expected input and {second} to have the same dtype"),
+    )
+
+
 def _einsum_samples(gen):
     forms = [
         ("ij,jk->ik, matmul", ("ij,jk->ik", randn(gen, 3, 4), randn(gen, 4, 5))),
@@ -101,6 +143,9 @@ def _einsum_samples(gen):
         ("bij->j, indices summed in one operand", ("bij->j", randn(gen, 2, 3, 4))),
         ("ij,jk,kl->il, three operands", ("ij,jk,kl->il", randn(gen, 2, 3), randn(gen, 3, 4), randn(gen, 4, 2))),
         ("ij->ji, a transpose", ("ij->ji", randn(gen, 3, 4))),
+        ("ii->i, a diagonal", ("ii->i", randn(gen, 3, 3))),
+        ("bii,bij->bj, a trace in a product", ("bii,bij->bj", randn(gen, 2, 3, 3), randn(gen, 2, 3, 4))),
+        ("iij->, a diagonal summed", ("iij->", randn(gen, 2, 2, 3))),
     ]
     return [Sample(args, {}, name) for name, args in forms]
 
@@ -167,9 +212,8 @@ _MATMUL_ERRORS = (
 _EINSUM_ERRORS = (
     ErrorInput("operands before the equation", lambda F, nn: F.einsum(x32(2, 3), "ij->j"), TypeError,
                r"einsum: handgrad takes the equation as a string first"),
-    ErrorInput("a diagonal", lambda F, nn: F.einsum("ii->i", x32(3, 3)), NotImplementedError,
-               r"einsum: an index repeated within one operand \('ii'\, a diagonal\) is not derived by handgrad",
-               torch_accepts=True),
+    ErrorInput("a diagonal of unequal sizes", lambda F, nn: F.einsum("ii->i", x32(3, 4)), RuntimeError,
+               r"einsum: subscript i is repeated for operand 0 but the sizes don't match, 4 != 3"),
     ErrorInput("too few operands", lambda F, nn: F.einsum("ij,jk->ik", x32(2, 3)), ValueError,
                r"einsum: the equation names 2 operand\(s\), 1 given", torch_class=RuntimeError),
 )
@@ -179,6 +223,17 @@ _EINSUM_ERRORS = (
 
 OP_INFOS = (
     OpInfo("matmul", torch.matmul, _matmul_samples, matmul_numpy, _matmul_bench, errors=_MATMUL_ERRORS),
+    OpInfo("dot", torch.dot, _dot_samples, dot_numpy,
+           lambda device: [("(6400,) · (6400,)", (bench_randn(device, 6400), bench_randn(device, 6400)), {})],
+           errors=_vector_errors("dot", "tensor") + (
+               ErrorInput("lengths that differ", lambda F, nn: F.dot(x32(3), x32(4)), RuntimeError,
+                          r"dot: expected both vectors to have the same number of elements, but got 3 and 4"),)),
+    OpInfo("mv", torch.mv, _mv_samples, mv_numpy,
+           lambda device: [("(512, 128) (128,)", (bench_randn(device, 512, 128), bench_randn(device, 128)), {})],
+           errors=_vector_errors("mv", "vec", 2)),
+    OpInfo("outer", torch.outer, _outer_samples, outer_numpy,
+           lambda device: [("(512,) (128,)", (bench_randn(device, 512), bench_randn(device, 128)), {})],
+           errors=_vector_errors("outer", "vec2")),
     OpInfo("einsum", torch.einsum, _einsum_samples, einsum_numpy, _einsum_bench, errors=_EINSUM_ERRORS),
     OpInfo("addmm", torch.addmm, _addmm_samples, addmm_numpy, _addmm_bench, errors=_add_product_errors("addmm", 2)),
     OpInfo("baddbmm", torch.baddbmm, lambda gen: _addmm_samples(gen, batch=(2,)), addmm_numpy, _baddbmm_bench,

@@ -5,7 +5,7 @@ import torch
 
 from handgrad.testing import ErrorInput, Sample, Tolerance, randn
 from handgrad.testing.op_db._common import OpInfo, bench_randn, list_input, without, x32
-from handgrad.testing.op_db.elementwise import maximum_numpy, minimum_numpy
+from handgrad.testing.op_db.elementwise import leaf, maximum_numpy, minimum_numpy
 
 
 # -- NumPy oracles: (y, vjp), the vjp giving one gradient per positional argument -----------------------
@@ -107,19 +107,100 @@ def var_numpy(x, dim=None, *, correction=1, keepdim=False):
     return y, vjp
 
 
+def std_numpy(x, dim=None, *, correction=1, keepdim=False):
+    """σ = √σ²: dL/dσ² = g / 2σ (0 where σ = 0), then the variance's vjp."""
+    v, var_vjp = var_numpy(x, dim, correction=correction, keepdim=keepdim)
+    sigma = np.sqrt(v)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return sigma, lambda g: var_vjp(np.where(sigma == 0, 0.0, g / (2 * sigma)))
+
+
+def _with_mean(spread):
+    """(σ² or σ, μ) and the sum of the two vjps."""
+    def oracle(x, dim=None, *, correction=1, keepdim=False):
+        s, s_vjp = spread(x, dim, correction=correction, keepdim=keepdim)
+        m, m_vjp = mean_numpy(x, dim, keepdim)
+        return (s, m), lambda g_s, g_m: (s_vjp(g_s)[0] + m_vjp(g_m)[0],)
+    return oracle
+
+
+var_mean_numpy, std_mean_numpy = _with_mean(var_numpy), _with_mean(std_numpy)
+
+
+def logsumexp_numpy(x, dim, keepdim=False):
+    """y = m + log Σ e^(x − m), m the maximum; dL/dx = g e^(x − y)."""
+    axes = _axes(dim, x.ndim)
+    m = x.max(axis=axes, keepdims=True) if x.size else np.zeros([1] * x.ndim)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        m = np.where(np.isfinite(m), m, 0.0)
+        y = m + np.log(np.exp(x - m).sum(axis=axes, keepdims=True))
+        return (y if keepdim else np.squeeze(y, axes)), lambda g: (_spread(g, x.shape, axes, keepdim) * np.exp(x - y),)
+
+
+def prod_numpy(x, dim=None, keepdim=False, dtype=None):
+    """y = Π x; dL/dx_i = g Π_{j≠i} x_j, each product taken with x_i left out (no division)."""
+    flat = dim is None
+    a = x.reshape(-1) if flat else x
+    d = 0 if flat else dim % max(a.ndim, 1)
+    a = a.reshape(1) if a.ndim == 0 else a
+    moved = np.moveaxis(a, d, -1)
+    others = np.stack([np.prod(np.delete(moved, i, axis=-1), axis=-1) for i in range(moved.shape[-1])], -1) \
+        if moved.shape[-1] else moved.copy()
+    others = np.moveaxis(others, -1, d)
+    y = np.prod(a, axis=d, keepdims=keepdim and not flat and x.ndim > 0)
+    y = y.reshape(()) if flat or x.ndim == 0 else y
+
+    def vjp(g):
+        g = np.asarray(g)
+        g = g.reshape([1] * a.ndim) if flat or x.ndim == 0 else (g if keepdim else np.expand_dims(g, d))
+        return ((g * others).reshape(x.shape),)
+
+    return y, vjp
+
+
+def cumsum_numpy(x, dim, dtype=None):
+    """y_i = Σ_{j≤i} x_j; dL/dx_j = Σ_{i≥j} g_i."""
+    a = x.reshape(1) if x.ndim == 0 else x
+    d = dim % a.ndim
+    return np.cumsum(a, axis=d).reshape(x.shape), \
+        lambda g: (np.flip(np.cumsum(np.flip(np.reshape(g, a.shape), d), axis=d), d).reshape(x.shape),)
+
+
+def cumprod_numpy(x, dim, dtype=None):
+    """y_i = Π_{j≤i} x_j; dL/dx_j = Σ_{i≥j} g_i Π_{k≤i, k≠j} x_k, each product taken with x_j set to 1."""
+    a = np.moveaxis(x.reshape(1) if x.ndim == 0 else x, dim % max(x.ndim, 1), -1)
+    n = a.shape[-1]
+
+    def vjp(g):
+        g = np.moveaxis(np.reshape(g, np.moveaxis(a, -1, dim % max(x.ndim, 1)).shape), dim % max(x.ndim, 1), -1)
+        grads = []
+        for j in range(n):
+            without = np.cumprod(np.where(np.arange(n) == j, 1.0, a), axis=-1)   # Π_{k≤i, k≠j} x_k
+            grads.append((g * without)[..., j:].sum(-1))
+        grad = np.stack(grads, -1) if n else np.zeros(a.shape)
+        return (np.moveaxis(grad, -1, dim % max(x.ndim, 1)).reshape(x.shape),)
+
+    y = np.moveaxis(np.cumprod(a, axis=-1), -1, dim % max(x.ndim, 1)).reshape(x.shape)
+    return y, vjp
+
+
 def norm_numpy(x, p="fro", dim=None, keepdim=False, dtype=None):
-    """‖x‖_p = (Σ |x|ᵖ)^(1/p) and g sign(x) (|x| / ‖x‖)ᵖ⁻¹ (p = inf: g sign(x) at the largest |x|, ties split)."""
+    """‖x‖_p = (Σ |x|ᵖ)^(1/p) and g sign(x) (|x| / ‖x‖)ᵖ⁻¹, 0 where ‖x‖ = 0 and, for p < 1, where x = 0 (p = ±inf:
+    g sign(x) at the largest (smallest) |x|, ties split; p = 0: the count of x ≠ 0, flat)."""
     p = 2 if p == "fro" else p
     axes = tuple(range(x.ndim)) if dim is None else (dim,) if isinstance(dim, int) else tuple(dim)
     a = np.abs(x)
-    if p == np.inf:
-        y = a.max(axis=axes, keepdims=True)
+    if np.isinf(p):
+        y = (a.max if p > 0 else a.min)(axis=axes, keepdims=True)
         at = (a == y).astype(x.dtype)
         slope = np.sign(x) * at / at.sum(axis=axes, keepdims=True)
+    elif p == 0:
+        y = (a != 0).sum(axis=axes, keepdims=True).astype(x.dtype)
+        slope = np.zeros_like(x)
     else:
-        y = (a ** p).sum(axis=axes, keepdims=True) ** (1 / p)
         with np.errstate(divide="ignore", invalid="ignore"):
-            slope = np.where(y == 0, 0.0, np.sign(x) * (a / y) ** (p - 1))
+            y = (a ** p).sum(axis=axes, keepdims=True) ** (1 / p)
+            slope = np.where((y == 0) | ((a == 0) & (p < 1)), 0.0, np.sign(x) * (a / y) ** (p - 1))
     out = y if keepdim else y.reshape([n for i, n in enumerate(x.shape) if i not in [d % max(x.ndim, 1) for d in axes]])
 
     def vjp(g):
@@ -265,6 +346,69 @@ def _var_samples(gen):
     return found
 
 
+def _spread_samples(gen):
+    """std's (var_mean's, std_mean's) forms: every dim, dim, dims with keepdim, the corrections; a constant
+    row (σ = 0, where the square root has a kink: no finite differences)."""
+    forms = {
+        "(N, D), every dim": ((4, 5), {}),
+        "(N, D), dim=1": ((4, 5), {"dim": 1}),
+        "(N, L, E), dim=(0, 2), keepdim": ((2, 3, 4), {"dim": (0, 2), "keepdim": True}),
+        "(N, D), dim=-1, correction=0": ((4, 5), {"dim": -1, "correction": 0}),
+    }
+    found = [Sample((randn(gen, *shape),), kwargs, name) for name, (shape, kwargs) in forms.items()]
+    found.append(Sample((leaf([[1.0, 1.0, 1.0], [0.5, -1.0, 2.0]]),), {"dim": 1}, "a constant row: σ = 0",
+                        gradcheck=False))
+    return found
+
+
+def _logsumexp_samples(gen):
+    forms = {
+        "(N, D), dim=1": ((randn(gen, 4, 5), 1), {}),
+        "(N, L, E), dim=(0, 2), keepdim": ((randn(gen, 2, 3, 4), (0, 2), True), {}),
+        "scores ~ N(0, 100²), dim=-1": ((randn(gen, 3, 6, scale=100.0), -1), {}),
+        "0-d, dim=0": ((randn(gen), 0), {}),
+        "(0, D), dim=1, empty": ((randn(gen, 0, 5), 1), {}),
+    }
+    found = [Sample(args, kwargs, name) for name, (args, kwargs) in forms.items()]
+    inf = float("inf")
+    found.append(Sample((leaf([[-inf, -inf], [0.5, -inf]]), 1), name="a row of −inf: y = −inf, g NaN",
+                        gradcheck=False))
+    return found
+
+
+def _prod_samples(gen):
+    forms = {
+        "(N, D), every element": ((randn(gen, 3, 4),), {}),
+        "(N, D), dim=1": ((randn(gen, 3, 4), 1), {}),
+        "(N, L, E), dim=0, keepdim": ((randn(gen, 2, 3, 4), 0, True), {}),
+        "zeros: one in a row, two in another, dim=1": ((leaf([[1.5, 0.0, -2.0], [0.0, 3.0, 0.0], [0.5, 2.0, 1.5]]), 1),
+                                                       {}),
+        "0-d": ((randn(gen),), {}),
+        "(0, D), dim=0, a product of nothing": ((randn(gen, 0, 4), 0), {}),
+    }
+    return [Sample(args, kwargs, name) for name, (args, kwargs) in forms.items()]
+
+
+def _scan_samples(zeros=False):
+    """cumsum's (cumprod's, with rows holding zeros) forms: each dim, 0-d, empty."""
+    def samples(gen):
+        forms = {
+            "(N, D), dim=1": ((randn(gen, 3, 5), 1), {}),
+            "(N, L, E), dim=0": ((randn(gen, 3, 2, 4), 0), {}),
+            "(N, D), dim=-1, dtype=float64": ((randn(gen, 3, 4), -1), {"dtype": torch.float64}),
+            "0-d, dim=0": ((randn(gen), 0), {}),
+            "(0, D), dim=1, empty": ((randn(gen, 0, 5), 1), {}),
+        }
+        if zeros:
+            forms["a zero in each row, dim=1"] = ((leaf([[1.5, 0.0, -2.0, 0.5], [0.0, 3.0, 0.5, 2.0]]), 1), {})
+        found = [Sample(args, kwargs, name) for name, (args, kwargs) in forms.items()]
+        if zeros:                  # a second zero: the gradient there is 0 by a mask, flat to second order
+            found.append(Sample((leaf([[1.5, 0.0, -2.0, 0.0, 0.5]]), 1), name="two zeros in a row, dim=1",
+                                gradcheck=False))
+        return found
+    return samples
+
+
 def _norm_samples(gen):
     forms = [
         ("(3, 4), the whole tensor, fro", (randn(gen, 3, 4),), {}),
@@ -273,8 +417,15 @@ def _norm_samples(gen):
         ("(2, 3, 4), p=3, dim=(0, 2)", (randn(gen, 2, 3, 4), 3, (0, 2)), {}),
         ("(3, 4), p=inf, dim=-1", (randn(gen, 3, 4), float("inf"), -1), {}),
         ("(5,), p=0.5 on |x| > 0", (randn(gen, 5),), {"p": 0.5}),
+        ("(3, 4), p=-inf, dim=1: the smallest |x|", (randn(gen, 3, 4), float("-inf"), 1), {}),
+        ("(3, 4), p=-1.5, dim=-1, keepdim", (randn(gen, 3, 4), -1.5, -1, True), {}),
+        ("(3, 4), p=0, dim=1: the count of x ≠ 0", (randn(gen, 3, 4), 0, 1), {}),
     ]
-    return [Sample(args, kwargs, name) for name, args, kwargs in forms]
+    samples = [Sample(args, kwargs, name) for name, args, kwargs in forms]
+    # A zero entry: |x|ᵖ⁻¹ is infinite for p < 1 (a kink, no finite differences), and y = 0 for p < 0.
+    samples += [Sample((leaf([[0.0, -1.5, 2.0], [0.5, 0.0, 0.0]]), p, 1), name=f"(2, 3) with zeros, p={p}, dim=1",
+                       gradcheck=False) for p in (0.5, -2)]
+    return samples
 
 
 def _normalize_samples(gen):
@@ -366,10 +517,31 @@ _VAR_ERRORS = _reduction_errors("var") + (
 )
 
 
+_STD_ERRORS = _reduction_errors("std")
+_PROD_ERRORS = (
+    list_input("prod"),
+    ErrorInput("a tuple of dims", lambda F, nn: F.prod(x32(2, 3), (0, 1)), TypeError,
+               r"prod: dim must be an int or None, got tuple"),
+    ErrorInput("dim out of range", lambda F, nn: F.prod(x32(2, 3), 2), IndexError,
+               r"prod: dim 2 is out of range for a tensor of 2 dimension\(s\)"),
+)
+
+
+def _scan_errors(op):
+    return (
+        ErrorInput("list input", lambda F, nn: getattr(F, op)([1.0, -2.0], 0), TypeError,
+                   rf"{op}: input must be a torch\.Tensor, got list"),
+        ErrorInput("dim out of range", lambda F, nn: getattr(F, op)(x32(2, 3), -3), IndexError,
+                   rf"{op}: dim -3 is out of range for a tensor of 2 dimension\(s\)"),
+        ErrorInput("dim None", lambda F, nn: getattr(F, op)(x32(2, 3), None), TypeError,
+                   rf"{op}: dim must be an int, got NoneType"),
+    )
+
+
 _NORM_ERRORS = (
     list_input("norm"),
     ErrorInput("nuclear norm", lambda F, nn: F.norm(x32(3, 4), "nuc"), ValueError,
-               r"norm: handgrad derives the vector norms, p a number ≥ 0, inf or 'fro'; got p='nuc'"),
+               r"norm: handgrad derives the vector norms, p a number, ±inf or 'fro'; got p='nuc'"),
     ErrorInput("integer input", lambda F, nn: F.norm(torch.arange(4)), RuntimeError,
                r"norm: input must be a floating-point tensor, got torch\.int64"),
 )
@@ -393,6 +565,24 @@ OP_INFOS = (
     OpInfo("max", torch.max, _max_samples(), max_numpy, _max_bench, errors=_max_errors("max")),
     OpInfo("min", torch.min, _max_samples(smallest=True), min_numpy, _max_bench, errors=_max_errors("min")),
     OpInfo("var", torch.var, _var_samples, var_numpy, _var_bench, errors=_VAR_ERRORS),
+    OpInfo("std", torch.std, _spread_samples, std_numpy, _var_bench, errors=_STD_ERRORS),
+    OpInfo("var_mean", torch.var_mean, lambda gen: _spread_samples(gen)[1:4], var_mean_numpy, _var_bench,
+           errors=_reduction_errors("var_mean")[:1]),
+    OpInfo("std_mean", torch.std_mean, lambda gen: _spread_samples(gen)[1:4], std_mean_numpy, _var_bench,
+           errors=_reduction_errors("std_mean")[:1]),
+    OpInfo("logsumexp", torch.logsumexp, _logsumexp_samples, logsumexp_numpy,
+           lambda device: [("(128, 50, 128), dim=-1", (bench_randn(device, 128, 50, 128), -1), {})],
+           errors=(ErrorInput("list input", lambda F, nn: F.logsumexp([1.0, -2.0], 0), TypeError,
+                              r"logsumexp: input must be a torch\.Tensor, got list"),)),
+    OpInfo("prod", torch.prod, _prod_samples, prod_numpy,
+           lambda device: [("(128, 50, 128), dim=-1", (bench_randn(device, 128, 50, 128), -1), {})],
+           errors=_PROD_ERRORS),
+    OpInfo("cumsum", torch.cumsum, _scan_samples(), cumsum_numpy,
+           lambda device: [("(128, 50, 128), dim=1", (bench_randn(device, 128, 50, 128), 1), {})],
+           errors=_scan_errors("cumsum")),
+    OpInfo("cumprod", torch.cumprod, _scan_samples(zeros=True), cumprod_numpy,
+           lambda device: [("(128, 50, 128), dim=1", (bench_randn(device, 128, 50, 128), 1), {})],
+           errors=_scan_errors("cumprod")),
     OpInfo("norm", torch.norm, _norm_samples, norm_numpy, _norm_bench, errors=_NORM_ERRORS),
     OpInfo("normalize", torch.nn.functional.normalize, _normalize_samples, normalize_numpy, _normalize_bench,
            errors=_NORMALIZE_ERRORS, tolerances=_CANCELLING),

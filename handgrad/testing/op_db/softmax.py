@@ -15,6 +15,12 @@ def softmax_numpy(x, dim=None, _stacklevel=3, dtype=None):
     return p, lambda g: (p * (g - (g * p).sum(axis=dim, keepdims=True)),)
 
 
+def softmin_numpy(x, dim=None, _stacklevel=3, dtype=None):
+    """softmax(−x), and the softmax's Jacobian product through the negation."""
+    p, vjp = softmax_numpy(-x, dim)
+    return p, lambda g: (-vjp(g)[0],)
+
+
 def log_softmax_numpy(x, dim=None, _stacklevel=3, dtype=None):
     dim = dim if x.ndim else None
     shifted = x - x.max(axis=dim, keepdims=True)
@@ -38,6 +44,12 @@ def _samples(gen):
     return [Sample((randn(gen, *shape, scale=scale), dim), name=name) for name, (shape, dim, scale) in forms.items()]
 
 
+def _softmin_samples(gen):
+    """A few of softmax's forms: softmin is its rule through −x."""
+    kept = ("(N, C), dim=1", "(B, C, H, W), dim=3", "0-d, dim=0", "(0, C) empty, dim=1")
+    return [s for s in _samples(gen) if s.name in kept]
+
+
 def _bench(device):
     return [("(1024, 10), dim=1", (bench_randn(device, 1024, 10), 1), {}),
             ("(64, 1000), dim=1", (bench_randn(device, 64, 1000), 1), {}),
@@ -51,6 +63,8 @@ def _module_samples():
 OP_INFOS = (
     OpInfo("softmax", torch.nn.functional.softmax, _samples, softmax_numpy, _bench,
            modules={torch.nn.Softmax: _module_samples()}),
+    OpInfo("softmin", torch.nn.functional.softmin, _softmin_samples, softmin_numpy, lambda device: _bench(device)[:1],
+           modules={torch.nn.Softmin: _module_samples()[:1]}),
     OpInfo("log_softmax", torch.nn.functional.log_softmax, _samples, log_softmax_numpy, _bench,
            modules={torch.nn.LogSoftmax: _module_samples()}),
 )
