@@ -97,7 +97,8 @@ def test_interpolate_nearest_copies_the_pixels_torchs_kernels_copy(mode, layout)
     shape, kwargs, memory_format = layout
     x = torch.randn(shape, dtype=torch.float64)
     x = x if memory_format is None else x.contiguous(memory_format=memory_format)
-    assert torch.equal(F.interpolate(x.requires_grad_(), mode=mode, **kwargs), torch_F.interpolate(x, mode=mode, **kwargs))
+    y = F.interpolate(x.requires_grad_(), mode=mode, **kwargs)
+    assert torch.equal(y, torch_F.interpolate(x, mode=mode, **kwargs))
 
 
 @pytest.mark.parametrize("call", [

@@ -54,7 +54,8 @@ MODELS = {
                                   global_att_blocks=(3,)), [(2, 3, 64, 64)], True, _first, {}),
     "timm tnt_s_legacy_patch16_224 (unfold)": (
         lambda: timm.create_model("tnt_s_legacy_patch16_224", num_classes=5, img_size=32, depth=2, embed_dim=48,
-                                  inner_dim=8, num_heads_outer=2, num_heads_inner=2), [(2, 3, 32, 32)], True, _first, {}),
+                                  inner_dim=8, num_heads_outer=2, num_heads_inner=2),
+        [(2, 3, 32, 32)], True, _first, {}),
     "timm volo_d1 (unfold, fold)": (
         lambda: volo.VOLO(layers=(1, 1, 1, 1), embed_dims=(32, 64, 64, 64), num_heads=(2, 4, 4, 4), img_size=32,
                           num_classes=5, stem_hidden_dim=16), [(2, 3, 32, 32)], True, _first, {}),

@@ -31,7 +31,7 @@ from handgrad.ops._checks import FLOAT32_ON_CUDA, autocast, check_floating, chec
 from handgrad.ops._function import HandFunction, apply, multilinear_jvp
 from handgrad.ops._registry import Derivative, Module, Op, register
 from handgrad.ops.conv import int_pair
-from handgrad.ops.pool import adaptive_matrix
+from handgrad.ops.pool import _in_torch_func, adaptive_matrix
 
 # -- interpolation along one axis ----------------------------------------------------------------
 #
@@ -49,8 +49,8 @@ def _opmath(dtype):
 
 
 def rounded(value, dtype):
-    """A Python float rounded to ``dtype`` (float32: 24 significant bits, ties to even), in plain
-    Python so that torch.compile traces it. One operation on float32 values done in float64 and
+    """A Python float rounded to ``dtype``, float64 or float32 (24 significant bits, ties to even), in
+    plain Python so that torch.compile traces it. One operation on float32 values done in float64 and
     rounded once gives the float32 operation's result (53 ≥ 2 · 24 + 2 bits)."""
     if dtype == torch.float64 or value == 0:
         return value
@@ -162,8 +162,9 @@ def nearest_index(size, out, scale, exact, dtype, kernel):
     """i (out,): the pixel output p copies, ⌊p · step⌋ (OpenCV's rule, torch's ``nearest``) or
     ⌊(p + ½) · step⌋ (``nearest-exact``, Pillow's), the last pixel at most, as the kernel that runs
     takes it (``nearest_kernel``): "generic" in ``opmath``; "vectorized" (the CPU's kernel for 2-D
-    outputs of H' + W' ≤ 128 and for channels-last input of more than 3 channels) in float32, copying an axis that keeps its size and halving
-    the index of one that doubles (``nearest``); "cuda" in float32, copying an axis that keeps its size."""
+    outputs of H' + W' ≤ 128 and for channels-last input of more than 3 channels) in float32, copying
+    an axis that keeps its size and halving the index of one that doubles (``nearest``); "cuda" in
+    float32, copying an axis that keeps its size."""
     p = torch.arange(out)
     if kernel != "generic" and out == size and (kernel == "cuda" or not exact):
         return p
@@ -181,12 +182,14 @@ def nearest_index(size, out, scale, exact, dtype, kernel):
 
 
 def nearest_kernel(x, out):
-    """Which of torch's nearest-neighbour kernels runs on x for an output of spatial size ``out``."""
+    """Which of torch's nearest-neighbour kernels runs on x for an output of spatial size ``out``. Inside
+    torch.func's transforms, which refuse to say whether a tensor is channels-last, x counts as not."""
     if x.device.type == "cuda":
         return "cuda"
     channels_last = {2: torch.channels_last, 3: torch.channels_last_3d}.get(len(out))
     vectorized = (len(out) == 2 and sum(out) <= 128) or (
-        channels_last is not None and x.size(1) > 3 and x.is_contiguous(memory_format=channels_last))
+        channels_last is not None and x.size(1) > 3 and not _in_torch_func(x)
+        and x.is_contiguous(memory_format=channels_last))
     return "vectorized" if vectorized else "generic"
 
 
@@ -317,8 +320,8 @@ def _interpolation_arguments(input, size, scale_factor, mode, align_corners, rec
     if recompute_scale_factor and size is not None:
         raise ValueError("interpolate: recompute_scale_factor needs scale_factor, not size")
     if antialias and not (mode in ("bilinear", "bicubic") and input.dim() == 4):
-        raise ValueError(f"interpolate: antialias needs mode 'bilinear' or 'bicubic' and a 4-D input, got mode={mode!r} "
-                         f"and an input of shape {tuple(input.shape)}")
+        raise ValueError(f"interpolate: antialias needs mode 'bilinear' or 'bicubic' and a 4-D input, got "
+                         f"mode={mode!r} and an input of shape {tuple(input.shape)}")
     if input.dim() not in (3, 4, 5) or _DIMS.get(mode, input.dim()) != input.dim():
         needs = f"a {_DIMS[mode]}-D" if mode in _DIMS else "a 3-D, 4-D or 5-D"
         raise NotImplementedError(f"interpolate: mode {mode!r} needs {needs} input (N, C, *spatial), got shape "
@@ -515,10 +518,11 @@ def channel_shuffle(input, groups):
 
 def blocks(fn, size, kernel, dilation, padding, stride):
     """The number of windows along each axis, ⌊(n + 2·pad − d·(k − 1) − 1) / s⌋ + 1, each at least 1."""
-    counts = tuple((n + 2 * p - d * (k - 1) - 1) // s + 1 for n, k, d, p, s in zip(size, kernel, dilation, padding, stride))
+    counts = tuple((n + 2 * p - d * (k - 1) - 1) // s + 1
+                   for n, k, d, p, s in zip(size, kernel, dilation, padding, stride))
     if min(counts) < 1:
-        raise RuntimeError(f"{fn}: the windows of kernel_size {kernel}, dilation {dilation} do not fit the spatial size "
-                           f"{tuple(size)} padded by {padding}: there would be {counts[0]} × {counts[1]} of them")
+        raise RuntimeError(f"{fn}: the windows of kernel_size {kernel}, dilation {dilation} do not fit the spatial "
+                           f"size {tuple(size)} padded by {padding}: there would be {counts[0]} × {counts[1]} of them")
     return counts
 
 
@@ -692,10 +696,10 @@ def _axis_taps(coord, size, mode, padding_mode, align_corners):
 
 
 def sampling_taps(grid, sizes, mode, padding_mode, align_corners):
-    """Every combination of one tap per axis, for every grid point: flat pixel index (N, T, P), whether
-    the pixel lies inside the image, its weight Π_k w_k, and for each grid coordinate k the weight's
-    derivative (w_k replaced by dw_k/dcoord_k). ``sizes`` (D,) H, W; grid (N, *P, d), coordinate k
-    along spatial axis −1 − k."""
+    """Every combination of one tap per axis, for every grid point: flat pixel index (N, T, P), its
+    weight Π_k w_k, and for each grid coordinate k the weight's derivative (w_k replaced by
+    dw_k/dcoord_k); both 0 for a pixel outside the image. ``sizes`` (D,) H, W; grid (N, *P, d),
+    coordinate k along spatial axis −1 − k."""
     grid = grid.flatten(1, -2)                                                   # (N, P, d)
     d = grid.shape[-1]
     axes = [_axis_taps(grid[..., k], sizes[-1 - k], mode, padding_mode, align_corners) for k in range(d)]
@@ -714,8 +718,7 @@ def sampling_taps(grid, sizes, mode, padding_mode, align_corners):
             factors = [dw if j == k else w for j, w in enumerate(weights)]
             slopes[k].append(math.prod(factors[1:], start=factors[0]))
     inside = torch.stack(inside, 1)
-    return (torch.stack(index, 1), inside, torch.stack(weight, 1) * inside,
-            [torch.stack(s, 1) * inside for s in slopes])
+    return torch.stack(index, 1), torch.stack(weight, 1) * inside, [torch.stack(s, 1) * inside for s in slopes]
 
 
 def _pixels(x, index):
@@ -734,7 +737,7 @@ def grid_sample_backward(g, x, grid, mode, padding_mode, align_corners, sizes, n
     """
     out_dtype, dtype = g.dtype, computed_in(g.dtype)  # half precision: coordinates and sums in float32, as torch's
     x, grid, g = (None if t is None else t.to(dtype) for t in (x, grid, g))
-    index, _, weight, slopes = sampling_taps(grid, sizes, mode, padding_mode, align_corners)
+    index, weight, slopes = sampling_taps(grid, sizes, mode, padding_mode, align_corners)
     g = g.flatten(2)                                                             # (N, C, P)
     grad_x = grad_grid = None
     if needs[0]:
@@ -766,8 +769,7 @@ class GridSample(HandFunction):
     def setup_context(ctx, inputs, output):
         x, grid, *ctx.options = inputs
         ctx.sizes = tuple(x.shape[2:])
-        needs_x, needs_grid = ctx.needs_input_grad[:2]
-        ctx.save_for_backward(x if needs_grid else None, grid)          # dL/dx reads only the weights
+        ctx.save_for_backward(x if ctx.needs_input_grad[1] else None, grid)    # dL/dx reads only the weights
         ctx.save_for_forward(x, grid)
 
     @staticmethod
@@ -782,7 +784,7 @@ class GridSample(HandFunction):
     def jvp(ctx, dx, dgrid, *_):
         """Forward mode: dy = Σ_t weight x[taps] with dx for x, plus Σ_k Σ_t x[taps] ∂weight/∂coord_k dgrid_k."""
         x, grid = ctx.saved_tensors
-        index, _, weight, slopes = sampling_taps(grid, ctx.sizes, *ctx.options)
+        index, weight, slopes = sampling_taps(grid, ctx.sizes, *ctx.options)
         dy = None
         if dx is not None:
             dy = (_pixels(dx, index) * weight[:, None]).sum(2)                         # (N, C, P)

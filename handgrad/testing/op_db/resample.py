@@ -171,7 +171,8 @@ _UPSAMPLE_MODULES = {
                                                                              "align_corners": True}, (2, 2, 3, 4)),
         ("Upsample(scale_factor=1.5, mode='bicubic', recompute_scale_factor=True)", (),
          {"scale_factor": 1.5, "mode": "bicubic", "recompute_scale_factor": True}, (1, 2, 4, 5)),
-        ("Upsample(scale_factor=0.5, mode='trilinear')", (), {"scale_factor": 0.5, "mode": "trilinear"}, (1, 2, 4, 4, 6)),
+        ("Upsample(scale_factor=0.5, mode='trilinear')", (), {"scale_factor": 0.5, "mode": "trilinear"},
+         (1, 2, 4, 4, 6)),
     ]),
     torch.nn.UpsamplingNearest2d: _module_samples([("UpsamplingNearest2d(scale_factor=2)", (), {"scale_factor": 2},
                                                     (2, 3, 3, 4))]),
@@ -215,7 +216,8 @@ def channel_shuffle_numpy(x, groups):
 
 def _shuffle_samples(factor_name, shapes):
     def samples(gen):
-        return [Sample((randn(gen, *shape), factor), {}, f"{shape}, {factor_name} {factor}") for shape, factor in shapes]
+        return [Sample((randn(gen, *shape), factor), {}, f"{shape}, {factor_name} {factor}")
+                for shape, factor in shapes]
     return samples
 
 
@@ -223,18 +225,20 @@ def _shuffle_errors(op, module, good, bad_shape, message):
     return (
         ErrorInput(f"{op}: 2-D input", lambda F, nn: getattr(F, op)(x32(4, 4), 2), RuntimeError,
                    r"input must have at least 3 dimensions \(\*, C, H, W\), got shape \(4, 4\)"),
-        ErrorInput(f"{op}: factor 0", lambda F, nn: getattr(F, op)(x32(*good), 0), RuntimeError, r"must be positive, got 0"),
+        ErrorInput(f"{op}: factor 0", lambda F, nn: getattr(F, op)(x32(*good), 0), RuntimeError,
+                   r"must be positive, got 0"),
         ErrorInput(f"{op}: float factor", lambda F, nn: getattr(F, op)(x32(*good), 2.0), TypeError,
                    r"must be an int, got 2\.0"),
-        ErrorInput(f"{op}: sizes not divisible", lambda F, nn: getattr(F, op)(x32(*bad_shape), 2), RuntimeError, message),
+        ErrorInput(f"{op}: sizes not divisible", lambda F, nn: getattr(F, op)(x32(*bad_shape), 2), RuntimeError,
+                   message),
         ErrorInput(f"nn.{module}: sizes not divisible", lambda F, nn: getattr(nn, module)(2)(x32(*bad_shape)),
                    RuntimeError, message),
     )
 
 
 def _shuffle_bench(op_shape, factor):
-    return lambda device: [(f"{'×'.join(map(str, op_shape))}, factor {factor}", (bench_randn(device, *op_shape), factor),
-                            {})]
+    label = f"{'×'.join(map(str, op_shape))}, factor {factor}"
+    return lambda device: [(label, (bench_randn(device, *op_shape), factor), {})]
 
 
 # -- unfold and fold ---------------------------------------------------------------------------------------
@@ -416,7 +420,8 @@ def grid_sample_numpy(x, grid, mode="bilinear", padding_mode="zeros", align_corn
     record = []
     for n in range(n_batch):
         for point in itertools.product(*(range(p) for p in points)):
-            axes = [_grid_axis(grid[(n, *point, k)], sizes[-1 - k], mode, padding_mode, align_corners) for k in range(d)]
+            axes = [_grid_axis(grid[(n, *point, k)], sizes[-1 - k], mode, padding_mode, align_corners)
+                    for k in range(d)]
             for combination in itertools.product(*axes):
                 pixel = tuple(i for i, _, _ in reversed(combination))
                 if all(0 <= i < s for i, s in zip(pixel, sizes)):
@@ -450,8 +455,10 @@ def _grid_sample_samples(gen):
     return [
         # Coordinates k / 8 for odd k: the pixel positions and weights exact in half precision, so
         # torch's half-precision kernel and handgrad's float32 agree to rounding.
-        Sample((randn(gen, 2, 2, 3, 4), lattice), {"align_corners": False}, "bilinear, zeros, grid on a lattice of 1/8"),
-        sample("bilinear, border, align_corners", (2, 2, 4, 5), (2, 2, 3, 2), padding_mode="border", align_corners=True),
+        Sample((randn(gen, 2, 2, 3, 4), lattice), {"align_corners": False},
+               "bilinear, zeros, grid on a lattice of 1/8"),
+        sample("bilinear, border, align_corners", (2, 2, 4, 5), (2, 2, 3, 2), padding_mode="border",
+               align_corners=True),
         sample("nearest, reflection", (1, 2, 5, 4), (1, 3, 3, 2), mode="nearest", padding_mode="reflection",
                align_corners=False),
         sample("bicubic, reflection, align_corners", (1, 1, 4, 5), (1, 2, 2, 2), mode="bicubic",
@@ -466,8 +473,8 @@ def _grid_sample_samples(gen):
 
 def _grid_sample_bench(device):
     return [
-        ("optical flow warp: 4×64×48×64, bilinear", (bench_randn(device, 4, 64, 48, 64),
-                                                     (torch.rand(4, 48, 64, 2, device=device) * 2 - 1).requires_grad_()),
+        ("optical flow warp: 4×64×48×64, bilinear",
+         (bench_randn(device, 4, 64, 48, 64), (torch.rand(4, 48, 64, 2, device=device) * 2 - 1).requires_grad_()),
          {"align_corners": True}),
         ("spatial transformer: 16×3×64×64 → 32×32, bicubic, border",
          (bench_randn(device, 16, 3, 64, 64), (torch.rand(16, 32, 32, 2, device=device) * 2 - 1).requires_grad_()),
