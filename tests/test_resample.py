@@ -187,6 +187,16 @@ def test_unfold_and_fold_backward_are_each_other_at_every_order():
     torch.testing.assert_close(gg, torch_F.unfold(v, 3, padding=1))
 
 
+def test_fold_output_holds_its_own_bytes_where_col2ims_holds_its_inputs():
+    """torch's col2im leaves its output in a buffer the size of its input, nine times the output's
+    for a 3×3 kernel at stride 1; handgrad's fold copies it out, so a layer that keeps it keeps its
+    own bytes (VOLO's projection after its fold: tests/test_resample_models.py)."""
+    c = torch.randn(2, 4 * 9, 25, dtype=torch.float64, requires_grad=True)
+    theirs, ours = torch_F.fold(c, (5, 5), 3, padding=1), F.fold(c, (5, 5), 3, padding=1)
+    assert theirs.untyped_storage().nbytes() == c.untyped_storage().nbytes() == 9 * theirs.nbytes
+    assert ours.untyped_storage().nbytes() == ours.nbytes and torch.equal(ours, theirs)
+
+
 # -- grid_sample in half precision ------------------------------------------------------------------------
 
 

@@ -557,7 +557,10 @@ class Fold(HandFunction):
 
     @staticmethod
     def forward(c, size, kernel, dilation, padding, stride):
-        return torch.nn.functional.fold(c, size, kernel, dilation, padding, stride)
+        y = torch.nn.functional.fold(c, size, kernel, dilation, padding, stride)
+        # col2im leaves y in a buffer the size of c (kh·kw times y's at stride 1): a copy of y's own
+        # size lets it go, so that a layer keeping y (VOLO's projection) keeps y's bytes, not c's.
+        return y.clone() if c.numel() > y.numel() else y
 
     @staticmethod
     def setup_context(ctx, inputs, output):
