@@ -13,6 +13,7 @@ from handgrad.ops import activation, linear, dropout, softmax, classification, r
 from handgrad.ops import norm, batch_norm, embedding, conv, pool  # noqa: F401
 from handgrad.ops import elementwise, special, reductions, products, indexing, distance, losses  # noqa: F401
 from handgrad.ops import attention, transformer  # noqa: F401
+from handgrad.ops import resample  # noqa: F401
 from handgrad.ops._registry import OPS, Derivative, Op, derivative_table, register, register_function, unregister
 
 __all__ = ["OPS", "Op", "Derivative", "register", "register_function", "unregister", "derivative_table"]
