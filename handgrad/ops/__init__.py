@@ -11,7 +11,7 @@ database's, ``handgrad.testing.op_db.<family>``.
 # Each family module registers its ops on import; the order here is the order of the table of derivatives.
 from handgrad.ops import activation, linear, dropout, softmax, classification, regression, chain, head  # noqa: F401
 from handgrad.ops import norm, batch_norm, embedding, conv, pool, elementwise, reductions, products  # noqa: F401
-from handgrad.ops import attention, transformer  # noqa: F401
+from handgrad.ops import attention, transformer, rnn  # noqa: F401
 from handgrad.ops._registry import OPS, Derivative, Op, derivative_table, register, register_function, unregister
 
 __all__ = ["OPS", "Op", "Derivative", "register", "register_function", "unregister", "derivative_table"]
