@@ -5,17 +5,16 @@ run from the last step down, carrying dL/dh (and the LSTM's dL/dc) to the step b
 Notation, per time step t: x_t the step's input (b, I), h_t the hidden state (b, P), c_t the LSTM's
 cell state (b, H); W_ih (k·H, I) and W_hh (k·H, P) the input and recurrent weights of the k gates,
 stored (out, in) as torch stores them, b_ih and b_hh their biases; z_t the gates' pre-activations;
-g = dL/d(output). P = H but for an LSTM with projections, whose h_t = m_t W_hrᵀ, W_hr (P, H).
-A step holds b_t rows, one per sequence still running (b_t = N unless the batch is packed); every
-step's rows stacked, in time order, make the (R, ·) layout the Functions keep a sequence in,
-R = Σ_t b_t (= T·N).
+g = dL/d(output). P = H but for an LSTM with projections, whose h_t = m_t W_hrᵀ, W_hr (P, H). A step
+holds b_t rows, one per sequence still running (b_t = N unless the batch is packed); the Functions
+keep a sequence as every step's rows in time order, (R, ·) with R = Σ_t b_t (``handgrad.ops._sequence``).
 
 Each step is the seed's linear layer twice, x_t W_ihᵀ and h_{t−1} W_hhᵀ, then elementwise gates.
 Backward, from the last step down to the first:
 
     dz_t = dL/dz_t, from dL/dh_t through the step's gates   the chain rule inside one step
     dL/dh_{t−1} += dz_t W_hh                                 carried to the step before (the seed's g W)
-    dL/dW_hh = Σ_t dz_tᵀ h_{t−1}                             accumulated over the steps (the seed's gᵀ x)
+    dL/dW_hh = Σ_t dz_tᵀ h_{t−1}                             summed over the steps (the seed's gᵀ x)
     dL/dx_t = dz_t W_ih,  dL/dW_ih = Σ_t dz_tᵀ x_t,  dL/db = Σ_t dz_t
 
 Only the carry needs the loop; the sums over steps are one matrix product each once every dz_t is
@@ -34,75 +33,12 @@ from handgrad._intercept import _requires_grad
 from handgrad.ops._checks import LOWER, as_dtype, autocast, check_same_dtype_and_device, check_tensor, computed_in
 from handgrad.ops._function import HandFunction, apply
 from handgrad.ops._registry import Derivative, Module, Op, register
+from handgrad.ops._sequence import (entering, in_time_order, initial_grad, joined, last_rows, leaving, plus_carry,
+                                    previous, schedule)
 from handgrad.ops.activation import tanh
 from handgrad.ops.dropout import dropout as dropout_layer
 
-# -- the steps of a sequence -------------------------------------------------------------------------
-
-
-def schedule(sizes, reverse):
-    """The steps in the order a layer runs them, each (rows, before): the slice of its b_t rows in the
-    (R, ·) layout, and that of the step run before it (None for the first)."""
-    steps, start = [], 0
-    for b in sizes:
-        steps.append(slice(start, start + b))
-        start += b
-    if reverse:
-        steps.reverse()
-    return list(zip(steps, [None, *steps[:-1]]))
-
-
-def _count(rows):
-    return 0 if rows is None else rows.stop - rows.start
-
-
-def in_time_order(pieces, reverse):
-    """One piece per step, in the order the steps ran, put in time order."""
-    return pieces[::-1] if reverse else pieces
-
-
-def entering(before, initial, b_before, b):
-    """The state (b rows) a step starts from: the first b rows of the state the step before left
-    (a packed batch holds its sequences longest first, so those that have ended are the last rows),
-    then, where b grows (packed sequences run backwards start one after another), the initial state
-    of the sequences that start here. ``before`` is None for the first step."""
-    if b_before == 0:
-        return initial if b == initial.shape[0] else initial[:b]
-    if b <= b_before:
-        return before if b == b_before else before[:b]
-    return torch.cat((before, initial[b_before:b]))
-
-
-def leaving(d_state, b_before, b):
-    """dL/d(the state a step started from), split as ``entering`` joined it: (the rows of the state
-    the step before left, the rows of the initial state or None)."""
-    kept = min(b, b_before)
-    return d_state[:kept], (d_state[kept:] if kept < b or b_before == 0 else None)
-
-
-def plus_carry(g, carry):
-    """g (a step's b rows) plus the gradient carried from the step after, which covers only its
-    first rows where sequences end at this step."""
-    if carry is None or carry.shape[0] == 0:
-        return g
-    if carry.shape[0] < g.shape[0]:
-        return torch.cat((g[:carry.shape[0]] + carry, g[carry.shape[0]:]))
-    return g + carry
-
-
-def _previous_state(states, rows_before, initial, b_before, b):
-    """h_{t−1} (or c_{t−1}) of a step, read from the kept states of every step (R, ·)."""
-    return entering(None if rows_before is None else states[rows_before], initial, b_before, b)
-
-
-def _joined(pieces):
-    return pieces[0] if len(pieces) == 1 else torch.cat(pieces)
-
-
-def _initial_grad(pieces):
-    """dL/d(initial state) from the rows each step handed it, gathered from the last step run to the
-    first, that is from the last rows to the first."""
-    return _joined([d for d in pieces[::-1] if d is not None])
+# -- what the three layers share -----------------------------------------------------------------------
 
 
 def _rows_of(x):
@@ -174,7 +110,7 @@ def _recurrent_tangent(dh_prev, h_prev, W_hh, dW_hh, db_hh=None):
     return d if db_hh is None else d + db_hh
 
 
-# -- the Elman RNN: h_t = φ(z_t), z_t = x_t W_ihᵀ + b_ih + h_{t−1} W_hhᵀ + b_hh ---------------------------
+# -- the Elman RNN: h_t = φ(z_t), z_t = x_t W_ihᵀ + b_ih + h_{t−1} W_hhᵀ + b_hh -------------------------
 
 
 def _activation_slope(h, relu):
@@ -197,11 +133,11 @@ class RNNLayer(HandFunction):
             x, h0, W_ih, W_hh, b_ih, b_hh = (as_dtype(t, dtype) for t in (x, h0, W_ih, W_hh, b_ih, b_hh))
             XW = _input_products(x, W_ih, _bias(b_ih, b_hh))                 # x_t W_ihᵀ + b, (R, H)
             hs, h = [], None
-            for rows, before in schedule(sizes, reverse):
-                z = torch.addmm(XW[rows], entering(h, h0, _count(before), _count(rows)), W_hh.t())   # z_t, (b, H)
+            for step in schedule(sizes, reverse):
+                z = torch.addmm(XW[step.rows], entering(h, h0, step), W_hh.t())   # z_t, (b, H)
                 h = torch.relu(z) if relu else torch.tanh(z)                  # h_t = φ(z_t)
                 hs.append(h)
-            return as_dtype(_joined(in_time_order(hs, reverse)), out_dtype)
+            return as_dtype(joined(in_time_order(hs, reverse)), out_dtype)
 
     @staticmethod
     def setup_context(ctx, inputs, output):
@@ -216,8 +152,8 @@ class RNNLayer(HandFunction):
     def backward(ctx, g):
         saved = ctx.saved_tensors
         with _no_autocast(g):
-            grads = rnn_backward(ctx.needs_input_grad, ctx.has_bias, ctx.x_shape, ctx.sizes, ctx.reverse, ctx.relu, g,
-                                 *saved)
+            grads = rnn_backward(ctx.needs_input_grad, ctx.has_bias, ctx.x_shape, ctx.sizes, ctx.reverse, ctx.relu,
+                                 g, *saved)
         return (*grads, None, None, None)
 
     @staticmethod
@@ -228,13 +164,11 @@ class RNNLayer(HandFunction):
         dXW = _input_tangents(x, W_ih, dx, dW_ih, _bias(db_ih, db_hh), Y.shape[0])
         dh0 = _or_zeros(dh0, h0)
         dhs, dh = [], None
-        for rows, before in schedule(ctx.sizes, ctx.reverse):
-            b, b_before = _count(rows), _count(before)
-            h_prev = _previous_state(Y, before, h0, b_before, b)
-            dz = dXW[rows] + _recurrent_tangent(entering(dh, dh0, b_before, b), h_prev, W_hh, dW_hh)
-            dh = _activation_slope(Y[rows], ctx.relu) * dz                   # dh_t = φ'(z_t) dz_t
+        for step in schedule(ctx.sizes, ctx.reverse):
+            dz = dXW[step.rows] + _recurrent_tangent(entering(dh, dh0, step), previous(Y, h0, step), W_hh, dW_hh)
+            dh = _activation_slope(Y[step.rows], ctx.relu) * dz               # dh_t = φ'(z_t) dz_t
             dhs.append(dh)
-        return _joined(in_time_order(dhs, ctx.reverse))
+        return joined(in_time_order(dhs, ctx.reverse))
 
 
 def rnn_backward(wants, has_bias, x_shape, sizes, reverse, relu, g, x, h0, W_ih, W_hh, Y):
@@ -251,21 +185,20 @@ def rnn_backward(wants, has_bias, x_shape, sizes, reverse, relu, g, x, h0, W_ih,
     g, x, h0, W_ih, W_hh, Y = (as_dtype(t, dtype) for t in (g, x, h0, W_ih, W_hh, Y))
     dZ, h_prevs, d_h0 = [], [], []
     carry = None
-    for rows, before in reversed(schedule(sizes, reverse)):
-        b, b_before = _count(rows), _count(before)
-        dh = plus_carry(g[rows], carry)                                        # dL/dh_t, (b, H)
-        dz = dh * _activation_slope(Y[rows], relu)                             # dz_t = dL/dh_t ∘ φ'(z_t)
-        if before is not None or wants[1]:
-            carry, to_h0 = leaving(dz.mm(W_hh), b_before, b)                   # dL/dh_{t−1} = dz_t W_hh
+    for step in reversed(schedule(sizes, reverse)):
+        dh = plus_carry(g[step.rows], carry)                                   # dL/dh_t, (b, H)
+        dz = dh * _activation_slope(Y[step.rows], relu)                        # dz_t = dL/dh_t ∘ φ'(z_t)
+        if step.before is not None or wants[1]:
+            carry, to_h0 = leaving(dz.mm(W_hh), step)                          # dL/dh_{t−1} = dz_t W_hh
             d_h0.append(to_h0)
         dZ.append(dz)
         if wants[3]:
-            h_prevs.append(_previous_state(Y, before, h0, b_before, b))
-    dZ = _joined(in_time_order(dZ[::-1], reverse))                             # every dz_t, (R, H)
-    h_prev = _joined(in_time_order(h_prevs[::-1], reverse)) if wants[3] else None
+            h_prevs.append(previous(Y, h0, step))
+    dZ = joined(in_time_order(dZ[::-1], reverse))                              # every dz_t, (R, H)
+    h_prev = joined(in_time_order(h_prevs[::-1], reverse)) if wants[3] else None
     grad_x, grad_W_ih, grad_W_hh, grad_b_ih, grad_b_hh = _weight_grads(
         (wants[0], wants[2], wants[3], wants[4], wants[5]), has_bias, x_shape, dZ, dZ, x, W_ih, h_prev)
-    grad_h0 = _initial_grad(d_h0) if wants[1] else None
+    grad_h0 = initial_grad(d_h0) if wants[1] else None
     return grad_x, grad_h0, grad_W_ih, grad_W_hh, grad_b_ih, grad_b_hh
 
 
@@ -288,15 +221,14 @@ class LSTMLayer(HandFunction):
     def forward(x, h0, c0, W_ih, W_hh, b_ih, b_hh, W_hr, sizes, reverse):
         with _no_autocast(x):
             dtype, out_dtypes, hidden = computed_in(x.dtype), (h0.dtype, c0.dtype, x.dtype), c0.shape[1]
-            x, h0, c0, W_ih, W_hh, b_ih, b_hh, W_hr = (as_dtype(t, dtype) for t in (x, h0, c0, W_ih, W_hh, b_ih, b_hh,
-                                                                                     W_hr))
+            x, h0, c0, W_ih, W_hh, b_ih, b_hh, W_hr = (as_dtype(t, dtype)
+                                                       for t in (x, h0, c0, W_ih, W_hh, b_ih, b_hh, W_hr))
             XW = _input_products(x, W_ih, _bias(b_ih, b_hh))                 # x_t W_ihᵀ + b, (R, 4H)
             hs, cs, gates = [], [], []
             h = c = None
-            for rows, before in schedule(sizes, reverse):
-                b, b_before = _count(rows), _count(before)
-                h_prev, c_prev = entering(h, h0, b_before, b), entering(c, c0, b_before, b)
-                z = torch.addmm(XW[rows], h_prev, W_hh.t())                  # z_t, (b, 4H)
+            for step in schedule(sizes, reverse):
+                h_prev, c_prev = entering(h, h0, step), entering(c, c0, step)
+                z = torch.addmm(XW[step.rows], h_prev, W_hh.t())             # z_t, (b, 4H)
                 gate = torch.sigmoid(z)                                        # i, f, ·, o
                 gate[:, 2 * hidden:3 * hidden] = torch.tanh(z[:, 2 * hidden:3 * hidden])   # c̃
                 i, f, c_tilde, o = gate.chunk(4, 1)
@@ -305,7 +237,7 @@ class LSTMLayer(HandFunction):
                 if W_hr is not None:
                     h = h.mm(W_hr.t())                                         # h_t = m_t W_hrᵀ, (b, P)
                 hs.append(h), cs.append(c), gates.append(gate)
-            return tuple(as_dtype(_joined(in_time_order(steps, reverse)), out)
+            return tuple(as_dtype(joined(in_time_order(steps, reverse)), out)
                          for steps, out in zip((hs, cs, gates), out_dtypes))
 
     @staticmethod
@@ -324,8 +256,8 @@ class LSTMLayer(HandFunction):
     def backward(ctx, g_Y, g_C, g_G):
         saved = ctx.saved_tensors
         with _no_autocast(saved[-1]):
-            grads = lstm_backward(ctx.needs_input_grad, ctx.has_bias, ctx.shapes, ctx.sizes, ctx.reverse, g_Y, g_C, g_G,
-                                  *saved)
+            grads = lstm_backward(ctx.needs_input_grad, ctx.has_bias, ctx.shapes, ctx.sizes, ctx.reverse,
+                                  g_Y, g_C, g_G, *saved)
         return (*grads, None, None)
 
     @staticmethod
@@ -342,20 +274,19 @@ class LSTMLayer(HandFunction):
         dh0, dc0 = _or_zeros(dh0, h0), _or_zeros(dc0, c0)
         dhs, dcs, dgates = [], [], []
         dh = dc = None
-        for rows, before in schedule(ctx.sizes, ctx.reverse):
-            b, b_before = _count(rows), _count(before)
-            h_prev, c_prev = _previous_state(Y, before, h0, b_before, b), _previous_state(C, before, c0, b_before, b)
-            dz = dXW[rows] + _recurrent_tangent(entering(dh, dh0, b_before, b), h_prev, W_hh, dW_hh)
-            i, f, c_tilde, o = G[rows].chunk(4, 1)
+        for step in schedule(ctx.sizes, ctx.reverse):
+            dz = dXW[step.rows] + _recurrent_tangent(entering(dh, dh0, step), previous(Y, h0, step), W_hh, dW_hh)
+            i, f, c_tilde, o = G[step.rows].chunk(4, 1)
             dz_i, dz_f, dz_c, dz_o = dz.chunk(4, 1)
-            di, df, d_tilde, do = i * (1 - i) * dz_i, f * (1 - f) * dz_f, (1 - c_tilde * c_tilde) * dz_c, o * (1 - o) * dz_o
-            dc = df * c_prev + f * entering(dc, dc0, b_before, b) + di * c_tilde + i * d_tilde
-            tc = torch.tanh(C[rows])
+            di, df, do = i * (1 - i) * dz_i, f * (1 - f) * dz_f, o * (1 - o) * dz_o
+            d_tilde = (1 - c_tilde * c_tilde) * dz_c
+            dc = df * previous(C, c0, step) + f * entering(dc, dc0, step) + di * c_tilde + i * d_tilde
+            tc = torch.tanh(C[step.rows])
             dh = do * tc + o * (1 - tc * tc) * dc                              # dm_t
             if W_hr is not None:
                 dh = dh.mm(W_hr.t()) if dW_hr is None else dh.mm(W_hr.t()) + (o * tc).mm(dW_hr.t())
             dhs.append(dh), dcs.append(dc), dgates.append(torch.cat((di, df, d_tilde, do), 1))
-        return tuple(_joined(in_time_order(steps, ctx.reverse)) for steps in (dhs, dcs, dgates))
+        return tuple(joined(in_time_order(steps, ctx.reverse)) for steps in (dhs, dcs, dgates))
 
 
 def lstm_backward(wants, has_bias, shapes, sizes, reverse, g_Y, g_C, g_G, x, h0, c0, W_ih, W_hh, W_hr, Y, C, G):
@@ -380,39 +311,38 @@ def lstm_backward(wants, has_bias, shapes, sizes, reverse, g_Y, g_C, g_G, x, h0,
     tanh_C = tanh(C)                                                           # tanh c_t of every step, (R, H)
     dZ, dH, h_prevs, d_h0, d_c0 = [], [], [], [], []
     carry_h = carry_c = None
-    for rows, before in reversed(schedule(sizes, reverse)):
-        b, b_before = _count(rows), _count(before)
-        i, f, c_tilde, o = G[rows].chunk(4, 1)
-        tc = tanh_C[rows]
-        dh = plus_carry(g_Y[rows], carry_h)                                    # dL/dh_t, (b, P)
+    for step in reversed(schedule(sizes, reverse)):
+        i, f, c_tilde, o = G[step.rows].chunk(4, 1)
+        tc = tanh_C[step.rows]
+        dh = plus_carry(g_Y[step.rows], carry_h)                               # dL/dh_t, (b, P)
         dm = dh if W_hr is None else dh.mm(W_hr)                               # dL/dm_t, (b, H)
-        dc = plus_carry(g_C[rows], carry_c) + dm * o * (1 - tc * tc)           # dL/dc_t, (b, H)
+        dc = plus_carry(g_C[step.rows], carry_c) + dm * o * (1 - tc * tc)      # dL/dc_t, (b, H)
         d_i = dc * c_tilde                                                     # dL/di
-        d_f = dc * _previous_state(C, before, c0, b_before, b)                 # dL/df = dL/dc_t ∘ c_{t−1}
+        d_f = dc * previous(C, c0, step)                                       # dL/df = dL/dc_t ∘ c_{t−1}
         d_tilde = dc * i                                                       # dL/dc̃
         d_o = dm * tc                                                          # dL/do
         if g_G is not None:
-            g_i, g_f, g_tilde, g_o = g_G[rows].chunk(4, 1)
+            g_i, g_f, g_tilde, g_o = g_G[step.rows].chunk(4, 1)
             d_i, d_f, d_tilde, d_o = d_i + g_i, d_f + g_f, d_tilde + g_tilde, d_o + g_o
-        dz = torch.cat((d_i * i * (1 - i), d_f * f * (1 - f), d_tilde * (1 - c_tilde * c_tilde), d_o * o * (1 - o)),
-                       1)                                                      # dz_t, (b, 4H)
-        carry_c, to_c0 = leaving(dc * f, b_before, b)                          # dL/dc_{t−1} = dL/dc_t ∘ f
-        if before is not None or wants[1]:
-            carry_h, to_h0 = leaving(dz.mm(W_hh), b_before, b)                 # dL/dh_{t−1} = dz_t W_hh
+        dz = torch.cat((d_i * i * (1 - i), d_f * f * (1 - f), d_tilde * (1 - c_tilde * c_tilde),
+                        d_o * o * (1 - o)), 1)                                 # dz_t, (b, 4H)
+        carry_c, to_c0 = leaving(dc * f, step)                                 # dL/dc_{t−1} = dL/dc_t ∘ f
+        if step.before is not None or wants[1]:
+            carry_h, to_h0 = leaving(dz.mm(W_hh), step)                        # dL/dh_{t−1} = dz_t W_hh
             d_h0.append(to_h0)
         dZ.append(dz), dH.append(dh), d_c0.append(to_c0)
         if wants[4]:
-            h_prevs.append(_previous_state(Y, before, h0, b_before, b))
-    dZ = _joined(in_time_order(dZ[::-1], reverse))                             # every dz_t, (R, 4H)
-    h_prev = _joined(in_time_order(h_prevs[::-1], reverse)) if wants[4] else None
+            h_prevs.append(previous(Y, h0, step))
+    dZ = joined(in_time_order(dZ[::-1], reverse))                              # every dz_t, (R, 4H)
+    h_prev = joined(in_time_order(h_prevs[::-1], reverse)) if wants[4] else None
     grad_x, grad_W_ih, grad_W_hh, grad_b_ih, grad_b_hh = _weight_grads(
         (wants[0], wants[3], wants[4], wants[5], wants[6]), has_bias, shapes[0], dZ, dZ, x, W_ih, h_prev)
     grad_W_hr = None
     if W_hr is not None and wants[7]:
         M = G.chunk(4, 1)[3] * tanh_C                                          # m_t = o ∘ tanh c_t, (R, H)
-        grad_W_hr = _joined(in_time_order(dH[::-1], reverse)).t().mm(M)        # dL/dW_hr = Σ_t (dL/dh_t)ᵀ m_t, (P, H)
-    grad_h0 = _initial_grad(d_h0) if wants[1] else None
-    grad_c0 = _initial_grad(d_c0) if wants[2] else None
+        grad_W_hr = joined(in_time_order(dH[::-1], reverse)).t().mm(M)         # Σ_t (dL/dh_t)ᵀ m_t, (P, H)
+    grad_h0 = initial_grad(d_h0) if wants[1] else None
+    grad_c0 = initial_grad(d_c0) if wants[2] else None
     return grad_x, grad_h0, grad_c0, grad_W_ih, grad_W_hh, grad_b_ih, grad_b_hh, grad_W_hr
 
 
@@ -441,16 +371,15 @@ class GRULayer(HandFunction):
             x, h0, W_ih, W_hh, b_ih, b_hh = (as_dtype(t, dtype) for t in (x, h0, W_ih, W_hh, b_ih, b_hh))
             XW = _input_products(x, W_ih, b_ih)                               # x_t W_ihᵀ + b_ih, (R, 3H)
             hs, gates, h = [], [], None
-            for rows, before in schedule(sizes, reverse):
-                h_prev = entering(h, h0, _count(before), _count(rows))
-                xw = XW[rows]
+            for step in schedule(sizes, reverse):
+                h_prev, xw = entering(h, h0, step), XW[step.rows]
                 hw = h_prev.mm(W_hh.t()) if b_hh is None else torch.addmm(b_hh, h_prev, W_hh.t())  # (b, 3H)
                 r, u = torch.sigmoid(xw[:, :2 * hidden] + hw[:, :2 * hidden]).chunk(2, 1)
                 a = hw[:, 2 * hidden:]                                         # a_t = h_{t−1} W_hnᵀ + b_hn
                 n = torch.tanh(xw[:, 2 * hidden:] + r * a)                     # n = tanh(x W_inᵀ + b_in + r ∘ a)
                 h = n + u * (h_prev - n)                                       # h_t = n + u ∘ (h_{t−1} − n)
                 hs.append(h), gates.append(torch.cat((r, u, n, a), 1))
-            return tuple(as_dtype(_joined(in_time_order(steps, reverse)), out)
+            return tuple(as_dtype(joined(in_time_order(steps, reverse)), out)
                          for steps, out in zip((hs, gates), out_dtypes))
 
     @staticmethod
@@ -486,18 +415,17 @@ class GRULayer(HandFunction):
         dXW = _input_tangents(x, W_ih, dx, dW_ih, db_ih, G.shape[0])
         dh0 = _or_zeros(dh0, h0)
         dhs, dgates, dh = [], [], None
-        for rows, before in schedule(ctx.sizes, ctx.reverse):
-            b, b_before = _count(rows), _count(before)
-            h_prev, dh_prev = _previous_state(Y, before, h0, b_before, b), entering(dh, dh0, b_before, b)
-            dxw, dhw = dXW[rows], _recurrent_tangent(dh_prev, h_prev, W_hh, dW_hh, db_hh)
-            r, u, n, a = G[rows].chunk(4, 1)
+        for step in schedule(ctx.sizes, ctx.reverse):
+            h_prev, dh_prev = previous(Y, h0, step), entering(dh, dh0, step)
+            dxw, dhw = dXW[step.rows], _recurrent_tangent(dh_prev, h_prev, W_hh, dW_hh, db_hh)
+            r, u, n, a = G[step.rows].chunk(4, 1)
             dr = r * (1 - r) * (dxw[:, :hidden] + dhw[:, :hidden])
             du = u * (1 - u) * (dxw[:, hidden:2 * hidden] + dhw[:, hidden:2 * hidden])
             da = dhw[:, 2 * hidden:]
             dn = (1 - n * n) * (dxw[:, 2 * hidden:] + dr * a + r * da)
             dh = dn + du * (h_prev - n) + u * (dh_prev - dn)
             dhs.append(dh), dgates.append(torch.cat((dr, du, dn, da), 1))
-        return tuple(_joined(in_time_order(steps, ctx.reverse)) for steps in (dhs, dgates))
+        return tuple(joined(in_time_order(steps, ctx.reverse)) for steps in (dhs, dgates))
 
 
 def gru_backward(wants, has_bias, shapes, sizes, reverse, g_Y, g_G, x, h0, W_ih, W_hh, Y, G):
@@ -520,15 +448,14 @@ def gru_backward(wants, has_bias, shapes, sizes, reverse, g_Y, g_G, x, h0, W_ih,
     g_Y = torch.zeros(shapes[1], dtype=dtype, device=G.device) if g_Y is None else g_Y
     dXW, dHW, h_prevs, d_h0 = [], [], [], []
     carry = None
-    for rows, before in reversed(schedule(sizes, reverse)):
-        b, b_before = _count(rows), _count(before)
-        r, u, n, a = G[rows].chunk(4, 1)
-        h_prev = _previous_state(Y, before, h0, b_before, b)
-        dh = plus_carry(g_Y[rows], carry)                                      # dL/dh_t, (b, H)
+    for step in reversed(schedule(sizes, reverse)):
+        r, u, n, a = G[step.rows].chunk(4, 1)
+        h_prev = previous(Y, h0, step)
+        dh = plus_carry(g_Y[step.rows], carry)                                 # dL/dh_t, (b, H)
         d_u = dh * (h_prev - n)                                                # dL/du
         d_n = dh * (1 - u)                                                     # dL/dn
         if g_G is not None:
-            g_r, g_u, g_n, g_a = g_G[rows].chunk(4, 1)
+            g_r, g_u, g_n, g_a = g_G[step.rows].chunk(4, 1)
             d_u, d_n = d_u + g_u, d_n + g_n
         dz_n = d_n * (1 - n * n)                                               # dL/dz_n = dL/dn ∘ (1 − n²)
         d_r = dz_n * a                                                         # dL/dr = dz_n ∘ a
@@ -538,17 +465,17 @@ def gru_backward(wants, has_bias, shapes, sizes, reverse, g_Y, g_G, x, h0, W_ih,
         dz_r, dz_u = d_r * r * (1 - r), d_u * u * (1 - u)
         dxw = torch.cat((dz_r, dz_u, dz_n), 1)                                 # dL/d(x W_ihᵀ + b_ih), (b, 3H)
         dhw = torch.cat((dz_r, dz_u, d_a), 1)                                  # dL/d(h W_hhᵀ + b_hh), (b, 3H)
-        if before is not None or wants[1]:
-            carry, to_h0 = leaving(dhw.mm(W_hh) + dh * u, b_before, b)         # dL/dh_{t−1}
+        if step.before is not None or wants[1]:
+            carry, to_h0 = leaving(dhw.mm(W_hh) + dh * u, step)                # dL/dh_{t−1}
             d_h0.append(to_h0)
         dXW.append(dxw), dHW.append(dhw)
         if wants[3]:
             h_prevs.append(h_prev)
-    dXW, dHW = (_joined(in_time_order(steps[::-1], reverse)) for steps in (dXW, dHW))   # (R, 3H)
-    h_prev = _joined(in_time_order(h_prevs[::-1], reverse)) if wants[3] else None
+    dXW, dHW = (joined(in_time_order(steps[::-1], reverse)) for steps in (dXW, dHW))   # (R, 3H)
+    h_prev = joined(in_time_order(h_prevs[::-1], reverse)) if wants[3] else None
     grad_x, grad_W_ih, grad_W_hh, grad_b_ih, grad_b_hh = _weight_grads(
         (wants[0], wants[2], wants[3], wants[4], wants[5]), has_bias, shapes[0], dXW, dHW, x, W_ih, h_prev)
-    grad_h0 = _initial_grad(d_h0) if wants[1] else None
+    grad_h0 = initial_grad(d_h0) if wants[1] else None
     return grad_x, grad_h0, grad_W_ih, grad_W_hh, grad_b_ih, grad_b_hh
 
 
@@ -585,37 +512,73 @@ def _check_shape(fn, name, t, expected):
         raise RuntimeError(f"{fn}: {name} must have shape {tuple(expected)}, got {tuple(t.shape)}")
 
 
-def _layer_weights(fn, params, layer, direction, per, gates, hidden, size, inputs, projections):
-    """W_ih, W_hh, b_ih, b_hh, W_hr of one layer and direction, each checked (None where absent)."""
-    k = layer * (2 if direction is not None else 1) + (direction or 0)
-    own = params[k * per:(k + 1) * per]
-    where = f"layer {layer}" + (" reverse" if direction == 1 else "")
-    names = ["W_ih", "W_hh"] + (["b_ih", "b_hh"] if per - projections > 2 else []) + (["W_hr"] if projections else [])
-    expected = {"W_ih": (gates * hidden, inputs), "W_hh": (gates * hidden, size), "b_ih": (gates * hidden,),
-                "b_hh": (gates * hidden,), "W_hr": (size, hidden)}
+def _sequence_of(fn, input, batch_sizes, batch_first):
+    """(x, sizes): the input as the layers take it, (T, N, I) or packed data (R, I), and the b_t."""
+    check_tensor(fn, "input", input)
+    if not input.is_floating_point():
+        raise RuntimeError(f"{fn}: input must be a floating-point tensor, got {input.dtype}")
+    if batch_sizes is None:
+        if input.dim() != 3:
+            raise RuntimeError(f"{fn}: input must be 3-D, (T, N, I) (or (N, T, I) with batch_first), got shape "
+                               f"{tuple(input.shape)}")
+        x = input.transpose(0, 1) if batch_first else input                  # (T, N, I)
+        if x.shape[0] == 0:
+            raise RuntimeError(f"{fn}: Expected sequence length to be larger than 0 in RNN, got input of shape "
+                               f"{tuple(input.shape)}")
+        return x, (x.shape[1],) * x.shape[0]
+    if input.dim() != 2 or batch_sizes.dim() != 1:
+        raise RuntimeError(f"{fn}: a packed input is 2-D data (R, I) with 1-D batch_sizes, got shapes "
+                           f"{tuple(input.shape)} and {tuple(batch_sizes.shape)}")
+    sizes = tuple(batch_sizes.tolist())
+    if not sizes or sum(sizes) != input.shape[0] or min(sizes) < 1 or list(sizes) != sorted(sizes, reverse=True):
+        raise RuntimeError(f"{fn}: batch_sizes must be positive, non-increasing and sum to the {input.shape[0]} "
+                           f"rows of data, got {list(sizes)}")
+    return input, sizes
+
+
+def _layer_weights(fn, params, k, per, where, expected):
+    """W_ih, W_hh, b_ih, b_hh, W_hr of layer and direction k, each checked (None where absent)."""
+    names = [name for name in ("W_ih", "W_hh", "b_ih", "b_hh", "W_hr") if name in expected]
     weights = dict.fromkeys(("W_ih", "W_hh", "b_ih", "b_hh", "W_hr"))
-    for offset, (name, t) in enumerate(zip(names, own)):
-        check_tensor(fn, f"params[{k * per + offset}] ({name} of {where})", t)
-        _check_shape(fn, f"params[{k * per + offset}] ({name} of {where})", t, expected[name])
+    for offset, (name, t) in enumerate(zip(names, params[k * per:(k + 1) * per])):
+        what = f"params[{k * per + offset}] ({name} of {where})"
+        check_tensor(fn, what, t)
+        _check_shape(fn, what, t, expected[name])
         weights[name] = t
     return tuple(weights.values())
 
 
-def _last_step_rows(sizes, reverse, device):
-    """The rows, in the (R, ·) layout, of each sequence's last step run: where h_n and c_n are.
-    Run backwards that is time 0, the first N rows; run forwards, the last step of each sequence,
-    which in a packed batch is another step for each (an index), else the last N rows."""
-    n, total = sizes[0], sum(sizes)
-    if reverse:
-        return slice(0, n)
-    if sizes[-1] == n:
-        return slice(total - n, total)
-    rows, start = [0] * n, 0
-    for t, b in enumerate(sizes):
-        for j in range(sizes[t + 1] if t + 1 < len(sizes) else 0, b):    # the sequences ending at step t
-            rows[j] = start + j
-        start += b
-    return torch.tensor(rows, device=device)
+def _checked_weights(fn, x, sizes, h0, c0, params, has_biases, num_layers, directions):
+    """Each layer's and direction's (W_ih, W_hh, b_ih, b_hh, W_hr), the shapes of the states and of
+    every weight checked against the input's."""
+    if not isinstance(num_layers, int) or num_layers < 1:
+        raise RuntimeError(f"{fn}: num_layers must be a positive int, got {num_layers!r}")
+    states, n = num_layers * directions, sizes[0]
+    if h0.dim() != 3 or h0.shape[:2] != (states, n):
+        raise RuntimeError(f"{fn}: hx{'[0]' if c0 is not None else ''} must have shape ({states}, {n}, hidden size) "
+                           f"for {num_layers} layer(s) × {directions} direction(s) and {n} sequences, got "
+                           f"{tuple(h0.shape)}")
+    size = h0.shape[2]
+    hidden = c0.shape[2] if c0 is not None and c0.dim() == 3 else size
+    if c0 is not None:
+        _check_shape(fn, "hx[1] (c0)", c0, (states, n, hidden))
+    projections = size != hidden                                              # the LSTM's P < H
+    per = 2 + 2 * bool(has_biases) + projections
+    if len(params) != states * per:
+        raise RuntimeError(
+            f"{fn}: params must hold {states * per} tensors, {per} for each of {num_layers} layer(s) × {directions} "
+            f"direction(s) (W_ih, W_hh{', b_ih, b_hh' if has_biases else ''}{', W_hr' if projections else ''}), "
+            f"got {len(params)}")
+    rows = _GATES[fn] * hidden
+    weights = []
+    for layer in range(num_layers):
+        expected = {"W_ih": (rows, x.shape[-1] if layer == 0 else directions * size), "W_hh": (rows, size)}
+        expected.update({"b_ih": (rows,), "b_hh": (rows,)} if has_biases else {})
+        expected.update({"W_hr": (size, hidden)} if projections else {})
+        weights.append([_layer_weights(fn, params, layer * directions + direction, per,
+                                       f"layer {layer}" + (" reverse" if direction else ""), expected)
+                        for direction in range(directions)])
+    return weights
 
 
 def _recurrent(fn, args):
@@ -629,64 +592,25 @@ def _recurrent(fn, args):
     else:
         input, hx, params, has_biases, num_layers, dropout, train, bidirectional, batch_first = args
         batch_sizes = None
-    check_tensor(fn, "input", input)
+    x, sizes = _sequence_of(fn, input, batch_sizes, batch_first)
     h0, c0 = _states(fn, hx, lstm)
-    if not input.is_floating_point():
-        raise RuntimeError(f"{fn}: input must be a floating-point tensor, got {input.dtype}")
-    if batch_sizes is None:
-        if input.dim() != 3:
-            raise RuntimeError(f"{fn}: input must be 3-D, (T, N, I) (or (N, T, I) with batch_first), got shape "
-                               f"{tuple(input.shape)}")
-        x = input.transpose(0, 1) if batch_first else input                  # (T, N, I)
-        if x.shape[0] == 0:
-            raise RuntimeError(f"{fn}: Expected sequence length to be larger than 0 in RNN, got input of shape "
-                               f"{tuple(input.shape)}")
-        sizes = (x.shape[1],) * x.shape[0]
-    else:
-        if input.dim() != 2 or batch_sizes.dim() != 1:
-            raise RuntimeError(f"{fn}: a packed input is 2-D data (R, I) with 1-D batch_sizes, got shapes "
-                               f"{tuple(input.shape)} and {tuple(batch_sizes.shape)}")
-        x, sizes = input, tuple(batch_sizes.tolist())
-        if not sizes or sum(sizes) != x.shape[0] or min(sizes) < 1 or list(sizes) != sorted(sizes, reverse=True):
-            raise RuntimeError(f"{fn}: batch_sizes must be positive, non-increasing and sum to the {x.shape[0]} rows "
-                               f"of data, got {list(sizes)}")
-    if not isinstance(num_layers, int) or num_layers < 1:
-        raise RuntimeError(f"{fn}: num_layers must be a positive int, got {num_layers!r}")
-    directions = 2 if bidirectional else 1
-    n = sizes[0]
-    if h0.dim() != 3 or h0.shape[:2] != (num_layers * directions, n):
-        raise RuntimeError(f"{fn}: hx{'[0]' if lstm else ''} must have shape ({num_layers * directions}, {n}, "
-                           f"hidden size) for {num_layers} layer(s) × {directions} direction(s) and {n} sequences, "
-                           f"got {tuple(h0.shape)}")
-    size = h0.shape[2]
-    hidden = c0.shape[2] if lstm and c0.dim() == 3 else size
-    if lstm:
-        _check_shape(fn, "hx[1] (c0)", c0, (num_layers * directions, n, hidden))
-    projections = lstm and size != hidden
-    per = 2 + 2 * bool(has_biases) + projections
     params = list(params)
-    if len(params) != num_layers * directions * per:
-        raise RuntimeError(
-            f"{fn}: params must hold {num_layers * directions * per} tensors, {per} for each of {num_layers} "
-            f"layer(s) × {directions} direction(s) (W_ih, W_hh{', b_ih, b_hh' if has_biases else ''}"
-            f"{', W_hr' if projections else ''}), got {len(params)}")
-    weights = [[_layer_weights(fn, params, layer, direction if bidirectional else None, per, _GATES[fn], hidden, size,
-                               x.shape[-1] if layer == 0 else directions * size, projections)
-                for direction in range(directions)] for layer in range(num_layers)]
-    check_same_dtype_and_device(fn, {"input": input, "h0": h0, "c0": c0, **{f"params[{i}]": p for i, p in
-                                                                            enumerate(params)}})
-    x, h0, *casts = autocast(_AUTOCAST[fn], x, h0, *(w for layer in weights for d in layer for w in d))
-    if c0 is not None and not (projections and c0.device.type == "cpu"):    # the composite CPU kernel keeps c's dtype
-        (c0,) = autocast(_AUTOCAST[fn], c0)
-    casts = iter(casts)
-    weights = [[tuple(next(casts) for _ in w) for w in layer] for layer in weights]
+    directions = 2 if bidirectional else 1
+    weights = _checked_weights(fn, x, sizes, h0, c0, params, has_biases, num_layers, directions)
+    check_same_dtype_and_device(fn, {"input": input, "h0": h0, "c0": c0,
+                                     **{f"params[{i}]": p for i, p in enumerate(params)}})
+    x, h0, *cast = autocast(_AUTOCAST[fn], x, h0, *(w for layer in weights for d in layer for w in d))
+    if lstm and not (h0.shape[2] != c0.shape[2] and c0.device.type == "cpu"):   # with projections, torch's CPU
+        (c0,) = autocast(_AUTOCAST[fn], c0)                                       # kernel keeps c in c0's dtype
+    cast = iter(cast)
+    weights = [[tuple(next(cast) for _ in d) for d in layer] for layer in weights]
 
     layer_input, h_n, c_n = x, [], []
-    for layer in range(num_layers):
+    for layer, layer_weights in enumerate(weights):
         outputs = []
-        for direction, (W_ih, W_hh, b_ih, b_hh, W_hr) in enumerate(weights[layer]):
+        for direction, (W_ih, W_hh, b_ih, b_hh, W_hr) in enumerate(layer_weights):
             k, reverse = layer * directions + direction, direction == 1
-            last = _last_step_rows(sizes, reverse, x.device)
+            last = last_rows(sizes, reverse, x.device)
             if lstm:
                 Y, C, _ = apply(LSTMLayer, layer_input, h0[k], c0[k], W_ih, W_hh, b_ih, b_hh, W_hr, sizes, reverse)
                 c_n.append(C[last])
@@ -696,7 +620,7 @@ def _recurrent(fn, args):
                 Y = apply(RNNLayer, layer_input, h0[k], W_ih, W_hh, b_ih, b_hh, sizes, reverse, fn == "rnn_relu")
             outputs.append(Y)
             h_n.append(Y[last])
-        layer_input = outputs[0] if directions == 1 else torch.cat(outputs, 1)   # (R, D·P)
+        layer_input = outputs[0] if directions == 1 else torch.cat(outputs, 1)     # (R, D·P)
         if dropout and train and layer < num_layers - 1:
             layer_input = dropout_layer(layer_input, dropout)
     output = layer_input
@@ -754,15 +678,13 @@ def _cell(fn, input, hx, w_ih, w_hh, b_ih, b_hh):
     for name, t in (("w_ih", w_ih), ("w_hh", w_hh), ("b_ih", b_ih), ("b_hh", b_hh)):
         if t is not None or name.startswith("w"):
             check_tensor(fn, name, t)
-    gates = _GATES[fn.removesuffix("_cell")]
     if input.dim() != 2 or not input.is_floating_point():
         raise RuntimeError(f"{fn}: input must be a 2-D (N, I) floating-point tensor, got shape {tuple(input.shape)} "
                            f"and dtype {input.dtype}")
-    hidden = w_hh.shape[-1]
-    batch, features = input.shape
+    (batch, features), hidden, rows = input.shape, w_hh.shape[-1], _GATES[fn.removesuffix("_cell")] * w_hh.shape[-1]
     for name, t, expected in (("hx[0] (h)" if lstm else "hx", h, (batch, hidden)), ("hx[1] (c)", c, (batch, hidden)),
-                              ("w_ih", w_ih, (gates * hidden, features)), ("w_hh", w_hh, (gates * hidden, hidden)),
-                              ("b_ih", b_ih, (gates * hidden,)), ("b_hh", b_hh, (gates * hidden,))):
+                              ("w_ih", w_ih, (rows, features)), ("w_hh", w_hh, (rows, hidden)),
+                              ("b_ih", b_ih, (rows,)), ("b_hh", b_hh, (rows,))):
         if t is not None:
             _check_shape(fn, name, t, expected)
     check_same_dtype_and_device(fn, {"input": input, "hx": h, "c": c, "w_ih": w_ih, "w_hh": w_hh, "b_ih": b_ih,
@@ -838,7 +760,7 @@ def _module_forward(torch_cls):
 # -- registration ----------------------------------------------------------------------------------
 
 _LAYER_SHAPES = "x (T, N, I) or packed (R, I), h (L·D, N, P), y (T, N, D·P)"
-_KERNELS = {}
+_KERNELS = {}       # torch's kernel → its face, what _HandKernels runs
 for _name, _face, _function, _modules, _derivative in (
     ("rnn_tanh", rnn_tanh, RNNLayer, (torch.nn.RNN,),
      Derivative("h_t = tanh(z_t), z_t = x_t W_ihᵀ + b_ih + h_{t−1} W_hhᵀ + b_hh",
@@ -853,11 +775,11 @@ for _name, _face, _function, _modules, _derivative in (
                 "dh_t tanh c_t] ∘ the gates' slopes; dh_{t−1} = dz_t W_hh", _LAYER_SHAPES + ", c (L·D, N, H)")),
     ("gru", gru, GRULayer, (torch.nn.GRU,),
      Derivative("r, u = σ(z); n = tanh(x W_inᵀ + b_in + r ∘ (h_{t−1} W_hnᵀ + b_hn)); h_t = n + u ∘ (h_{t−1} − n)",
-                "du = dh_t (h_{t−1} − n), dn = dh_t (1 − u), through σ and tanh; dh_{t−1} = dz_h W_hh + dh_t ∘ u",
-                _LAYER_SHAPES)),
+                "du = dh_t (h_{t−1} − n), dn = dh_t (1 − u), through σ and tanh; "
+                "dh_{t−1} = dz_h W_hh + dh_t ∘ u", _LAYER_SHAPES)),
     ("rnn_tanh_cell", rnn_tanh_cell, RNNLayer, (torch.nn.RNNCell,),
-     Derivative("h' = tanh(x W_ihᵀ + b_ih + h W_hhᵀ + b_hh)", "dz = g ∘ (1 − h'²); dL/dx = dz W_ih, dL/dh = dz W_hh",
-                "x (N, I), h (N, H)")),
+     Derivative("h' = tanh(x W_ihᵀ + b_ih + h W_hhᵀ + b_hh)",
+                "dz = g ∘ (1 − h'²); dL/dx = dz W_ih, dL/dh = dz W_hh", "x (N, I), h (N, H)")),
     ("rnn_relu_cell", rnn_relu_cell, RNNLayer, (),
      Derivative("h' = relu(x W_ihᵀ + b_ih + h W_hhᵀ + b_hh)", "dz = g ∘ 1[h' > 0]; as rnn_tanh_cell",
                 "x (N, I), h (N, H)")),
@@ -867,11 +789,11 @@ for _name, _face, _function, _modules, _derivative in (
                 "dL/dx = dz W_ih, dL/dh = dz W_hh, dL/dc = dc ∘ f", "x (N, I), h, c (N, H)")),
     ("gru_cell", gru_cell, GRULayer, (torch.nn.GRUCell,),
      Derivative("one step of gru: h' = n + u ∘ (h − n)",
-                "du = g (h − n), dn = g (1 − u), through σ and tanh; dL/dh = dz_h W_hh + g ∘ u", "x (N, I), h (N, H)")),
+                "du = g (h − n), dn = g (1 − u), through σ and tanh; dL/dh = dz_h W_hh + g ∘ u",
+                "x (N, I), h (N, H)")),
 ):
     register(Op(_name, _face, (_function,), _derivative,
                 modules={cls: Module(_module_forward(cls)) for cls in _modules},
-                fused_by=("`RNN(nonlinearity='relu')`" if _name == "rnn_relu" else
-                          "`RNNCell(nonlinearity='relu')`"),
+                fused_by=f"`{'RNN' if _name == 'rnn_relu' else 'RNNCell'}(nonlinearity='relu')`",
                 intercepts={getattr(torch, _name): None}, accepts=_takes))
     _KERNELS[getattr(torch, _name)] = _face

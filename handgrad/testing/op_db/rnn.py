@@ -119,12 +119,12 @@ def _layers_numpy(mode, x, h0, c0, params, has_biases, num_layers, dropout, trai
             for direction, ((W_ih, W_hh, b_ih, b_hh, W_hr), run) in enumerate(runs):
                 k = layer * directions + direction
                 dh, dc = g_h[k], (g_c[k] if lstm else None)
+                g_direction = g_out[:, :, direction * size:(direction + 1) * size]
                 for t, tape in reversed(run):
-                    dx, dh, dc, step_grads = _step_backward(mode, tape, W_ih, W_hh, W_hr,
-                                                            g_out[t, :, direction * size:(direction + 1) * size] + dh, dc)
+                    dx, dh, dc, step_grads = _step_backward(mode, tape, W_ih, W_hh, W_hr, g_direction[t] + dh, dc)
                     g_in[t] += dx
                     W_ih_g, W_hh_g, b_ih_g, b_hh_g, W_hr_g = step_grads
-                    own = [W_ih_g, W_hh_g] + ([b_ih_g, b_hh_g] if has_biases else []) + ([W_hr_g] if projections else [])
+                    own = [W_ih_g, W_hh_g] + [b_ih_g, b_hh_g] * has_biases + [W_hr_g] * projections
                     for j, grad in enumerate(own):
                         grads[k * per + j] += grad
                 grad_h0[k] = dh
@@ -201,7 +201,8 @@ def _layer_samples(mode):
             _layer_sample(gen, mode, "1 layer, (T, N, I) = (3, 2, 2), H = 2", 3, 2, 2, 2),
             _layer_sample(gen, mode, "2 layers, bidirectional, batch_first, no biases"
                           + (", projections (H 2, P 1)" if mode == "lstm" else ""), 2, 2, 1, 2, num_layers=2,
-                          bidirectional=True, batch_first=True, has_biases=False, projection=1 if mode == "lstm" else 0),
+                          bidirectional=True, batch_first=True, has_biases=False,
+                          projection=1 if mode == "lstm" else 0),
             _layer_sample(gen, mode, "2 layers, dropout 0.5 in training", 2, 3, 1, 1, num_layers=2, dropout=0.5,
                           train=True),
         ]
@@ -315,7 +316,8 @@ def _layer_bench(mode):
     def bench(device):
         def case(label, steps, batch, features, hidden, layers, directions, batch_first):
             x = bench_randn(device, *((batch, steps) if batch_first else (steps, batch)), features)
-            states = [bench_randn(device, layers * directions, batch, hidden) for _ in range(2 if mode == "lstm" else 1)]
+            states = [bench_randn(device, layers * directions, batch, hidden)
+                      for _ in range(2 if mode == "lstm" else 1)]
             params = [t for layer in range(layers) for _ in range(directions)
                       for t in (bench_randn(device, gates * hidden, features if layer == 0 else directions * hidden),
                                 bench_randn(device, gates * hidden, hidden), bench_randn(device, gates * hidden),
@@ -397,7 +399,8 @@ OP_INFOS = (
     OpInfo("rnn_relu", torch.rnn_relu, _layer_samples("rnn_relu"), _layers_oracle("rnn_relu"), _layer_bench("rnn_relu"),
            call=_layer_call("rnn_relu"), tolerances=_SEQUENCE_TOLERANCES),
     OpInfo("lstm", torch.lstm, _layer_samples("lstm"), _layers_oracle("lstm"), _layer_bench("lstm"),
-           errors=_LAYER_ERRORS, modules={torch.nn.LSTM: _LSTM_MODULES}, call=_layer_call("lstm"), tolerances=_SEQUENCE_TOLERANCES),
+           errors=_LAYER_ERRORS, modules={torch.nn.LSTM: _LSTM_MODULES}, call=_layer_call("lstm"),
+           tolerances=_SEQUENCE_TOLERANCES),
     OpInfo("gru", torch.gru, _layer_samples("gru"), _layers_oracle("gru"), _layer_bench("gru"),
            modules={torch.nn.GRU: _GRU_MODULES}, call=_layer_call("gru"), tolerances=_SEQUENCE_TOLERANCES),
     OpInfo("rnn_tanh_cell", torch.rnn_tanh_cell, _cell_samples("rnn_tanh"), _cell_oracle("rnn_tanh"),
@@ -405,7 +408,7 @@ OP_INFOS = (
     OpInfo("rnn_relu_cell", torch.rnn_relu_cell, _cell_samples("rnn_relu"), _cell_oracle("rnn_relu"),
            _cell_bench("rnn_relu")),
     OpInfo("lstm_cell", torch.lstm_cell, _cell_samples("lstm"), _cell_oracle("lstm"), _cell_bench("lstm"),
-           errors=_CELL_ERRORS, modules={torch.nn.LSTMCell: _LSTM_CELL_MODULES}, call=lambda f: _lstm_cell_call(f)),
+           errors=_CELL_ERRORS, modules={torch.nn.LSTMCell: _LSTM_CELL_MODULES}, call=_lstm_cell_call),
     OpInfo("gru_cell", torch.gru_cell, _cell_samples("gru"), _cell_oracle("gru"), _cell_bench("gru"),
            modules={torch.nn.GRUCell: _GRU_CELL_MODULES}),
 )
