@@ -636,8 +636,8 @@ def rnn_tanh(input, hx, params, has_biases, num_layers, dropout, train, bidirect
 
     Shapes: input (T, N, I) ((N, T, I) with batch_first) or, in torch's packed form
     ``rnn_tanh(data, batch_sizes, hx, params, has_biases, num_layers, dropout, train, bidirectional)``
-    (what a PackedSequence runs), data (R, I); hx (L·D, N, H); params W_ih, W_hh[, b_ih, b_hh] for each
-    layer and direction; output (T, N, D·H) (or (R, D·H)); h_n (L·D, N, H).
+    (what a PackedSequence runs), data (R, I); hx (L·D, N, H); params W_ih, W_hh (and b_ih, b_hh with
+    biases) for each layer and direction; output (T, N, D·H) (or (R, D·H)); h_n (L·D, N, H).
     """
     return _recurrent("rnn_tanh", (input, hx, params, has_biases, num_layers, dropout, train, bidirectional,
                                    batch_first))
@@ -657,8 +657,8 @@ def lstm(input, hx, params, has_biases, num_layers, dropout, train, bidirectiona
 
     Shapes: input (T, N, I) ((N, T, I) with batch_first) or, in torch's packed form
     ``lstm(data, batch_sizes, hx, params, ...)``, data (R, I); hx the pair (h0 (L·D, N, P), c0 (L·D, N, H)),
-    P < H meaning projections; params W_ih, W_hh[, b_ih, b_hh][, W_hr] for each layer and direction;
-    output (T, N, D·P) (or (R, D·P)); h_n (L·D, N, P); c_n (L·D, N, H).
+    P < H meaning projections; params W_ih, W_hh (b_ih, b_hh with biases, W_hr with projections) for
+    each layer and direction; output (T, N, D·P) (or (R, D·P)); h_n (L·D, N, P); c_n (L·D, N, H).
     """
     return _recurrent("lstm", (input, hx, params, has_biases, num_layers, dropout, train, bidirectional, batch_first))
 
@@ -666,7 +666,7 @@ def lstm(input, hx, params, has_biases, num_layers, dropout, train, bidirectiona
 def gru(input, hx, params, has_biases, num_layers, dropout, train, bidirectional, batch_first):
     """The GRU over the whole sequence, layer after layer, as ``torch.gru`` (what ``torch.nn.GRU``
     runs): r, u = σ(…), n = tanh(x_t W_inᵀ + b_in + r ∘ (h_{t−1} W_hnᵀ + b_hn)), h_t = n + u ∘ (h_{t−1} − n).
-    Returns (output, h_n); shapes as ``rnn_tanh``'s, params W_ih (3H, ·), W_hh (3H, H)[, b_ih, b_hh]."""
+    Returns (output, h_n); shapes as ``rnn_tanh``'s, params W_ih (3H, ·), W_hh (3H, H) (and b_ih, b_hh)."""
     return _recurrent("gru", (input, hx, params, has_biases, num_layers, dropout, train, bidirectional, batch_first))
 
 
