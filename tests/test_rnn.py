@@ -232,3 +232,13 @@ def test_sequencer2d_converted_is_hand_derived_and_equals_the_builtin():
         grads = torch.autograd.grad(loss, list(net.parameters()))
         results.append(([logits], dict(zip([n for n, _ in net.named_parameters()], grads))))
     _assert_same(results[1], results[0], "sequencer2d")
+
+
+def test_sequencer2d_s_at_full_size_converted_on_meta_is_hand_derived():
+    """timm's sequencer2d_s itself (27 M parameters, 224 × 224), built and run on the meta device
+    (shapes, no values): every node of its graph that computes is hand-derived."""
+    timm = pytest.importorskip("timm")
+    with torch.device("meta"):
+        model = handgrad.nn.convert(timm.create_model("sequencer2d_s", pretrained=False, num_classes=10))
+        audit = handgrad.nn.audit(model(torch.randn(2, 3, 224, 224)))
+    assert audit.complete and audit.hand["LSTMLayer"] == 2 * 2 * 18, audit

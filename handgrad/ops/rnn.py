@@ -26,6 +26,8 @@ LSTM's cell states and gates, the GRU's gates), so that double backward, which d
 backward, sees them move with the inputs; backward takes the gradients arriving at them too.
 """
 
+import contextlib
+
 import torch
 from torch.overrides import TorchFunctionMode
 
@@ -84,8 +86,12 @@ def _carries(sizes, wants_h0):
 
 def _no_autocast(x):
     """Autocast off inside a Function: its inputs arrive cast as torch casts them, and every product
-    inside runs in the dtype it chose (``computed_in``), not autocast's."""
-    return torch.autocast(x.device.type, enabled=False)
+    inside runs in the dtype it chose (``computed_in``), not autocast's. (The meta device, on which
+    models are audited at no cost, has no autocast.)"""
+    device = x.device.type
+    if device == "meta" or not torch.is_autocast_enabled(device):
+        return contextlib.nullcontext()
+    return torch.autocast(device, enabled=False)
 
 
 def _or_zeros(tangent, like):
