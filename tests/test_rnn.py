@@ -12,6 +12,7 @@ from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 import handgrad
 import handgrad.functional as F
 from handgrad import testing
+from handgrad.testing.memory import Kept
 
 TOLERANCE = testing.TOLERANCES[torch.float64]
 
@@ -153,16 +154,11 @@ def test_cell_steps_through_a_sequence_like_torch(cls):
 
 
 def _kept_bytes(module, x):
-    """Bytes autograd keeps for backward (unique storages, through saved_tensors_hooks)."""
-    storages = {}
-
-    def pack(t):
-        storages[t.untyped_storage().data_ptr()] = t.untyped_storage().nbytes()
-        return t
-
-    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
-        module(x)
-    return sum(storages.values())
+    """Bytes autograd keeps for backward (``handgrad.testing.memory.Kept``: unique storages, ctx
+    attributes included), the module's parameters left out on both sides."""
+    with Kept(exclude=list(module.parameters())) as kept:
+        outputs = _flat(module(x))
+    return kept.count(outputs).bytes
 
 
 @pytest.mark.filterwarnings("ignore:LSTM with projections is not supported with oneDNN")
@@ -174,13 +170,16 @@ def _kept_bytes(module, x):
 ], ids=lambda v: v.__name__ if isinstance(v, type) else str(v))
 def test_rnn_keeps_no_more_than_torch(cls, options, dtype):
     """The bytes kept for backward are at most the built-in's (float32: oneDNN's LSTM; float64: the
-    composite kernels): one Function per layer and direction keeps the states and gates it returns."""
+    composite kernels), with a sequence that asks for its gradient and with one that does not (a
+    model's data): one Function per layer and direction keeps the states and gates it returns."""
     builtin, hand = _pair(cls, input_size=16, hidden_size=16, **options)
     builtin, hand = builtin.to(dtype), hand.to(dtype)
     shape = (4, 16) if "Cell" in cls.__name__ else (12, 4, 16)
-    x = torch.randn(shape, dtype=dtype, requires_grad=True)
-    kept, kept_builtin = _kept_bytes(hand, x), _kept_bytes(builtin, x)
-    assert kept <= kept_builtin, f"{cls.__name__} {options} {dtype}: keeps {kept} bytes, torch {kept_builtin}"
+    for asks in (True, False):
+        x = torch.randn(shape, dtype=dtype, requires_grad=asks)
+        kept, kept_builtin = _kept_bytes(hand, x), _kept_bytes(builtin, x)
+        assert kept <= kept_builtin, (f"{cls.__name__} {options} {dtype}, x.requires_grad={asks}: keeps {kept} "
+                                      f"bytes, torch {kept_builtin}")
 
 
 # -- hand_derived and convert ----------------------------------------------------------------------------

@@ -393,22 +393,32 @@ _GRU_CELL_MODULES = _recurrent_modules("GRUCell", [
 # float32): over a sequence the gradients' sums differ by a few roundings of their scale.
 _SEQUENCE_TOLERANCES = {torch.bfloat16: Tolerance(atol=5e-2, rtol=3e-2), torch.float16: Tolerance(atol=6e-3, rtol=4e-3)}
 
+
+def _weights_from(position):
+    """The positions of the weights in the samples' arguments (the parameters a model keeps anyway),
+    every layer's and direction's: at most 2 × 2 × 5 of them."""
+    return tuple(range(position, position + 20))
+
+
 OP_INFOS = (
     OpInfo("rnn_tanh", torch.rnn_tanh, _layer_samples("rnn_tanh"), _layers_oracle("rnn_tanh"), _layer_bench("rnn_tanh"),
-           modules={torch.nn.RNN: _RNN_MODULES}, call=_layer_call("rnn_tanh"), tolerances=_SEQUENCE_TOLERANCES),
+           modules={torch.nn.RNN: _RNN_MODULES}, call=_layer_call("rnn_tanh"), tolerances=_SEQUENCE_TOLERANCES,
+           parameters=_weights_from(2)),
     OpInfo("rnn_relu", torch.rnn_relu, _layer_samples("rnn_relu"), _layers_oracle("rnn_relu"), _layer_bench("rnn_relu"),
-           call=_layer_call("rnn_relu"), tolerances=_SEQUENCE_TOLERANCES),
+           call=_layer_call("rnn_relu"), tolerances=_SEQUENCE_TOLERANCES, parameters=_weights_from(2)),
     OpInfo("lstm", torch.lstm, _layer_samples("lstm"), _layers_oracle("lstm"), _layer_bench("lstm"),
            errors=_LAYER_ERRORS, modules={torch.nn.LSTM: _LSTM_MODULES}, call=_layer_call("lstm"),
-           tolerances=_SEQUENCE_TOLERANCES),
+           tolerances=_SEQUENCE_TOLERANCES, parameters=_weights_from(3)),
     OpInfo("gru", torch.gru, _layer_samples("gru"), _layers_oracle("gru"), _layer_bench("gru"),
-           modules={torch.nn.GRU: _GRU_MODULES}, call=_layer_call("gru"), tolerances=_SEQUENCE_TOLERANCES),
+           modules={torch.nn.GRU: _GRU_MODULES}, call=_layer_call("gru"), tolerances=_SEQUENCE_TOLERANCES,
+           parameters=_weights_from(2)),
     OpInfo("rnn_tanh_cell", torch.rnn_tanh_cell, _cell_samples("rnn_tanh"), _cell_oracle("rnn_tanh"),
-           _cell_bench("rnn_tanh"), modules={torch.nn.RNNCell: _RNN_CELL_MODULES}),
+           _cell_bench("rnn_tanh"), modules={torch.nn.RNNCell: _RNN_CELL_MODULES}, parameters=_weights_from(2)),
     OpInfo("rnn_relu_cell", torch.rnn_relu_cell, _cell_samples("rnn_relu"), _cell_oracle("rnn_relu"),
-           _cell_bench("rnn_relu")),
+           _cell_bench("rnn_relu"), parameters=_weights_from(2)),
     OpInfo("lstm_cell", torch.lstm_cell, _cell_samples("lstm"), _cell_oracle("lstm"), _cell_bench("lstm"),
-           errors=_CELL_ERRORS, modules={torch.nn.LSTMCell: _LSTM_CELL_MODULES}, call=_lstm_cell_call),
+           errors=_CELL_ERRORS, modules={torch.nn.LSTMCell: _LSTM_CELL_MODULES}, call=_lstm_cell_call,
+           parameters=_weights_from(3)),
     OpInfo("gru_cell", torch.gru_cell, _cell_samples("gru"), _cell_oracle("gru"), _cell_bench("gru"),
-           modules={torch.nn.GRUCell: _GRU_CELL_MODULES}),
+           modules={torch.nn.GRUCell: _GRU_CELL_MODULES}, parameters=_weights_from(2)),
 )
