@@ -28,11 +28,11 @@ def test_faster_form_equals_its_reference(formula, dtype):
     compared, bad = 0, []
     for op, sample in _samples(dtype):
         with recording_fast_forms([formula]) as ran:
-            fast = run(op.function, sample, dtype, "cpu", seed=0)
+            fast = run(op.called(op.function), sample, dtype, "cpu", seed=0)
         if not ran:                                  # this sample's backward does not take the formula
             continue
         with reference_forms():
-            reference = run(op.function, sample, dtype, "cpu", seed=0)
+            reference = run(op.called(op.function), sample, dtype, "cpu", seed=0)
         compared += 1
         bad += [f"{op.name} [{sample.name}] {d}" for d in compare_runs(fast, reference, TOLERANCES[dtype],
                                                                         "the reference form") if not d.ok]
@@ -43,5 +43,5 @@ def test_faster_form_equals_its_reference(formula, dtype):
 def test_reference_forms_turn_every_faster_form_off():
     with recording_fast_forms(FAST_FORMS) as ran, reference_forms():
         for op, sample in _samples(torch.float64):
-            run(op.function, sample, torch.float64, "cpu", seed=0)
+            run(op.called(op.function), sample, torch.float64, "cpu", seed=0)
     assert FAST_FORMS and not ran, f"faster forms ran under reference_forms(): {sorted(ran)}"

@@ -38,8 +38,8 @@ def bench_ops(device, mode, names=None):
             continue
         for size, args, kwargs in op.bench(device):
             grad_outputs = _upstream(device)
-            hand = _forward_backward(op.function, args, kwargs, grad_outputs)
-            builtin = _forward_backward(op.reference, args, kwargs, grad_outputs)
+            hand = _forward_backward(op.called(op.function), args, kwargs, grad_outputs)
+            builtin = _forward_backward(op.called(op.reference), args, kwargs, grad_outputs)
             hand(), builtin()                                # the upstream gradients are drawn here
             timing = paired(hand, builtin, device, mode["repeats"], mode["sample_s"])
             results.append({"op": op.name, "size": size} | timing)
@@ -65,7 +65,7 @@ def bench_fast_forms(device, mode):
     for formula in FAST_FORMS:
         for op in OP_DB.values():
             for size, args, kwargs in op.bench(device):
-                fast = _forward_backward(op.function, args, kwargs, _upstream(device))
+                fast = _forward_backward(op.called(op.function), args, kwargs, _upstream(device))
                 with recording_fast_forms([formula]) as ran:
                     fast()                                   # also draws the upstream gradients
                 if not ran:

@@ -12,7 +12,7 @@ database's, ``handgrad.testing.op_db.<family>``.
 from handgrad.ops import activation, linear, dropout, softmax, classification, regression, chain, head  # noqa: F401
 from handgrad.ops import norm, batch_norm, embedding, conv, pool  # noqa: F401
 from handgrad.ops import elementwise, special, reductions, products, indexing, distance, losses  # noqa: F401
-from handgrad.ops import attention, transformer  # noqa: F401
+from handgrad.ops import attention, transformer, rnn  # noqa: F401
 from handgrad.ops import resample  # noqa: F401
 from handgrad.ops._registry import OPS, Derivative, Op, derivative_table, register, register_function, unregister
 

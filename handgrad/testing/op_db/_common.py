@@ -26,6 +26,9 @@ class OpInfo:
         modules: torch.nn class (or a class's import path, as the op names it) → tuple of ``ModuleSample``
         parameters: positions and keywords of the inputs that are a model's parameters in use, not
             counted in the bytes kept (see ``verify``)
+        call: ``call(function)`` → the face or the reference as the samples and bench cases call it,
+            where the built-in takes lists of tensors (``torch.lstm``'s hx and params) that the samples
+            give one by one, each an input verify can differentiate; None: called as they are
     """
 
     name: str
@@ -37,6 +40,7 @@ class OpInfo:
     tolerances: dict = None
     modules: dict = dataclasses.field(default_factory=dict)
     parameters: tuple = ()
+    call: Callable = None
 
     @property
     def op(self):
@@ -49,15 +53,19 @@ class OpInfo:
     def function(self):
         return self.op.function
 
+    def called(self, function):
+        """``function`` (the face or the reference) as the samples call it (see ``call``)."""
+        return function if self.call is None else self.call(function)
+
     def verify(self, devices=None, checks=CHECKS, dtypes=DTYPES, seed=0):
         """``handgrad.testing.verify`` of the op on its samples drawn from ``seed``. The warnings its
         own samples raise on purpose (a broadcast MSE target, a deprecated option) are silenced."""
         samples = self.samples(torch.Generator().manual_seed(seed))
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            return verify(self.function, self.reference, samples, numpy=self.numpy, name=self.name, devices=devices,
-                          checks=checks, dtypes=dtypes, tolerances=self.tolerances, fullgraph=True,
-                          parameters=self.parameters)
+            return verify(self.called(self.function), self.called(self.reference), samples, numpy=self.numpy,
+                          name=self.name, devices=devices, checks=checks, dtypes=dtypes, tolerances=self.tolerances,
+                          fullgraph=True, parameters=self.parameters)
 
 
 def x32(*shape, dtype=torch.float32):
