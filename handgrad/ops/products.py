@@ -155,15 +155,26 @@ def baddbmm(input, batch1, batch2, *, beta=1, alpha=1):
 
 def compact(t):
     """``t``, or a contiguous copy of it where it is a batch of matrices strided through a larger tensor
-    (the key of attention, a slice of the packed q, k, v projection): a batched product copies it so
-    anyway, and keeping the copy rather than the view keeps its own bytes, not the whole larger tensor's,
-    as autograd's product keeps its copy. The copy is a movement, outside the Function."""
-    if (t.dim() >= 3 and not t.is_contiguous() and not t.mT.is_contiguous()
+    in a way a batched product cannot read as it is (the key of attention, a slice of the packed q, k, v
+    projection whose heads were moved ahead of its tokens): a batched product copies it so anyway, and
+    keeping the copy rather than the view keeps its own bytes, not the whole larger tensor's, as
+    autograd's product keeps its copy. The copy is a movement, outside the Function."""
+    if (t.dim() >= 3 and _copied_by_bmm(t)
             and not torch._C._are_functorch_transforms_active() and not torch.compiler.is_compiling()
             # (whose wrapped and fake tensors show no storage)
             and t.untyped_storage().nbytes() > t.numel() * t.element_size()):
         return t.contiguous()
     return t
+
+
+def _copied_by_bmm(t):
+    """Whether torch's batched product copies ``t`` (*, n, k) before multiplying: where its batch
+    dimensions do not fold into one, or its matrices are neither row- nor column-major."""
+    sizes, strides = t.shape, t.stride()
+    if not (strides[-1] == 1 or strides[-2] == 1 or sizes[-1] == 1 or sizes[-2] == 1):
+        return True
+    batch = [(n, s) for n, s in zip(sizes[:-2], strides[:-2]) if n != 1]
+    return any(s != s_next * n_next for (_, s), (n_next, s_next) in zip(batch, batch[1:]))
 
 
 def matmul(input, other):
