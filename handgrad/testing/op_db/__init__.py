@@ -11,12 +11,12 @@ import importlib.util
 
 from handgrad.ops import OPS, _registry
 from handgrad.testing.op_db import (activation, attention, batch_norm, chain, classification, conv, dropout,
-                                    elementwise, embedding, head, linear, norm, pool, products, reductions, regression,
-                                    softmax, transformer)
+                                    elementwise, embedding, head, linear, norm, pad, pool, products, reductions,
+                                    regression, softmax, transformer)
 from handgrad.testing.op_db._common import OpInfo
 
 _FAMILIES = (activation, linear, dropout, softmax, classification, regression, chain, head, norm, batch_norm, embedding,
-             conv, pool, elementwise, reductions, products, attention, transformer)
+             elementwise, pad, conv, pool, reductions, products, attention, transformer)
 
 
 def _database():
