@@ -10,6 +10,7 @@ import pytest
 import torch
 import torch.nn.functional as torch_F
 
+import handgrad
 import handgrad.functional as F
 import handgrad.nn
 from handgrad import testing
@@ -133,3 +134,18 @@ def test_conv2d_weight_gradient_sums_the_seeds_outer_products_over_positions():
     patches = torch_F.unfold(x.detach(), (3, 2), dilation=(1, 2), padding=1, stride=(2, 1))      # (N, C·kh·kw, L)
     expected = torch.einsum("nol,nkl->ok", g.flatten(2), patches).view_as(W)                    # Σ g patchᵀ
     torch.testing.assert_close(grad_W, expected)
+
+
+@pytest.mark.parametrize("name, w_shape", [("conv1d", (3, 2, 3)), ("conv_transpose2d", (2, 3, 3, 3))])
+def test_conv_of_complex_tensors_runs_the_builtin_inside_hand_derived(name, w_shape):
+    """A complex convolution's gradients need conjugates this derivation leaves out: inside
+    hand_derived() the built-in takes the call (and the audit names it), with torch's gradients."""
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(2, 2, *(5,) * (len(w_shape) - 2), generator=gen, dtype=torch.complex128, requires_grad=True)
+    W = torch.randn(w_shape, generator=gen, dtype=torch.complex128, requires_grad=True)
+    with handgrad.hand_derived():
+        y = getattr(torch_F, name)(x, W)
+    g = torch.randn(y.shape, generator=gen, dtype=y.dtype)
+    expected = torch.autograd.grad(getattr(torch_F, name)(x, W), (x, W), g)
+    assert all(torch.equal(a, e) for a, e in zip(torch.autograd.grad(y, (x, W), g), expected))
+    assert "ConvolutionBackward0" in handgrad.nn.audit(y).builtin

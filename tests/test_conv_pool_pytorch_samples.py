@@ -66,8 +66,8 @@ def _run(op, sample, hand):
 
 def _describe(sample):
     def short(v):
-        return f"tensor{tuple(v.shape)}" if isinstance(v, torch.Tensor) else repr(v)
-    return f"input {short(sample.input)}, args ({', '.join(map(short, sample.args))}), kwargs " \
+        return f"tensor{tuple(v.shape)}" if isinstance(v, torch.Tensor) else v
+    return f"input {short(sample.input)}, args {tuple(map(short, sample.args))}, kwargs " \
            f"{ {k: short(v) for k, v in sample.kwargs.items()} }"
 
 

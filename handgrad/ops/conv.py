@@ -276,6 +276,9 @@ def _check_shapes(fn, n, input, weight, bias, groups, transposed):
     check_tensor(fn, "weight", weight)
     if bias is not None:
         check_tensor(fn, "bias", bias)
+    if not _real(input, weight, bias):
+        raise NotImplementedError(f"{fn}: complex tensors are not supported (their gradients need conjugates, which "
+                                  f"this derivation leaves out); inside hand_derived() the built-in takes them")
     if input.dim() not in (n + 1, n + 2):
         raise RuntimeError(f"{fn}: input must be {n + 2}-D {_BATCHED[n]} or {n + 1}-D unbatched {_UNBATCHED[n]}, "
                            f"got shape {tuple(input.shape)}")
@@ -309,6 +312,12 @@ def _check_shapes(fn, n, input, weight, bias, groups, transposed):
         raise RuntimeError(f"{fn}: bias must be 1-D with one value per output channel, shape ({out_channels},), "
                            f"got shape {tuple(bias.shape)}")
     check_same_dtype_and_device(fn, {"input": input, "weight": weight, "bias": bias})
+
+
+def _real(*args, **kwargs):
+    """Whether no tensor among the arguments is complex: the calls the convolutions take inside
+    ``hand_derived()`` (``Op.accepts``); a complex one runs the built-in, and the audit shows it."""
+    return not any(isinstance(t, torch.Tensor) and t.is_complex() for t in (*args, *kwargs.values()))
 
 
 def _batched(function, input, n, *args):
@@ -469,6 +478,7 @@ for _n in (1, 2, 3):
                    "dL/db = Σ g",
                    f"{_X[_n]}, W (out, C / groups, {_TAPS_SHAPE[_n]}), W_mat (out, {_TAPS[_n]} / groups), b (out), {_G[_n]}"),
         modules={getattr(torch.nn, f"Conv{_n}d"): Module(_conv_module_forward(_n))},
+        accepts=_real,
     ))
 
 for _n in (1, 2, 3):
@@ -479,4 +489,5 @@ for _n in (1, 2, 3):
                    f"{_X[_n]}, W (C, out / groups, {_TAPS_SHAPE[_n]}), b (out), "
                    f"g (N, out, *S_out)"),
         modules={getattr(torch.nn, f"ConvTranspose{_n}d"): Module(_conv_transpose_module_forward(_n))},
+        accepts=_real,
     ))

@@ -18,6 +18,7 @@ pooling here, whatever the number of dimensions and however the windows are laid
 
 import inspect
 import math
+import numbers
 
 import torch
 
@@ -350,7 +351,7 @@ def max_pool3d(input, kernel_size, stride=None, padding=0, dilation=1, ceil_mode
 
 def _check_divisor(fn, divisor_override):
     if divisor_override is not None:
-        if not isinstance(divisor_override, int) or isinstance(divisor_override, bool):
+        if not isinstance(divisor_override, numbers.Integral) or isinstance(divisor_override, bool):
             raise TypeError(f"{fn}: divisor_override must be an int or None, got {divisor_override!r}")
         if divisor_override == 0:
             raise RuntimeError(f"{fn}: divisor_override must not be zero")
@@ -359,6 +360,7 @@ def _check_divisor(fn, divisor_override):
 def _avg_pool(fn, n, input, kernel_size, stride, padding, ceil_mode, count_include_pad, divisor_override):
     kernel, stride, padding, _ = _window(fn, n, input, kernel_size, stride, padding)
     _check_divisor(fn, divisor_override)
+    divisor_override = None if divisor_override is None else int(divisor_override)
     _pooled(fn, input, kernel, stride, padding, (1,) * n, ceil_mode)
     return apply(AvgPoolNd, input, kernel, stride, padding, ceil_mode, count_include_pad, divisor_override)
 
@@ -401,8 +403,9 @@ def _output_size(fn, n, input, output_size, empty_channels=False):
     if len(sizes) != n:
         raise RuntimeError(f"{fn}: output_size must be {_OUTPUT_SIZES[n]}, got {output_size!r}")
     sizes = tuple(size if o is None else o for o, size in zip(sizes, input.shape[-n:]))
-    if not all(isinstance(o, int) and not isinstance(o, bool) for o in sizes):
+    if not all(isinstance(o, numbers.Integral) and not isinstance(o, bool) for o in sizes):
         raise TypeError(f"{fn}: output_size must be ints (or None), got {output_size!r}")
+    sizes = tuple(int(o) for o in sizes)
     if min(sizes) < 0:
         raise RuntimeError(f"{fn}: output_size must be non-negative, got {output_size!r}")
     if not input.is_floating_point():

@@ -363,6 +363,9 @@ _ERRORS_1D = (
                r"weight must be 3-D \(out_channels, in_channels / groups, kL\), got shape \(6, 4, 3, 3\)"),
     ErrorInput("conv1d: stride of two values", lambda F, nn: F.conv1d(x32(2, 4, 5), x32(6, 4, 3), stride=(1, 2)),
                RuntimeError, r"stride must be an int or a tuple of one int \(length\), got \(1, 2\)"),
+    ErrorInput("conv1d: complex input", lambda F, nn: F.conv1d(x32(2, 4, 5, dtype=torch.complex64),
+                                                               x32(6, 4, 3, dtype=torch.complex64)),
+               NotImplementedError, r"conv1d: complex tensors are not supported", torch_accepts=True),
     ErrorInput("conv1d: kernel larger than the input", lambda F, nn: F.conv1d(x32(2, 4, 5), x32(6, 4, 7)),
                RuntimeError, r"kernel spans 7 \(kernel 7, dilation \(1,\)\) but the padded input is only 5"),
     ErrorInput("nn.Conv1d channel mismatch", lambda F, nn: nn.Conv1d(3, 4, 3)(x32(2, 5, 6)), RuntimeError,
@@ -404,6 +407,9 @@ def _transposed_errors(n):
         ErrorInput(f"{fn}: padding string", call(padding="same"), TypeError,
                    rf"{fn}: padding must be an int or a tuple of .*, got 'same'"),
         ErrorInput(f"{fn}: stride 0", call(stride=0), RuntimeError, r"stride must be positive, got 0"),
+        ErrorInput(f"{fn}: complex weight", lambda F, nn: getattr(F, fn)(x32(*x, dtype=torch.complex64),
+                                                                         x32(*W, dtype=torch.complex64)),
+                   NotImplementedError, rf"{fn}: complex tensors are not supported", torch_accepts=True),
         ErrorInput(f"{fn}: no output rows", call(padding=4), RuntimeError, rf"{fn}: the output would be \(-1"
                    rf"(, -1)*,?\) .*each size must be positive"),
     )
