@@ -22,7 +22,7 @@ import numbers
 
 import torch
 
-from handgrad.ops._checks import AXES, check_tensor, int_tuple
+from handgrad.ops._checks import LOW_PRECISION, check_tensor, computed_in, int_tuple
 from handgrad.ops._function import HandFunction, apply, multilinear_jvp
 from handgrad.ops._registry import Derivative, Module, Op, register
 from handgrad.ops import elementwise
@@ -82,8 +82,10 @@ class TakeArgmax(HandFunction):
         size = ctx.input_size
         n = len(size)
         if ctx.windows_overlap or _in_torch_func(g):
-            grad_x = g.new_zeros(*g.shape[:-n], math.prod(size))
-            grad_x = grad_x.scatter_add(-1, i.flatten(-n), g.flatten(-n)).unflatten(-1, size)     # (N, C, *S)
+            # Summed in float32 for float16 and bfloat16 (a pixel may take the g of many windows), as torch's kernel.
+            grad_x = g.new_zeros(*g.shape[:-n], math.prod(size), dtype=computed_in(g.dtype))
+            grad_x = grad_x.scatter_add(-1, i.flatten(-n), g.flatten(-n).to(grad_x.dtype))
+            grad_x = grad_x.unflatten(-1, size).to(g.dtype)                                    # (N, C, *S)
         elif n == 2:
             grad_x = torch.ops.aten.max_unpool2d(g, i, size)                                     # (N, C, H, W)
         else:
@@ -306,8 +308,8 @@ def _window(fn, n, input, kernel_size, stride, padding, dilation=1):
     return kernel, stride, padding, dilation
 
 
-def _pooled(fn, input, kernel, stride, padding, dilation, ceil_mode):
-    """S', checked to hold at least one window along each axis."""
+def _check_windows(fn, input, kernel, stride, padding, dilation, ceil_mode):
+    """That S' holds at least one window along each axis."""
     n = len(kernel)
     out = tuple(pooled_size(size, *axis, ceil_mode) for size, axis in
                 zip(input.shape[-n:], zip(kernel, stride, padding, dilation)))
@@ -315,12 +317,11 @@ def _pooled(fn, input, kernel, stride, padding, dilation, ceil_mode):
         span = " × ".join(str(d * (k - 1) + 1) for k, d in zip(kernel, dilation))
         raise RuntimeError(f"{fn}: the window spans {span} but the input {tuple(input.shape)} padded by {padding} is "
                            f"smaller: the output would be {' × '.join(map(str, out))}")
-    return out
 
 
 def _max_pool(fn, n, input, kernel_size, stride, padding, dilation, ceil_mode, return_indices):
     kernel, stride, padding, dilation = _window(fn, n, input, kernel_size, stride, padding, dilation)
-    _pooled(fn, input, kernel, stride, padding, dilation, ceil_mode)
+    _check_windows(fn, input, kernel, stride, padding, dilation, ceil_mode)
     y, i = apply(MaxPoolNd, input, kernel, stride, padding, dilation, ceil_mode)
     return (y, i) if return_indices else y
 
@@ -361,8 +362,12 @@ def _avg_pool(fn, n, input, kernel_size, stride, padding, ceil_mode, count_inclu
     kernel, stride, padding, _ = _window(fn, n, input, kernel_size, stride, padding)
     _check_divisor(fn, divisor_override)
     divisor_override = None if divisor_override is None else int(divisor_override)
-    _pooled(fn, input, kernel, stride, padding, (1,) * n, ceil_mode)
-    return apply(AvgPoolNd, input, kernel, stride, padding, ceil_mode, count_include_pad, divisor_override)
+    _check_windows(fn, input, kernel, stride, padding, (1,) * n, ceil_mode)
+    options = (kernel, stride, padding, ceil_mode, count_include_pad, divisor_override)
+    if n == 3 and input.device.type == "cpu" and input.dtype in LOW_PRECISION:
+        # The CPU has no half-precision avg_pool3d kernel: averaged in float32, as CUDA's kernel sums, rounded back.
+        return apply(AvgPoolNd, input.float(), *options).to(input.dtype)
+    return apply(AvgPoolNd, input, *options)
 
 
 def avg_pool1d(input, kernel_size, stride=None, padding=0, ceil_mode=False, count_include_pad=True):
@@ -458,9 +463,9 @@ def adaptive_max_pool3d(input, output_size, return_indices=False):
 
 
 def _lp_pool(fn, n, input, norm_type, kernel_size, stride, ceil_mode):
-    """y = (Σ_window x^p)^(1/p), composed as torch composes it: k · avg_pool(x^p) (k the kernel's size),
-    to the power 1/p; where that sum is zero its gradient is zero (torch's convention, a masked
-    pass-through here); p = ±∞ is the max pooling of ±|x|."""
+    """y = (Σ_window x^r)^(1/r), r = norm_type, composed as torch composes it: k · avg_pool(x^r) (k the
+    kernel's size), to the power 1/r; where that sum is zero its gradient is zero (torch's convention,
+    a masked pass-through here); r = ±∞ is the max pooling of ±|x|."""
     check_tensor(fn, "input", input)
     if not isinstance(norm_type, (int, float)) or isinstance(norm_type, bool) or norm_type == 0:
         raise ValueError(f"{fn}: norm_type must be a non-zero number, got {norm_type!r}")
@@ -470,23 +475,23 @@ def _lp_pool(fn, n, input, norm_type, kernel_size, stride, ceil_mode):
             return max_pool(magnitude, kernel_size, stride, 0, 1, ceil_mode)
         return elementwise.neg(max_pool(elementwise.neg(magnitude), kernel_size, stride, 0, 1, ceil_mode))
     kernel = int_tuple(fn, "kernel_size", kernel_size, n, 1, "positive")
-    out = _AVG_FACES[n](elementwise.pow(input, norm_type), kernel, stride, 0, ceil_mode)    # avg over window of x^p
+    out = _AVG_FACES[n](elementwise.pow(input, norm_type), kernel, stride, 0, ceil_mode)    # avg over window of x^r
     kept = elementwise.where(out.detach() != 0, out, 0.0)                                  # no gradient where Σ = 0
     return elementwise.pow(elementwise.mul(kept, math.prod(kernel)), 1.0 / norm_type)
 
 
 def lp_pool1d(input, norm_type, kernel_size, stride=None, ceil_mode=False):
-    """y = (Σ_window x^p)^(1/p), as ``torch.nn.functional.lp_pool1d``."""
+    """y = (Σ_window x^r)^(1/r), r = norm_type, as ``torch.nn.functional.lp_pool1d``."""
     return _lp_pool("lp_pool1d", 1, input, norm_type, kernel_size, stride, ceil_mode)
 
 
 def lp_pool2d(input, norm_type, kernel_size, stride=None, ceil_mode=False):
-    """y = (Σ_window x^p)^(1/p), as ``torch.nn.functional.lp_pool2d``."""
+    """y = (Σ_window x^r)^(1/r), r = norm_type, as ``torch.nn.functional.lp_pool2d``."""
     return _lp_pool("lp_pool2d", 2, input, norm_type, kernel_size, stride, ceil_mode)
 
 
 def lp_pool3d(input, norm_type, kernel_size, stride=None, ceil_mode=False):
-    """y = (Σ_window x^p)^(1/p), as ``torch.nn.functional.lp_pool3d``."""
+    """y = (Σ_window x^r)^(1/r), r = norm_type, as ``torch.nn.functional.lp_pool3d``."""
     return _lp_pool("lp_pool3d", 3, input, norm_type, kernel_size, stride, ceil_mode)
 
 
@@ -571,8 +576,8 @@ for _n in (1, 2, 3):
 for _n in (1, 2, 3):
     register(Op(
         f"lp_pool{_n}d", _LP_FACES[_n], (Pow, AvgPoolNd, Where, Mul, MaxPoolNd, Abs, Neg),
-        Derivative("y = (k · avg_pool(x^p))^(1/p), k the kernel's size; p = ±∞: ±max_pool(±|x|)",
-                   "pow's, avg_pool's and mul's rules; zero where the window's Σ x^p is zero",
+        Derivative("y = (k · avg_pool(x^r))^(1/r), r = norm_type, k the kernel's size; r = ±∞: ±max_pool(±|x|)",
+                   "pow's, avg_pool's and mul's rules; zero where the window's Σ x^r is zero",
                    _X[_n]),
         modules={getattr(torch.nn, f"LPPool{_n}d"): Module(
             lambda self, input, face=_LP_FACES[_n]: face(input, float(self.norm_type), self.kernel_size, self.stride,

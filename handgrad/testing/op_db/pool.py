@@ -7,7 +7,7 @@ import math
 import numpy as np
 import torch
 
-from handgrad.testing import ErrorInput, ModuleSample, Sample, randn
+from handgrad.testing import ErrorInput, ModuleSample, Sample, Tolerance, randn
 from handgrad.ops.pool import pooled_size
 from handgrad.testing.op_db._common import OpInfo, x32
 
@@ -393,15 +393,20 @@ def _adaptive_avg_pool2d_bench(device):
     ]
 
 
-# The CPU's avg_pool3d has no half-precision kernel: its samples (and lp_pool3d's, made of it) run in
-# float32 and float64.
-_NO_HALF = (torch.float32, torch.float64)
-
-
-def _sample(gen, name, shape, *args, gradcheck=True, positive=False, dtypes=None, **kwargs):
+def _sample(gen, name, shape, *args, gradcheck=True, positive=False, **kwargs):
     x = randn(gen, *shape, requires_grad=False)
     x = (x.abs() + 0.1 if positive else x).requires_grad_()
-    return Sample((x, *args), kwargs, name, gradcheck=gradcheck, dtypes=dtypes)
+    return Sample((x, *args), kwargs, name, gradcheck=gradcheck)
+
+
+def _in_float32_on_the_cpu(builtin):
+    """``builtin`` (avg_pool3d, lp_pool3d), which has no half-precision kernel on the CPU, there
+    computed in float32 and rounded back (what its CUDA kernel computes, and handgrad's face)."""
+    def reference(input, *args, **kwargs):
+        if input.device.type == "cpu" and input.dtype in (torch.float16, torch.bfloat16):
+            return builtin(input.float(), *args, **kwargs).to(input.dtype)
+        return builtin(input, *args, **kwargs)
+    return reference
 
 
 def _max_pool1d_samples(gen):
@@ -433,10 +438,9 @@ def _avg_pool1d_samples(gen):
 def _avg_pool3d_samples(gen):
     return [
         _sample(gen, "(3, 2, 3), stride (2, 1, 2), padding (1, 1, 0), ceil_mode, count_include_pad=False",
-                (2, 2, 5, 4, 6), (3, 2, 3), (2, 1, 2), (1, 1, 0), True, False, dtypes=_NO_HALF),
-        _sample(gen, "2, padding 1, divisor_override 5", (1, 2, 4, 5, 4), 2, 2, 1, divisor_override=5,
-                dtypes=_NO_HALF),
-        _sample(gen, "(C, D, H, W) unbatched, 2", (2, 4, 5, 4), 2, dtypes=_NO_HALF),
+                (2, 2, 5, 4, 6), (3, 2, 3), (2, 1, 2), (1, 1, 0), True, False),
+        _sample(gen, "2, padding 1, divisor_override 5", (1, 2, 4, 5, 4), 2, 2, 1, divisor_override=5),
+        _sample(gen, "(C, D, H, W) unbatched, 2", (2, 4, 5, 4), 2),
     ]
 
 
@@ -463,19 +467,18 @@ def _adaptive_samples(n, return_indices=False):
 
 def _lp_pool_samples(n):
     shape = {1: (2, 3, 9), 2: (2, 2, 5, 7), 3: (1, 2, 4, 5, 4)}[n]
-    dtypes = _NO_HALF if n == 3 else None
 
     def samples(gen):
         zeros = randn(gen, *shape, requires_grad=False)
         zeros[(..., *(slice(0, 2),) * n)] = 0.0                # the first window's Σ x^p is zero
         return [
-            _sample(gen, "p = 2, 3, stride 2, ceil_mode (a window cut short)", shape, 2, 3, 2, True, dtypes=dtypes),
-            _sample(gen, "p = 1.5 on positive input, 2", shape, 1.5, 2, positive=True, dtypes=dtypes),
+            _sample(gen, "p = 2, 3, stride 2, ceil_mode (a window cut short)", shape, 2, 3, 2, True),
+            _sample(gen, "p = 1.5 on positive input, 2", shape, 1.5, 2, positive=True),
             _sample(gen, "p = ∞: max pooling of |x|", shape, float("inf"), 2),
             _sample(gen, "p = −∞, stride 1", shape, float("-inf"), 2, 1),
-            _sample(gen, "(C, *S) unbatched, p = 3 on positive input", shape[1:], 3, 2, positive=True, dtypes=dtypes),
+            _sample(gen, "(C, *S) unbatched, p = 3 on positive input", shape[1:], 3, 2, positive=True),
             Sample((zeros.requires_grad_(), 2, 2), {}, "p = 2, a window of zeros (its gradient is zero)",
-                   gradcheck=False, dtypes=dtypes),
+                   gradcheck=False),
         ]
     return samples
 
@@ -556,6 +559,11 @@ def _bench(*cases):
 
 _F = torch.nn.functional
 
+# Where adaptive windows share pixels (an output larger than the input: up to 8 windows a pixel in 3-D),
+# torch's CPU backward sums their g in bfloat16, off the exact sum by up to 0.07 in the samples;
+# handgrad sums in float32, within 0.016 of it (and equal to the NumPy oracle in every dtype).
+_SHARED_PIXELS = {torch.bfloat16: Tolerance(atol=0.1, rtol=3e-2)}
+
 OP_INFOS = (
     OpInfo("max_pool1d", _F.max_pool1d, _max_pool1d_samples, max_pool_numpy(1),
            _bench(("32×64×1024, 3 stride 2 padding 1", (32, 64, 1024), (3, 2, 1), {})),
@@ -572,7 +580,7 @@ OP_INFOS = (
            errors=_errors_nd("avg_pool1d", 1, "AvgPool1d"), modules=_modules_of("AvgPool1d")),
     OpInfo("avg_pool2d", _F.avg_pool2d, _avg_pool2d_samples, avg_pool_numpy(2), _avg_pool2d_bench,
            errors=_AVG_POOL_ERRORS, modules={torch.nn.AvgPool2d: _AVG_POOL_MODULES}),
-    OpInfo("avg_pool3d", _F.avg_pool3d, _avg_pool3d_samples, avg_pool_numpy(3),
+    OpInfo("avg_pool3d", _in_float32_on_the_cpu(_F.avg_pool3d), _avg_pool3d_samples, avg_pool_numpy(3),
            _bench(("2×64×8×28×28, 2", (2, 64, 8, 28, 28), (2,), {}),
                   ("2×64×8×28×28, 3 stride 1 padding 1", (2, 64, 8, 28, 28), (3, 1, 1), {})),
            errors=_errors_nd("avg_pool3d", 3, "AvgPool3d"), modules=_modules_of("AvgPool3d")),
@@ -589,12 +597,14 @@ OP_INFOS = (
     OpInfo(f"adaptive_max_pool{n}d", getattr(_F, f"adaptive_max_pool{n}d"), _adaptive_samples(n, True),
            adaptive_max_pool_numpy(n),
            _bench(*[(f"{'×'.join(map(str, shape))} → {out}", shape, (out,), {}) for shape, out in bench]),
-           errors=_adaptive_errors_nd(f"adaptive_max_pool{n}d", n), modules=_modules_of(f"AdaptiveMaxPool{n}d"))
+           errors=_adaptive_errors_nd(f"adaptive_max_pool{n}d", n), modules=_modules_of(f"AdaptiveMaxPool{n}d"),
+           tolerances=_SHARED_PIXELS if n == 3 else None)
     for n, bench in ((1, [((32, 64, 1000), 7)]),
                      (2, [((8, 64, 56, 56), 7), ((8, 64, 56, 56), (7, 1))]),
                      (3, [((2, 64, 8, 28, 28), (2, 7, 7))]))
 ) + tuple(
-    OpInfo(f"lp_pool{n}d", getattr(_F, f"lp_pool{n}d"), _lp_pool_samples(n), lp_pool_numpy(n),
+    OpInfo(f"lp_pool{n}d", (_in_float32_on_the_cpu if n == 3 else lambda f: f)(getattr(_F, f"lp_pool{n}d")),
+           _lp_pool_samples(n), lp_pool_numpy(n),
            _bench((f"{'×'.join(map(str, shape))}, p = 2, 2", shape, (2, 2), {})),
            errors=_lp_errors(f"lp_pool{n}d", n), modules=_modules_of(f"LPPool{n}d"))
     for n, shape in ((1, (32, 64, 1024)), (2, (8, 64, 56, 56)), (3, (2, 64, 8, 28, 28)))
