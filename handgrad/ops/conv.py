@@ -30,7 +30,7 @@ Nothing here depends on the number of spatial dimensions: the forward kernel of 
 
 import torch
 
-from handgrad.ops._checks import AXES, LOWER, autocast, check_same_dtype_and_device, check_tensor, int_tuple
+from handgrad.ops._checks import LOWER, autocast, check_same_dtype_and_device, check_tensor, int_tuple
 from handgrad.ops._function import HandFunction, apply, multilinear_jvp
 from handgrad.ops._registry import Derivative, Module, Op, register
 from handgrad.ops.pad import pad as hand_pad
