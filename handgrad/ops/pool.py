@@ -188,8 +188,11 @@ def adaptive_matrix(out, size, like):
 
 def average_backward(g, matrices, size):
     """dL/dx = g ×₁ A₁ᵀ ⋯ ×ₙ Aₙᵀ, (N, C, *S): A_hᵀ g A_w in 2-D, from y = A_h x A_wᵀ, linear in x.
-    Along an axis whose A is None (1ᵀ / S), every row gets g / S, with no matrix built."""
+    Along an axis whose A is None (1ᵀ / S), every row gets g / S, with no matrix built; where every
+    A is (the global average of a classifier's head), every pixel gets g / ∏S at once."""
     n = len(matrices)
+    if all(A is None for A in matrices):
+        return (g / math.prod(size)).expand(*g.shape[:-n], *size).contiguous()
     for axis, A, rows in zip(range(-n, 0), matrices, size):
         if A is None:
             g = (g / rows).expand(*g.shape[:g.dim() + axis], rows, *g.shape[g.dim() + axis + 1:])
