@@ -149,3 +149,25 @@ def test_conv_of_complex_tensors_runs_the_builtin_inside_hand_derived(name, w_sh
     expected = torch.autograd.grad(getattr(torch_F, name)(x, W), (x, W), g)
     assert all(torch.equal(a, e) for a, e in zip(torch.autograd.grad(y, (x, W), g), expected))
     assert "ConvolutionBackward0" in handgrad.nn.audit(y).builtin
+
+
+def test_pad_under_lean_memory_is_made_again_and_the_gradients_are_the_same():
+    """A Conv with padding_mode='reflect' keeps its padded input; under memory="lean" that copy is
+    made again in backward from the input, which the ReLU before keeps anyway."""
+    from handgrad.testing.memory import Kept
+
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3, padding=1), torch.nn.ReLU(),
+                                torch.nn.Conv2d(8, 8, 3, padding=2, padding_mode="reflect")).double()
+    x = torch.randn(2, 3, 12, 12, dtype=torch.float64)
+    results = {}
+    for memory in ("plain", "lean"):
+        m = handgrad.nn.convert(copy.deepcopy(model), memory=memory)
+        with Kept(exclude=list(m.parameters())) as kept:
+            loss = m(x).square().sum()
+        loss.backward()
+        results[memory] = kept.bytes, [p.grad for p in m.parameters()]
+    (plain, plain_grads), (lean, lean_grads) = results["plain"], results["lean"]
+    assert all(torch.equal(a, b) for a, b in zip(lean_grads, plain_grads)), "lean's gradients differ from plain's"
+    padded = 2 * 8 * 16 * 16 * 8                                 # the reflect-padded input, in float64
+    assert lean <= plain - padded, f"lean keeps {lean} bytes, plain {plain}: the padded input was kept"

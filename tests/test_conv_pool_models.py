@@ -44,11 +44,20 @@ TIMM = {
 }
 
 
+# Bytes a converted model keeps beyond autograd, and why. EfficientViM's state-space mixer multiplies
+# B, a strided slice of a Conv1d's output, into two products: autograd's bmm keeps the slice (a view of
+# a tensor its Mul keeps anyway); handgrad's matmul keeps a contiguous copy of it (products.py keeps a
+# copy of a strided batch of matrices, so as not to keep a larger tensor): slices of 2 × 49 × 16,
+# 2 × 25 × 4 and 2 × 9 × 1, 0.4 % of the model's bytes.
+EXCESS = {"efficientvim_m1": 28_576}
+
+
 @pytest.mark.parametrize("name", [*TIMM, "bat_resnext26ts"], ids=lambda name: f"{name}: {TIMM.get(name, 'adaptive max pooling')}")
 def test_timm_model_converted_equals_builtin_in_float64(name):
     torch.manual_seed(0)
     model = _bat_resnext26ts() if name == "bat_resnext26ts" else timm.create_model(name, num_classes=10)
-    _, computing = _compare(model.double().eval(), [torch.randn(2, 3, 64, 64, dtype=torch.float64)])
+    _, computing = _compare(model.double().eval(), [torch.randn(2, 3, 64, 64, dtype=torch.float64)],
+                            excess=EXCESS.get(name, 0))
     assert computing == [], f"{name}: built-in computing nodes {computing}"
 
 

@@ -19,10 +19,10 @@ def _computing_builtin_nodes(outputs):
     return sorted({name for name in graph(outputs)[1] if not MOVEMENT.fullmatch(name)})
 
 
-def _compare(model, inputs, forward=lambda m, *xs: m(*xs), seed=0):
+def _compare(model, inputs, forward=lambda m, *xs: m(*xs), seed=0, excess=0):
     """Loss and every parameter and input gradient of ``model`` and of its converted copy, in float64,
-    and the bytes the converted copy keeps for backward no more than the built-in's; returns the
-    converted copy and its built-in computing nodes."""
+    and the bytes the converted copy keeps for backward no more than the built-in's (but a known
+    ``excess`` the caller names); returns the converted copy and its built-in computing nodes."""
     torch.manual_seed(seed)
     hand = handgrad.nn.convert(copy.deepcopy(model))
     results = []
@@ -37,7 +37,7 @@ def _compare(model, inputs, forward=lambda m, *xs: m(*xs), seed=0):
         results.append((loss, [x.grad for x in leaves], {n: p.grad for n, p in m.named_parameters()}, computing,
                         kept.bytes))
     (loss_ref, dx_ref, dp_ref, _, kept_ref), (loss, dx, dp, computing, kept) = results
-    assert kept <= kept_ref, f"the converted model keeps {kept} bytes for backward, the built-in {kept_ref}"
+    assert kept <= kept_ref + excess, f"the converted model keeps {kept} bytes for backward, the built-in {kept_ref}"
     bad = [str(d) for d in [testing.difference("loss", loss, loss_ref, testing.TOLERANCES[torch.float64])]
            + [testing.difference(f"dinput {i}", a, e, testing.TOLERANCES[torch.float64]) for i, (a, e) in
               enumerate(zip(dx, dx_ref))]

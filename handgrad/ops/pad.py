@@ -60,7 +60,11 @@ def fold(g, pad, mode, shape):
 
 
 class Pad(HandFunction):
-    """y = x gathered at idx along the padded axes (``value`` where constant padding reads no row)."""
+    """y = x gathered at idx along the padded axes (``value`` where constant padding reads no row).
+    A copy: under ``memory="lean"``, made again in backward where the next layer keeps it (a Conv's
+    padded input) and x is kept anyway."""
+
+    recomputable = True
 
     @staticmethod
     def forward(x, pad, mode, value):
