@@ -70,7 +70,7 @@ class Audit:
     """The nodes of an autograd graph by kind, each a ``Counter`` of node names.
 
     Attributes:
-        hand: handgrad Functions (``Conv2dFunction``: 20)
+        hand: handgrad Functions (``ConvNd``: 20)
         movement: built-in nodes that move values (``ViewBackward0``: 3)
         builtin: built-in nodes that compute (``AddBackward0``: 8): what is not hand-derived
     """

@@ -9,9 +9,10 @@ database's, ``handgrad.testing.op_db.<family>``.
 """
 
 # Each family module registers its ops on import; the order here is the order of the table of derivatives.
+# The elementwise rules come before the poolings, which compose lp_pool from them.
 from handgrad.ops import activation, linear, dropout, softmax, classification, regression, chain, head  # noqa: F401
-from handgrad.ops import norm, batch_norm, embedding, conv, pool  # noqa: F401
-from handgrad.ops import elementwise, special, reductions, products, indexing, distance, losses  # noqa: F401
+from handgrad.ops import norm, batch_norm, embedding, elementwise, pad, conv, pool  # noqa: F401
+from handgrad.ops import special, reductions, products, indexing, distance, losses  # noqa: F401
 from handgrad.ops import attention, transformer, rnn  # noqa: F401
 from handgrad.ops import resample  # noqa: F401
 from handgrad.ops._registry import OPS, Derivative, Op, derivative_table, register, register_function, unregister

@@ -5,6 +5,7 @@ raise an exception of the class PyTorch raises, with a message naming the argume
 dtype or value and what was expected.
 """
 
+import numbers
 import warnings
 
 import torch
@@ -103,3 +104,27 @@ def can_inspect_values(t):
     if torch.compiler.is_compiling() or torch.jit.is_tracing() or t.is_meta:
         return False
     return not torch._C._functorch.is_functorch_wrapped_tensor(t)
+
+
+_COUNTS = {1: "one int", 2: "two ints", 3: "three ints"}
+AXES = {1: "(length)", 2: "(height, width)", 3: "(depth, height, width)"}   # the spatial axes of 1-, 2- and 3-D ops
+
+
+def int_tuple(fn, name, value, n, minimum, what):
+    """A tuple of ``n`` ints from an int or a sequence of one or ``n`` ints, each at least ``minimum``
+    (a window's size, stride, padding or dilation along the ``n`` spatial axes).
+
+    A value that is not made of ints raises TypeError (as torch's argument parser does), the wrong
+    count or a value out of range RuntimeError (as torch's checks do); ``what`` says what a valid
+    value is (e.g. "positive").
+    """
+    values = tuple(value) if isinstance(value, (tuple, list, torch.Size)) else (value,)
+    kind = f"an int or a tuple of {_COUNTS[n]}"
+    if not all(isinstance(v, numbers.Integral) and not isinstance(v, bool) for v in values):
+        raise TypeError(f"{fn}: {name} must be {kind}, got {value!r}")
+    if len(values) not in (1, n):
+        raise RuntimeError(f"{fn}: {name} must be {kind} {AXES[n]}, got {value!r}")
+    result = tuple(int(v) for v in values) * (n if len(values) == 1 else 1)
+    if min(result) < minimum:
+        raise RuntimeError(f"{fn}: {name} must be {what}, got {value!r}")
+    return result

@@ -27,10 +27,9 @@ import warnings
 
 import torch
 
-from handgrad.ops._checks import FLOAT32_ON_CUDA, autocast, check_floating, check_tensor, computed_in
+from handgrad.ops._checks import FLOAT32_ON_CUDA, autocast, check_floating, check_tensor, computed_in, int_tuple
 from handgrad.ops._function import HandFunction, apply, multilinear_jvp
 from handgrad.ops._registry import Derivative, Module, Op, register
-from handgrad.ops.conv import int_pair
 from handgrad.ops.pool import _in_torch_func, adaptive_matrix
 
 # -- interpolation along one axis ----------------------------------------------------------------
@@ -578,8 +577,9 @@ class Fold(HandFunction):
 
 
 def _window(fn, kernel_size, dilation, padding, stride):
-    return (int_pair(fn, "kernel_size", kernel_size, 1, "positive"), int_pair(fn, "dilation", dilation, 1, "positive"),
-            int_pair(fn, "padding", padding, 0, "non-negative"), int_pair(fn, "stride", stride, 1, "positive"))
+    return (int_tuple(fn, "kernel_size", kernel_size, 2, 1, "positive"),
+            int_tuple(fn, "dilation", dilation, 2, 1, "positive"),
+            int_tuple(fn, "padding", padding, 2, 0, "non-negative"), int_tuple(fn, "stride", stride, 2, 1, "positive"))
 
 
 def unfold(input, kernel_size, dilation=1, padding=0, stride=1):
@@ -605,7 +605,7 @@ def fold(input, output_size, kernel_size, dilation=1, padding=0, stride=1):
     """
     check_tensor("fold", "input", input)
     window = _window("fold", kernel_size, dilation, padding, stride)
-    size = int_pair("fold", "output_size", output_size, 1, "positive")
+    size = int_tuple("fold", "output_size", output_size, 2, 1, "positive")
     if input.dim() not in (2, 3) or 0 in input.shape[-2:]:
         raise RuntimeError(f"fold: input must be 3-D (N, C·kh·kw, L) or 2-D unbatched (C·kh·kw, L) with non-zero "
                            f"sizes (N may be 0), got shape {tuple(input.shape)}")
