@@ -10,6 +10,10 @@ CLI) is the separate subpackage ``handgrad.training``.
 ``q @ k.mT``) run hand-derived, wherever it is written; ``handgrad.nn.convert`` enters it around a
 model's forward, and ``handgrad.nn.audit(loss)`` proves from the autograd graph what ran by hand.
 
+``handgrad.nn.convert(model, memory="lean")`` (and ``hand_derived(memory="lean")``) keeps fewer bytes for
+backward than autograd, making the outputs of norms, activations and output projections again in
+backward; ``handgrad.compiled_derivations()`` runs the backward formulas compiled.
+
 ``handgrad.register_function`` makes your own hand-derived Function one of handgrad's ops (convert,
 coverage, the check and the benchmark then treat it as handgrad's own).
 
@@ -26,10 +30,11 @@ import importlib
 from handgrad import autograd, functional, nn
 from handgrad._intercept import hand_derived
 from handgrad.ops import Derivative, register_function, unregister
+from handgrad.ops._function import compiled_derivations
 
 __version__ = "0.1.0"
 __all__ = ["autograd", "functional", "nn", "reference", "testing", "exercises", "register_function", "unregister",
-           "Derivative", "hand_derived"]
+           "Derivative", "hand_derived", "compiled_derivations"]
 _ON_FIRST_USE = ("reference", "testing", "exercises")
 
 

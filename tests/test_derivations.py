@@ -45,3 +45,38 @@ def test_reference_forms_turn_every_faster_form_off():
         for op, sample in _samples(torch.float64):
             run(op.called(op.function), sample, torch.float64, "cpu", seed=0)
     assert FAST_FORMS and not ran, f"faster forms ran under reference_forms(): {sorted(ran)}"
+
+
+# The formulas a transformer's backward spends its time in (a GPT's: handgrad.training.gpt), each
+# compiled on the first sample of its op whose backward takes it: compiling takes seconds a formula.
+COMPILED = {"gelu_backward": "gelu", "layer_norm_backward": "layer_norm", "attention_backward":
+            "scaled_dot_product_attention"}
+
+
+@pytest.mark.parametrize("name", COMPILED)
+def test_compiled_form_equals_its_reference(name):
+    import handgrad
+    from handgrad.ops._function import DERIVATIONS
+
+    (formula,) = [f for f in DERIVATIONS if f.__name__ == name]
+    op = OP_DB[COMPILED[name]]
+    for sample in op.samples(torch.Generator().manual_seed(0)):
+        with recording_fast_forms([formula]) as ran:
+            run(op.called(op.function), sample, torch.float32, "cpu", seed=0)
+        if ran:
+            break
+    else:
+        raise AssertionError(f"no sample of {op.name} runs {name}")
+    torch._dynamo.reset()
+    formula.compiled = None
+    try:
+        with handgrad.compiled_derivations():
+            compiled = run(op.called(op.function), sample, torch.float32, "cpu", seed=0)
+        assert formula.compiled not in (None, False), f"{name} was not compiled on {op.name} [{sample.name}]"
+    finally:
+        formula.compiled = None
+        torch._dynamo.reset()
+    with reference_forms():
+        reference = run(op.called(op.function), sample, torch.float32, "cpu", seed=0)
+    bad = [str(d) for d in compare_runs(compiled, reference, TOLERANCES[torch.float32], "the reference") if not d.ok]
+    assert not bad, f"{name} compiled differs from its reference on {op.name} [{sample.name}]: " + "; ".join(bad)

@@ -26,6 +26,7 @@ import dis
 import functools
 import inspect
 import threading
+import warnings
 
 import torch
 from torch.autograd import Function
@@ -358,7 +359,9 @@ def multilinear_jvp(forward, primals, tangents):
 
 
 FAST_FORMS = []          # every derivation with a faster form: the tests check each equal to its reference
+DERIVATIONS = []         # every derivation
 _fast_forms_on = [True]
+_compiled_on = [False]
 
 
 def derivation(reference):
@@ -369,11 +372,21 @@ def derivation(reference):
     not itself being differentiated (grad mode off, as autograd runs a first-order backward); the
     reference runs otherwise, so double backward, forward mode and ``torch.func`` always see the
     formula as written. ``reference_forms()`` turns every faster form off (the tests compare them).
+
+    Under ``compiled_derivations()`` a first-order backward runs the reference compiled by
+    ``torch.compile`` (Inductor: the formula's elementwise steps and sums fused into a few loops), one
+    compilation per set of shapes, the first one taking seconds; where compiling is not possible
+    (no C++ compiler, a formula Dynamo cannot trace) the eager forms run, and a warning says so once.
     """
     def formula(*args):
-        fast = formula.fast
-        if fast is not None and _fast_forms_on[0] and not torch.is_grad_enabled():
-            return fast(*args)
+        if _fast_forms_on[0] and not torch.is_grad_enabled():
+            if _compiled_on[0] and formula.compiled is not False:
+                result = _run_compiled(formula, args)
+                if result is not _NOT_COMPILED:
+                    return result
+            fast = formula.fast
+            if fast is not None:
+                return fast(*args)
         return reference(*args)
 
     def faster(fast):
@@ -382,8 +395,42 @@ def derivation(reference):
         return fast
 
     functools.update_wrapper(formula, reference)
-    formula.reference, formula.fast, formula.faster = reference, None, faster
+    formula.reference, formula.fast, formula.faster, formula.compiled = reference, None, faster, None
+    DERIVATIONS.append(formula)
     return formula
+
+
+_NOT_COMPILED = object()
+
+
+def _run_compiled(formula, args):
+    """The reference compiled, on ``args``; ``_NOT_COMPILED`` where it cannot be (inside torch.compile
+    or torch.func's transforms, or when compiling it failed: then never again)."""
+    if torch.compiler.is_compiling() or torch._C._are_functorch_transforms_active():
+        return _NOT_COMPILED
+    if formula.compiled is None:
+        formula.compiled = torch.compile(formula.reference, dynamic=False)
+    try:
+        return formula.compiled(*args)
+    except Exception as error:                 # no C++ compiler, or a formula it cannot compile
+        formula.compiled = False
+        warnings.warn(f"handgrad: {formula.__name__} could not be compiled ({type(error).__name__}: "
+                      f"{str(error).splitlines()[0] if str(error) else ''}); its eager form runs instead",
+                      stacklevel=2)
+        return _NOT_COMPILED
+
+
+@contextlib.contextmanager
+def compiled_derivations(enabled=True):
+    """While active, every first-order backward whose formula is a ``derivation`` runs that formula
+    compiled (see ``derivation``): the fused kernels a compiler makes of the very same formula, where
+    the eager forms run one PyTorch kernel per step. ``enabled=False`` turns them off inside."""
+    previous = _compiled_on[0]
+    _compiled_on[0] = enabled
+    try:
+        yield
+    finally:
+        _compiled_on[0] = previous
 
 
 @contextlib.contextmanager

@@ -270,11 +270,21 @@ def faces():
     return {op.name: op.function for op in OPS.values()}
 
 
-def derivative_table():
-    """The README's table of derivatives, as Markdown, one row per op."""
+# The ops README.md's table shows: the seed's, and the layers of the networks train.py trains (the whole table
+# is on the documentation's derivations page).
+README_OPS = ("sigmoid", "relu", "tanh", "gelu", "silu", "linear", "dropout", "softmax", "cross_entropy",
+              "linear_chain", "linear_cross_entropy", "layer_norm", "batch_norm", "embedding", "conv2d", "max_pool2d",
+              "add", "mul", "matmul", "sum", "scaled_dot_product_attention", "lstm", "interpolate")
+
+
+def derivative_table(names=None):
+    """The table of derivatives, as Markdown, one row per op of ``names`` (every op: None), in the
+    registry's order."""
     lines = ["| `handgrad.functional` | `handgrad.autograd` | `handgrad.nn` | forward | backward | shapes |",
              "| --- | --- | --- | --- | --- | --- |"]
     for op in OPS.values():
+        if names is not None and op.name not in names:
+            continue
         functions = ", ".join(f"`{f.__name__}`" for f in op.functions)
         modules = ", ".join(f"`{module_name(key)}`" for key in op.modules) or f"({op.fused_by})"
         d = op.derivative

@@ -304,6 +304,42 @@ class Clamp(Pointwise):
     rules = (_clamp_rule,)
 
 
+def _bound_shares(x, lo, hi):
+    """(w_lo, w_hi, crossed): how much of g each tensor bound takes, as torch's clamp divides it. A bound
+    the output equals takes g, x beyond it; at x equal to a bound (the bounds apart), half each; where
+    lo > hi the output is hi whatever x, which takes all of it. A None bound takes nothing."""
+    apart = True if lo is None or hi is None else lo < hi
+    w_lo = 0.0 if lo is None else (x < lo).to(x.dtype) + 0.5 * ((x == lo) & apart).to(x.dtype)
+    w_hi = 0.0 if hi is None else (x > hi).to(x.dtype) + 0.5 * ((x == hi) & apart).to(x.dtype)
+    crossed = None if lo is None or hi is None else lo > hi
+    return w_lo, w_hi, crossed
+
+
+def _clamp_bounds_rule(which):
+    def rule(g, x, lo, hi, y):
+        w_lo, w_hi, crossed = _bound_shares(x, lo, hi)
+        share = {"x": 1 - w_lo - w_hi, "lo": w_lo, "hi": w_hi}[which]
+        if crossed is not None:
+            share = torch.where(crossed, 1.0 if which == "hi" else 0.0, share)
+        return g * share
+    rule.__name__ = f"clamp_{which}_rule"
+    return rule
+
+
+class ClampBounds(Pointwise):
+    """y = min(max(x, lo), hi), the bounds tensors (either None), broadcast: g goes to whichever of
+    x, lo and hi the output is (dL/dx = g 1[lo < x < hi], dL/dlo = g 1[x < lo], dL/dhi = g 1[x > hi]),
+    halved between x and a bound it equals, all of it to hi where lo > hi."""
+
+    saves = (0, 1, 2)
+
+    @staticmethod
+    def forward(x, lo, hi):
+        return torch.clamp(x, lo, hi)
+
+    rules = (_clamp_bounds_rule("x"), _clamp_bounds_rule("lo"), _clamp_bounds_rule("hi"))
+
+
 # -- the faces, as torch's ----------------------------------------------------------------------------
 
 
@@ -446,8 +482,8 @@ def lerp(input, end, weight):
 
 def clamp(input, min=None, max=None):
     """y = min(max(input, min), max) elementwise, as ``torch.clamp``: the bounds both numbers (or None),
-    one rule; or both tensors (or None), broadcast, the maximum's and minimum's rules composed, which
-    give a bound the gradient where it is the output and split g at a tie, as torch's."""
+    or both tensors (or None), broadcast, whose rules give a bound the gradient where it is the output
+    and split g at a tie, as torch's."""
     check_tensor("clamp", "input", input)
     bounds = [b for b in (min, max) if b is not None]
     if not bounds:
@@ -460,8 +496,10 @@ def clamp(input, min=None, max=None):
     if not all(isinstance(b, Tensor) for b in bounds):
         raise TypeError("clamp: min and max must both be numbers or both be tensors (or None), got "
                         f"{type(min).__name__} and {type(max).__name__}")
-    y = input if min is None else maximum(input, min)
-    return y if max is None else minimum(y, max)
+    for name, bound in (("min", min), ("max", max)):
+        if bound is not None:
+            check_operands("clamp", input, bound, name)
+    return apply(ClampBounds, input, min, max)
 
 
 def _clamp_accepts(input, *args, **kwargs):
@@ -534,7 +572,7 @@ def mul_(input, other):
 def div_(input, other, *, rounding_mode=None):
     """input /= other, in place, as ``Tensor.div_``."""
     check_operands("div_", input, other)
-    return _apply_in_place(DivInPlace, False, input, other, rounding_mode)
+    return _apply_in_place(DivInPlace, True, input, other, rounding_mode)     # dL/db reads the old a
 
 
 # -- the table ----------------------------------------------------------------------------------------
@@ -643,9 +681,10 @@ register(Op(
     fused_by="the tensor algebra", intercepts={torch.lerp: None, Tensor.lerp: None},
 ))
 register(Op(
-    "clamp", clamp, (Clamp, Maximum, Minimum),
+    "clamp", clamp, (Clamp, ClampBounds),
     Derivative("y = min(max(x, lo), hi)",
-               "dL/dx = g 1[lo < x < hi]; tensor bounds: maximum's and minimum's rules", "x, lo, hi broadcastable"),
+               "dL/dx = g 1[lo < x < hi]; tensor bounds: dL/dlo = g 1[x < lo], dL/dhi = g 1[x > hi] (½ each at a tie, "
+               "all to hi where lo > hi)", "x, lo, hi broadcastable"),
     fused_by="the tensor algebra",
     intercepts={torch.clamp: None, torch.clip: None, Tensor.clamp: None, Tensor.clip: None,
                 **dict.fromkeys((torch.clamp_min, Tensor.clamp_min), lambda input, min: clamp(input, min)),

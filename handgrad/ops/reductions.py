@@ -301,7 +301,7 @@ class Cumsum(HandFunction):
     @staticmethod
     def setup_context(ctx, inputs, output):
         x, ctx.dim, _ = inputs
-        ctx.dtype = x.dtype
+        ctx.dtype, ctx.out_dtype = x.dtype, output.dtype
 
     @staticmethod
     def backward(ctx, g):
@@ -309,7 +309,7 @@ class Cumsum(HandFunction):
 
     @staticmethod
     def jvp(ctx, dx, *_):
-        return torch.cumsum(dx, ctx.dim)                                      # linear: dy = cumsum(dx)
+        return torch.cumsum(dx, ctx.dim, dtype=ctx.out_dtype)                 # linear: dy = cumsum(dx)
 
 
 class Cumprod(HandFunction):
@@ -328,13 +328,13 @@ class Cumprod(HandFunction):
 
     @staticmethod
     def backward(ctx, g):
-        x, y = ctx.saved_tensors
-        return cumprod_backward(g, x, y, ctx.dim).to(ctx.dtype), None, None
+        x, y = ctx.saved_tensors                              # x kept in its dtype, computed in y's, as forward did
+        return cumprod_backward(g, x.to(y.dtype), y, ctx.dim).to(ctx.dtype), None, None
 
     @staticmethod
     def jvp(ctx, dx, *_):
         x, y = ctx.saved_tensors
-        return cumprod_jvp(dx, x, y, ctx.dim)
+        return cumprod_jvp(dx.to(y.dtype), x.to(y.dtype), y, ctx.dim)
 
 
 def _first_zero(x, dim):
@@ -565,10 +565,9 @@ def _scan(fn, function, input, dim, dtype):
     if not isinstance(dim, int) or isinstance(dim, bool):
         raise TypeError(f"{fn}: dim must be an int, got {type(dim).__name__}")
     d = reduction_dims(fn, input, dim)
-    x = input if dtype is None else input.to(dtype)
-    if x.dim() == 0:
-        return apply(function, x.reshape(1), 0, None).reshape(())
-    return apply(function, x, d[0], None)
+    if input.dim() == 0:
+        return apply(function, input.reshape(1), 0, dtype).reshape(())
+    return apply(function, input, d[0], dtype)
 
 
 def cumsum(input, dim, *, dtype=None):
