@@ -55,7 +55,8 @@ def _feature_dropout_numpy(spatial):
 # Each form of each: batched, without the batch dimension (dropout2d reads a 3-D input as (N, C, L)),
 # and p = 1, which draws nothing.
 _FEATURE_FORMS = {
-    1: {"(N, C, L) p=0.3": ((3, 4, 5), 0.3), "(C, L) p=0.5": ((6, 5), 0.5), "p=1 drops every channel": ((2, 3, 4), 1.0)},
+    1: {"(N, C, L) p=0.3": ((3, 4, 5), 0.3), "(C, L) p=0.5": ((6, 5), 0.5),
+        "p=1 drops every channel": ((2, 3, 4), 1.0)},
     2: {"(N, C, H, W) p=0.5": ((3, 4, 3, 2), 0.5), "(N, C, L) 3-D p=0.4": ((4, 3, 5), 0.4)},
     3: {"(N, C, D, H, W) p=0.3": ((2, 4, 2, 3, 2), 0.3), "(C, D, H, W) p=0.5": ((6, 2, 2, 3), 0.5)},
 }
