@@ -394,8 +394,8 @@ def _instance_norm_module_forward(self, input):
 
 register(Op(
     "instance_norm", instance_norm, (BatchNorm, BatchNormEval),
-    Derivative("y = γ x̂ + β, x̂ = (x − μ) / √(σ² + ε), μ σ² over (*) per sample and channel: batch norm of x "
-               "as (1, N·C, *), γ β repeated N times",
+    Derivative("y = γ x̂ + β, x̂ = (x − μ) / √(σ² + ε), μ σ² over (*) per sample and channel: "
+               "batch norm of x as (1, N·C, *), γ β repeated N times",
                "batch norm's, each (n, c) a channel: dL/dx = γ r (g − mean g − x̂ mean(g x̂)), "
                "dL/dγ = Σ_n Σ g x̂, dL/dβ = Σ_n Σ g",
                "x, g (N, C, *); γ, β, running μ σ² (C,)"),
