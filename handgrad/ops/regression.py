@@ -274,8 +274,10 @@ def binary_cross_entropy_with_logits(input, target, weight=None, size_average=No
                 f"pass {name}.detach() or a {name} that does not require grad"
             )
     input, target, weight, pos_weight = autocast(FLOAT32, input, target, weight, pos_weight)
-    dtype = torch.promote_types(input.dtype, target.dtype)  # PyTorch's result type; the weights are cast to it
-    compute = computed_in(dtype)      # as in mse_loss
+    # Computed in the promoted dtype (the weights cast to it); PyTorch's loss has the target's dtype,
+    # float32 for float64 logits and float32 labels (torchvision's detectors compute those).
+    dtype = target.dtype
+    compute = computed_in(torch.promote_types(input.dtype, target.dtype))      # as in mse_loss
     input, target = as_dtype(input, compute), as_dtype(target, compute)
     weight, pos_weight = (None if v is None else as_dtype(v, compute) for v in (weight, pos_weight))
     check_same_device(fn, {"input": input, "target": target, "weight": weight, "pos_weight": pos_weight})
