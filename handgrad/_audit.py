@@ -20,14 +20,17 @@ import re
 import torch
 
 # Autograd nodes that only move, reshape, select or cast values. ``CopySlices`` is the node an in-place
-# op on a view leaves on its base: it routes g to the view's region, the op's own node inside it.
+# op on a view leaves on its base: it routes g to the view's region, the op's own node inside it;
+# ``CopyBackwards`` is ``copy_``'s (``x[i] = y`` writes y into a view of x): g goes to y, zeros to x;
+# ``IndexPutBackward`` is ``x[index] = y``'s (torchvision's MultiScaleRoIAlign writes each level's rows
+# so): g at the rows written goes to y, the rest to x (all of g to x where the values were added).
 # ``PackPaddedSequence`` lays padded sequences out as a packed batch's rows (and ``IndexSelect`` sorts
 # them by length), as ``torch.nn.utils.rnn``'s packing does: their backward puts g back in place.
 MOVEMENT = re.compile(
     r"(View|UnsafeView|Reshape|ReshapeAlias|Unsqueeze|Squeeze|Expand|Permute|Transpose|T|Clone|ToCopy|"
     r"Select|Slice|Alias|AsStrided|Unbind|Split|SplitWithSizes|Narrow|Detach|Flatten|Unflatten|Cat|Stack|"
-    r"ConstantPadNd|Roll|Flip|Index|IndexSelect|PackPaddedSequence|Repeat|Unfold|Diagonal|Lift|LiftFresh|"
-    r"Contiguous)Backward\d*|CopySlices"
+    r"ConstantPadNd|Roll|Flip|Index|IndexSelect|IndexPut|PackPaddedSequence|Repeat|Unfold|Diagonal|Lift|LiftFresh|"
+    r"Contiguous)Backward\d*|CopySlices|CopyBackwards"
 )
 
 

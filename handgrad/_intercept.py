@@ -22,7 +22,7 @@ from torch.overrides import TorchFunctionMode, resolve_name
 
 from handgrad import _lean
 from handgrad._audit import node_kind
-from handgrad.ops._registry import INTERCEPTS
+from handgrad.ops._registry import INTERCEPTS, resolve
 
 MEMORY = ("plain", "lean")
 
@@ -48,6 +48,7 @@ class HandDerived(TorchFunctionMode):
             raise ValueError(f"memory must be one of {MEMORY}, got {memory!r}")
         self.strict = strict
         self.lean = _lean.Lean() if memory == "lean" else None
+        resolve()                        # what packages loaded since (torchvision) have made to intercept
 
     def __enter__(self):
         if self.lean is not None:

@@ -139,3 +139,23 @@ def test_linear_chain_cross_entropy_gradients_through_nan_rows_are_torch_s(activ
     assert torch.isnan(expected[1]).any() and torch.isfinite(expected[0][0]).all()  # the case is there
     for name, actual, want in zip(["x", "W1", "b1", "W2", "b2", "W3", "b3"], grads, expected):
         torch.testing.assert_close(actual, want, equal_nan=True, msg=lambda m: f"d{name}: {m}")
+
+
+@pytest.mark.parametrize("target_dtype", [torch.float32, torch.float16, torch.float64], ids=str)
+def test_binary_cross_entropy_with_logits_has_the_targets_dtype_as_torch(target_dtype):
+    """PyTorch's loss has the target's dtype whatever the logits' (torchvision's detectors: float64
+    logits, float32 labels, a float32 loss); computed in the promoted dtype, the same values. A
+    sample of the registry holds one dtype, so the mixed ones are here."""
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(6, generator=gen, dtype=torch.float64, requires_grad=True)
+    t = torch.rand(6, generator=gen, dtype=torch.float64).to(target_dtype)
+    for reduction in ("mean", "none"):
+        want = torch_F.binary_cross_entropy_with_logits(x, t, reduction=reduction)
+        got = F.binary_cross_entropy_with_logits(x, t, reduction=reduction)
+        assert got.dtype == want.dtype == target_dtype, (got.dtype, want.dtype)
+        d = testing.difference("loss", got, want, testing.TOLERANCES[target_dtype])
+        assert d.ok, str(d)
+        g = torch.linspace(-1, 1, want.numel(), dtype=target_dtype).reshape(want.shape)
+        d = testing.difference("dL/dx", *(torch.autograd.grad(y, x, g)[0] for y in (got, want)),
+                               testing.TOLERANCES[torch.float64])
+        assert d.ok, str(d)

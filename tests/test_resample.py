@@ -98,7 +98,10 @@ def test_interpolate_nearest_copies_the_pixels_torchs_kernels_copy(mode, layout)
     x = torch.randn(shape, dtype=torch.float64)
     x = x if memory_format is None else x.contiguous(memory_format=memory_format)
     y = F.interpolate(x.requires_grad_(), mode=mode, **kwargs)
-    assert torch.equal(y, torch_F.interpolate(x, mode=mode, **kwargs))
+    want = torch_F.interpolate(x, mode=mode, **kwargs)
+    assert torch.equal(y, want)
+    # laid out as torch's output (channels last in, channels last out), where a dropout after it draws
+    assert y.stride() == want.stride(), (y.stride(), want.stride())
 
 
 @pytest.mark.parametrize("call", [

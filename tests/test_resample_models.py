@@ -13,15 +13,11 @@ from timm.models import ghostnet, volo
 from torchvision.models import optical_flow, segmentation
 from torchvision.models.optical_flow import raft
 
-import handgrad.nn
 from handgrad._intercept import intercepted
 from handgrad.nn import audit
 from tests.test_transformer import _compare
 
 RESAMPLING = {"Interpolate", "InterpolateNearest", "Unfold", "Fold", "GridSample"}
-
-# coat's aggregation is an nn.Conv1d (ConvolutionBackward0), hand-derived once handgrad has Conv1d.
-_COAT_LEFT = {} if hasattr(handgrad.nn, "Conv1d") else {"ConvolutionBackward0": 1}
 
 # GhostNetV3's first five stages: the later ones add nothing new (its DFC attention, F.interpolate
 # of the attention map, starts at the third).
@@ -40,7 +36,7 @@ def _first(output):
 MODELS = {
     "timm coat_tiny (bilinear)": (
         lambda: timm.create_model("coat_tiny", num_classes=5, img_size=32, embed_dims=[16] * 4, serial_depths=[1] * 4,
-                                  parallel_depth=1, mlp_ratios=[2] * 4), [(2, 3, 32, 32)], True, _first, _COAT_LEFT),
+                                  parallel_depth=1, mlp_ratios=[2] * 4), [(2, 3, 32, 32)], True, _first, {}),
     "timm hrnet_w18_small (nearest)": (
         lambda: timm.create_model("hrnet_w18_small", num_classes=5), [(2, 3, 64, 64)], True, _first, {}),
     "timm ghostnetv3 (nearest)": (
@@ -96,9 +92,9 @@ def test_model_converted_equals_builtin_in_float64_with_resampling_by_hand(name)
     assert RESAMPLING & set(report.hand), f"{name}: no resampling op in its graph: {report}"
 
 
-def test_raft_small_converted_equals_builtin_in_float64_but_its_instance_norms(monkeypatch):
-    """torchvision's optical flow, two refinement steps: grid_sample and bilinear upsampling by hand. Its
-    feature encoder's 21 InstanceNorm2d have no hand-derived rule yet (the batch-norm kernel's node).
+def test_raft_small_converted_equals_builtin_in_float64(monkeypatch):
+    """torchvision's optical flow, two refinement steps: grid_sample and bilinear upsampling by hand, and
+    its feature encoder's 21 InstanceNorm2d (batch norm of each sample on its own).
     RAFT makes its coordinate grids in float32 whatever the model's dtype (``make_coords_grid``'s
     ``.float()``): here in float64, for a float64 comparison."""
     make_coords_grid = raft.make_coords_grid
@@ -107,5 +103,6 @@ def test_raft_small_converted_equals_builtin_in_float64_but_its_instance_norms(m
     model = optical_flow.raft_small(weights=None).double().eval()
     images = [torch.randn(1, 3, 128, 128, dtype=torch.float64) for _ in range(2)]
     report = _compare_and_audit(model, images, lambda m, a, b: torch.stack(m(a, b, num_flow_updates=2)))
-    assert dict(report.builtin) == {"NativeBatchNormBackward0": 21}, str(report)
+    assert report.complete, str(report)
     assert report.hand["GridSample"] == 8 and report.hand["Interpolate"] == 2, str(report)
+    assert report.hand["BatchNorm"] == 21, str(report)                 # the instance norms, in eval mode too

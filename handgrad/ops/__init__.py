@@ -14,7 +14,7 @@ from handgrad.ops import activation, linear, dropout, softmax, classification, r
 from handgrad.ops import norm, batch_norm, embedding, elementwise, pad, conv, pool  # noqa: F401
 from handgrad.ops import special, reductions, products, indexing, distance, losses  # noqa: F401
 from handgrad.ops import attention, transformer, rnn  # noqa: F401
-from handgrad.ops import resample  # noqa: F401
+from handgrad.ops import resample, roi  # noqa: F401
 from handgrad.ops._registry import OPS, Derivative, Op, derivative_table, register, register_function, unregister
 
 __all__ = ["OPS", "Op", "Derivative", "register", "register_function", "unregister", "derivative_table"]

@@ -24,6 +24,7 @@ CASES = {}        # name -> the test cases of an op registered with ``register_f
 ON_REGISTER = []  # listeners told of each op registered with ``register_function`` (the loaded test database)
 INTERCEPTS = {}   # torch callable -> (the handgrad function that replaces it, accepts), see ``Op.intercepts``
 LAZY = {}         # "package.module.Class" -> (Module, Op): a class of a package handgrad does not import (torchvision's)
+LAZY_INTERCEPTS = {}  # "torch.ops.namespace.op" -> (function, accepts): a callable made once its package is loaded
 
 
 @dataclasses.dataclass(frozen=True)
@@ -65,7 +66,9 @@ class Op:
         fused_by: for an op with no module of its own, what in ``handgrad.nn`` runs it (the table's cell)
         intercepts: the torch callables it replaces inside ``handgrad.hand_derived()`` (and the forward
             of a converted model): callable → the function to call instead with the same arguments,
-            None for ``function`` itself. ``torch.nn.functional.<name>`` is always among them.
+            None for ``function`` itself. ``torch.nn.functional.<name>`` is always among them. A
+            callable of a package handgrad does not import is named by its path
+            (``"torch.ops.torchvision.roi_align"``), taken once the package has made it.
         accepts: ``accepts(*args, **kwargs)``, whether a call of those it can take (else the built-in
             runs, and the audit shows it); None for every call
     """
@@ -85,7 +88,8 @@ def register(op):
     if op.name in OPS:
         raise ValueError(f"an op named {op.name!r} is already registered")
     OPS[op.name] = op
-    INTERCEPTS.update(intercepts(op))
+    for callable_, entry in intercepts(op).items():
+        (LAZY_INTERCEPTS if isinstance(callable_, str) else INTERCEPTS)[callable_] = entry
     for function in op.functions:
         if issubclass(function, HandFunction):
             make_twins(function)
@@ -119,7 +123,8 @@ def resolve():
     """Make the handgrad.nn classes of the modules an op names by import path (torchvision's
     ``StochasticDepth``, its vision transformer's blocks) once their package has been imported:
     ``import handgrad`` never imports torchvision (1.4 s), and a model made of its classes cannot
-    exist before it is. ``convert``, ``coverage`` and ``handgrad.nn``'s attributes call this."""
+    exist before it is; and take the callables an op intercepts by path (torchvision's operators).
+    ``convert``, ``coverage``, ``hand_derived`` and ``handgrad.nn``'s attributes call this."""
     loaded = [path for path in LAZY if path.partition(".")[0] in sys.modules]
     for path in loaded:
         module, op = LAZY.pop(path)
@@ -127,6 +132,27 @@ def resolve():
         _add_module(getattr(importlib.import_module(owner), name), module, op)
     if loaded:
         _publish("handgrad.nn")
+    for path in list(LAZY_INTERCEPTS):
+        callable_ = _made(path)
+        if callable_ is not None:
+            INTERCEPTS[callable_] = LAZY_INTERCEPTS.pop(path)
+
+
+def _made(path):
+    """The callable at ``path`` if its package is loaded and has made it, else None; never imports.
+    A ``torch.ops.<namespace>`` operator's package is its namespace's (torchvision's operators exist
+    once ``import torchvision`` has loaded its library)."""
+    root, *names = path.split(".")
+    package = names[1] if root == "torch" and names[:1] == ["ops"] else root
+    if package not in sys.modules:
+        return None
+    value = sys.modules[root]
+    try:
+        for name in names:
+            value = getattr(value, name)
+    except (AttributeError, RuntimeError):
+        return None
+    return value
 
 
 def module_name(key):
@@ -194,7 +220,8 @@ def unregister(name):
     op = OPS.pop(name)
     del CASES[name]
     for callable_ in intercepts(op):
-        INTERCEPTS.pop(callable_, None)
+        INTERCEPTS.pop(_made(callable_) if isinstance(callable_, str) else callable_, None)
+        LAZY_INTERCEPTS.pop(callable_, None)
     for key in op.modules:
         if LAZY.pop(key, None) is not None:
             continue

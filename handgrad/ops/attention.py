@@ -67,14 +67,18 @@ def probabilities(s, lse):
     return torch.exp(s - torch.where(torch.isneginf(lse), 0.0, lse).unsqueeze(-1))
 
 
+def flash_kernel(q, k, v, m):
+    """Whether forward runs PyTorch's flash attention kernel for the CPU (its own conditions)."""
+    return (m is None and q.device.type == "cpu" and q.dim() == 4 and k.shape[:-2] == v.shape[:-2]
+            and k.shape[0] == q.shape[0] and v.shape[-1] == q.shape[-1])
+
+
 def attention_forward(q, k, v, bias, m, scale, causal=False):
     """(O, ℓ): the forward kernel where there is one (PyTorch's flash attention on the CPU, without
     dropout; it takes K and V with fewer heads than Q), else the formula: S, ℓ = logsumexp(S),
     P = e^(S − ℓ), O = (P ∘ Z) V, in float32 for float16 and bfloat16 (as the kernel accumulates). ℓ is
     float32 for those, as the kernel's."""
-    flash = (m is None and q.device.type == "cpu" and q.dim() == 4 and k.shape[:-2] == v.shape[:-2]
-             and k.shape[0] == q.shape[0] and v.shape[-1] == q.shape[-1])    # the kernel's own conditions
-    if flash:
+    if flash_kernel(q, k, v, m):
         mask = None if bias is None else bias.expand(*q.shape[:-1], k.shape[-2])
         # The kernel reads each row as contiguous (a last dimension of stride 1), whatever the other
         # strides, and lays O out as Q is laid out: Q a view of multi-head attention's packed (L, N, 3E)
@@ -291,13 +295,19 @@ def keeps_probabilities(q, k, v, bias, m):
     """Whether P (*, L, S) takes fewer bytes than what ``ScaledDotProductAttention`` keeps beside Q, K,
     V and Z: O (*, L, Ev), ℓ (*, L) and B (its own storage); in float32 and float64, where the
     composed rules compute as the Function does (the Function under torch.func's transforms and
-    torch.compile)."""
+    torch.compile). O costs nothing of its own where the flash kernel lays it out with the heads
+    inside the positions (as it lays out a Q sliced from a packed projection, timm's and multi-head
+    attention's), or with one head or one position: the merge of the heads that follows,
+    (*, L, H · Ev), is then a view of O, which the next layer keeps anyway."""
     if (q.dtype not in (torch.float32, torch.float64) or torch.compiler.is_compiling()
             or torch._C._are_functorch_transforms_active()):
         return False
     rows = math.prod(torch.broadcast_shapes(q.shape[:-1], k.shape[:-3] + q.shape[-3:-1] if k.dim() >= 3
                                             else k.shape[:-2] + q.shape[-2:-1]))
-    instead = rows * (v.shape[-1] + 1) + (0 if bias is None else bias.untyped_storage().nbytes() // q.element_size())
+    merged_in_place = flash_kernel(q, k, v, m) and (q.shape[-3] == 1 or q.shape[-2] == 1
+                                                    or q.stride(-3) < q.stride(-2))
+    o = 0 if merged_in_place else rows * v.shape[-1]
+    instead = o + rows + (0 if bias is None else bias.untyped_storage().nbytes() // q.element_size())
     return rows * k.shape[-2] < instead
 
 
@@ -315,7 +325,7 @@ def attention_composed(q, k, v, bias, m, scale, causal):
         s = masked_fill(s, _above_diagonal(s), -math.inf)                # ... −∞ above the diagonal
     p = softmax(s, -1)                                                   # P = softmax(S)
     dead = torch.isneginf(s.detach()).all(-1, keepdim=True) if bias is not None else None
-    if dead is not None and dead.any():
+    if dead is not None and not s.is_meta and dead.any():            # on the meta device, no row known dead
         p = masked_fill(p, dead, 0.0)                                    # a row masked everywhere: P = 0
     return matmul(p if m is None else mul(p, m), v), p                   # O = (P ∘ Z) V
 

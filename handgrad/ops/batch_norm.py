@@ -5,10 +5,15 @@ The derivation is ``handgrad.ops.norm``'s over the set S of one channel's M = N�
 dL/dx = γ r (g − mean(g) − x̂ mean(g x̂)) (γ is one number per channel, so it leaves the means),
 dL/dγ = Σ g x̂, dL/dβ = Σ g over S. In eval mode the statistics are constants: y is affine in x and
 dL/dx = γ r g.
+
+Instance norm is batch norm of each sample on its own: x (N, C, *) viewed as (1, N·C, *), a channel
+for each sample's channel, γ and β repeated for each sample (as PyTorch computes it). It adds no
+derivation: its gradients are batch norm's, and dL/dγ of the repeated γ sums over the samples.
 """
 
 import math
 import numbers
+import warnings
 
 import torch
 
@@ -319,4 +324,81 @@ register(Op(
     # A 1-D input has no channel dimension: torch takes only an empty one (an empty output), which the
     # built-in computes; handgrad.functional refuses every 1-D input, naming the shape it needs.
     accepts=lambda input, *args, **kwargs: input.dim() >= 2,
+))
+
+
+# -- instance norm: batch norm of each sample on its own --------------------------------------------
+
+
+def instance_norm(input, running_mean=None, running_var=None, weight=None, bias=None, use_input_stats=True,
+                  momentum=0.1, eps=1e-5):
+    """y = γ (x − μ) / √(σ² + ε) + β with μ and σ² over the positions of each sample's channel, as
+    ``torch.nn.functional.instance_norm``.
+
+    Batch norm of x viewed as (1, N·C, *), with γ, β and the running statistics repeated for each of
+    the N samples, as PyTorch computes it: with ``use_input_stats`` the statistics of each (n, c)
+    (``BatchNorm``), and the running statistics, when given, updated with the mean over the samples of
+    what batch norm gives each; without, the running statistics (``BatchNormEval``).
+
+    Shapes: input (N, C, *); running_mean, running_var, weight, bias (C,) or None; the output has
+    input's shape.
+    """
+    fn = "instance_norm"
+    check_floating(fn, "input", input)
+    if input.dim() < 2:
+        raise RuntimeError(f"{fn}: input must be (N, C, *) with the channels in dimension 1, got shape "
+                           f"{tuple(input.shape)}")
+    if use_input_stats and math.prod(input.shape[2:]) == 1:
+        raise ValueError(f"{fn}: expected more than 1 spatial element when training, got input size "
+                         f"{list(input.shape)}: the variance of a single value is 0")
+    if not use_input_stats and (running_mean is None or running_var is None):
+        raise RuntimeError(f"{fn}: use_input_stats=False normalises with running_mean and running_var, which must "
+                           f"be given")
+    n, c = input.shape[:2]
+    for name, t in (("running_mean", running_mean), ("running_var", running_var), ("weight", weight),
+                    ("bias", bias)):
+        if t is not None:
+            check_tensor(fn, name, t)
+            if t.numel() != c:
+                raise RuntimeError(f"{fn}: {name} must hold one value per channel, {c} for input of shape "
+                                   f"{tuple(input.shape)}, got shape {tuple(t.shape)}")
+    mean, var, gamma, beta = (None if t is None else t.reshape(c).repeat(n)          # (N·C,)
+                              for t in (running_mean, running_var, weight, bias))
+    y = batch_norm(input.contiguous().view(1, n * c, *input.shape[2:]), mean, var, gamma, beta, use_input_stats,
+                   momentum, eps)
+    if use_input_stats and running_mean is not None:
+        # Into an alias, as torch's instance_norm writes them: torch.func's transforms refuse a copy into
+        # a tensor captured from outside them, not into a view of it made inside.
+        torch.ops.aten.alias(running_mean).copy_(mean.view(n, c).mean(0))             # the samples' mean
+        torch.ops.aten.alias(running_var).copy_(var.view(n, c).mean(0))
+    return y.view(input.shape)
+
+
+def _instance_norm_module_forward(self, input):
+    """torch.nn's _InstanceNorm.forward: an input without its batch dimension taken as one sample;
+    input statistics in training or when running statistics are not tracked."""
+    self._check_input_dim(input)
+    unbatched = input.dim() == self._get_no_batch_dim()
+    channels = input.shape[0 if unbatched else 1]
+    if channels != self.num_features:
+        if self.affine:
+            raise ValueError(f"{type(self).__name__}: expected input's size at dim={int(not unbatched)} to match "
+                             f"num_features ({self.num_features}), but got: {channels}.")
+        warnings.warn(f"input's size at dim={int(not unbatched)} does not match num_features. You can silence this "
+                      f"warning by not passing in num_features, which is not used because affine=False")
+    y = instance_norm(input.unsqueeze(0) if unbatched else input, self.running_mean, self.running_var, self.weight,
+                      self.bias, self.training or not self.track_running_stats,
+                      0.0 if self.momentum is None else self.momentum, self.eps)
+    return y.squeeze(0) if unbatched else y
+
+
+register(Op(
+    "instance_norm", instance_norm, (BatchNorm, BatchNormEval),
+    Derivative("y = γ x̂ + β, x̂ = (x − μ) / √(σ² + ε), μ σ² over (*) per sample and channel: "
+               "batch norm of x as (1, N·C, *), γ β repeated N times",
+               "batch norm's, each (n, c) a channel: dL/dx = γ r (g − mean g − x̂ mean(g x̂)), "
+               "dL/dγ = Σ_n Σ g x̂, dL/dβ = Σ_n Σ g",
+               "x, g (N, C, *); γ, β, running μ σ² (C,)"),
+    modules={cls: Module(_instance_norm_module_forward)
+             for cls in (torch.nn.InstanceNorm1d, torch.nn.InstanceNorm2d, torch.nn.InstanceNorm3d)},
 ))

@@ -8,6 +8,8 @@ mask that keeps or drops a whole sample (m of shape (N, 1, …, 1), mode "row") 
 (one number, mode "batch"), broadcast over the rest: dL/dx = g ∘ m still, m broadcast as forward did.
 """
 
+import warnings
+
 import torch
 
 from handgrad.ops._checks import check_tensor
@@ -80,6 +82,94 @@ register(Op(
     Derivative("y = x ∘ m, m = keep / (1 − p)", "dL/dx = g ∘ m", "(*)"),
     modules={torch.nn.Dropout: Module(lambda self, input: dropout(input, self.p, self.training, self.inplace))},
 ))
+
+
+def feature_dropout(name, input, p, training, inplace):
+    """y = x ∘ m, m = keep / (1 − p) with keep ~ Bernoulli(1 − p) drawn once per channel: m of shape
+    (N, C, 1, …, 1), broadcast over the channel's positions. The mask is drawn as torch's
+    ``feature_dropout`` draws it (``new_empty`` of m's shape, ``bernoulli_``, ``div_``), so the same seed
+    drops the same channels; the derivation is dropout's, dL/dx = g ∘ m."""
+    if not 0.0 <= p <= 1.0:
+        raise ValueError(f"{name}: probability p must be in [0, 1], got {p}")
+    if not training or p == 0.0 or input.numel() == 0:
+        return input
+    if not input.is_floating_point():
+        raise TypeError(f"{name}: input must be floating point, got {input.dtype}")
+    if input.dim() < 2:
+        raise RuntimeError(f"{name}: feature dropout needs at least 2 dimensions (N, C, ...), got shape "
+                           f"{tuple(input.shape)}")
+    if p == 1.0:
+        m = input.new_zeros(())                              # drops everything, draws nothing: one 0
+    else:
+        m = input.new_empty(input.shape[:2] + (1,) * (input.dim() - 2)).bernoulli_(1.0 - p).div_(1.0 - p)
+    return apply(Dropout, input, m, inplace)
+
+
+def _unbatched(input, inplace, run):
+    """``run`` on ``input`` with a batch dimension of 1 put in front, then taken off again (in place
+    where ``inplace``, as torch does), for an input without one."""
+    x = input.unsqueeze_(0) if inplace else input.unsqueeze(0)
+    y = run(x)
+    return y.squeeze_(0) if inplace else y.squeeze(0)
+
+
+def _warn(message):
+    """torch's warning of an input form it means to refuse, where Dynamo can follow (it cannot trace
+    ``warnings.warn``)."""
+    if not torch.compiler.is_compiling():
+        warnings.warn(message, stacklevel=3)
+
+
+def dropout1d(input, p=0.5, training=True, inplace=False):
+    """y = x ∘ m / (1 − p), m ~ Bernoulli(1 − p) once per channel of x (N, C, L) or (C, L), in
+    training; y = x otherwise. As ``torch.nn.functional.dropout1d``."""
+    check_tensor("dropout1d", "input", input)
+    if input.dim() not in (2, 3):
+        raise RuntimeError(f"dropout1d: Expected 2D or 3D input, but received a {input.dim()}D input: (N, C, L) "
+                           f"or (C, L)")
+    def run(x):
+        return feature_dropout("dropout1d", x, p, training, inplace)
+    return run(input) if input.dim() == 3 else _unbatched(input, inplace, run)
+
+
+def dropout2d(input, p=0.5, training=True, inplace=False):
+    """y = x ∘ m / (1 − p), m ~ Bernoulli(1 − p) once per channel of x (N, C, H, W), in training;
+    y = x otherwise. As ``torch.nn.functional.dropout2d``, which takes a 3-D input for (N, C, L)
+    (warning that this will change) and warns of any other but 4-D."""
+    check_tensor("dropout2d", "input", input)
+    if input.dim() == 3:
+        _warn("dropout2d: Received a 3D input to dropout2d and assuming that channel-wise 1D dropout behavior is "
+              "desired - input is interpreted as shape (N, C, L); use dropout1d for that")
+    elif input.dim() != 4:
+        _warn(f"dropout2d: Received a {input.dim()}-D input to dropout2d, which is deprecated; dropout2d takes "
+              f"(N, C, H, W) or (C, H, W)")
+    return feature_dropout("dropout2d", input, p, training, inplace)
+
+
+def dropout3d(input, p=0.5, training=True, inplace=False):
+    """y = x ∘ m / (1 − p), m ~ Bernoulli(1 − p) once per channel of x (N, C, D, H, W) or
+    (C, D, H, W), in training; y = x otherwise. As ``torch.nn.functional.dropout3d`` (which warns of
+    an input of other dimensions and takes it as batched)."""
+    check_tensor("dropout3d", "input", input)
+    if input.dim() not in (4, 5):
+        _warn(f"dropout3d: Received a {input.dim()}-D input to dropout3d, which is deprecated; dropout3d takes "
+              f"(N, C, D, H, W) or (C, D, H, W)")
+    def run(x):
+        return feature_dropout("dropout3d", x, p, training, inplace)
+    return run(input) if input.dim() == 5 else _unbatched(input, inplace, run)
+
+
+_FEATURE_SHAPES = {1: "x (N, C, L), m (N, C, 1)", 2: "x (N, C, H, W), m (N, C, 1, 1)",
+                   3: "x (N, C, D, H, W), m (N, C, 1, 1, 1)"}
+
+for _n, _face in ((1, dropout1d), (2, dropout2d), (3, dropout3d)):
+    register(Op(
+        f"dropout{_n}d", _face, (Dropout,),
+        Derivative("y = x ∘ m, m = keep / (1 − p) per channel", "dL/dx = g ∘ m, m broadcast over each channel",
+                   _FEATURE_SHAPES[_n]),
+        modules={getattr(torch.nn, f"Dropout{_n}d"): Module(
+            lambda self, input, face=_face: face(input, self.p, self.training, self.inplace))},
+    ))
 
 
 def stochastic_depth(input, p, mode, training=True):

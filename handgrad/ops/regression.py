@@ -142,10 +142,13 @@ class SigmoidBinaryCrossEntropy(HandFunction):
 
     Returns ``(loss, ls)``: ls is what backward needs; it is returned rather than kept aside so
     that double backward differentiates through it (as ``SoftmaxCrossEntropy`` returns log p).
+    x and t may differ in dtype (float64 logits, float32 labels): both are computed in ``_computed``'s
+    dtype, and kept in their own.
     """
 
     @staticmethod
     def forward(x, t, w, p, reduction):
+        x, t = _computed(x, t)
         ls = torch.nn.functional.logsigmoid(x)                              # log σ(x) = −softplus(−x)
         weighted = ls if p is None else ls * ((p - 1) * t + 1)               # (p t + 1 − t) ls
         if torch.compiler.is_compiling():    # no output made in place there: see linear._activate
@@ -180,6 +183,8 @@ class SigmoidBinaryCrossEntropy(HandFunction):
         Shapes: x, t, σ, ls (*); w, p broadcastable to (*); r () or (*).
         """
         x, t, w, p = ctx.saved_tensors
+        dtypes = x.dtype, t.dtype
+        x, t = _computed(x, t)
         ls = log_sigmoid(x)                                                  # log σ(x), (*)
         s = ls.exp()                                                         # σ(x), (*)
         grad_x = grad_t = None
@@ -193,12 +198,14 @@ class SigmoidBinaryCrossEntropy(HandFunction):
         if g_ls is not None and ctx.needs_input_grad[0]:
             through_ls = g_ls * (1 - s)                                      # g_ls dls/dx
             grad_x = through_ls if grad_x is None else grad_x + through_ls
-        return grad_x, grad_t, None, None, None
+        return as_dtype(grad_x, dtypes[0]), as_dtype(grad_t, dtypes[1]), None, None, None
 
     @staticmethod
     def jvp(ctx, dx, dt, *_):
         """Forward mode: dℓ = w [((p t + 1 − t) σ − p t) dx − ((p − 1) ls + x) dt], reduced; dls = (1 − σ) dx."""
         x, t, w, p, ls = ctx.saved_tensors
+        x, t = _computed(x, t)
+        dx, dt = (as_dtype(d, x.dtype) for d in (dx, dt))
         s = ls.exp()
         d_terms = 0
         if dx is not None:
@@ -209,6 +216,13 @@ class SigmoidBinaryCrossEntropy(HandFunction):
             d_terms = d_terms * w
         d_ls = torch.zeros_like(ls) if dx is None else (1 - s) * dx
         return reduce(d_terms, ctx.reduction, x.numel()), d_ls
+
+
+def _computed(x, t):
+    """Logits and targets in the dtype the loss is computed in: their promoted dtype, float32 for
+    float16 and bfloat16 (as in mse_loss)."""
+    dtype = computed_in(torch.promote_types(x.dtype, t.dtype))
+    return as_dtype(x, dtype), as_dtype(t, dtype)
 
 
 def log_sigmoid(x):
@@ -274,9 +288,11 @@ def binary_cross_entropy_with_logits(input, target, weight=None, size_average=No
                 f"pass {name}.detach() or a {name} that does not require grad"
             )
     input, target, weight, pos_weight = autocast(FLOAT32, input, target, weight, pos_weight)
-    dtype = torch.promote_types(input.dtype, target.dtype)  # PyTorch's result type; the weights are cast to it
-    compute = computed_in(dtype)      # as in mse_loss
-    input, target = as_dtype(input, compute), as_dtype(target, compute)
+    # Computed in the promoted dtype (the weights cast to it, the logits and targets kept in their
+    # own); PyTorch's loss has the target's dtype, float32 for float64 logits and float32 labels
+    # (torchvision's detectors compute those).
+    dtype = target.dtype
+    compute = computed_in(torch.promote_types(input.dtype, target.dtype))
     weight, pos_weight = (None if v is None else as_dtype(v, compute) for v in (weight, pos_weight))
     check_same_device(fn, {"input": input, "target": target, "weight": weight, "pos_weight": pos_weight})
     loss, _ = apply(SigmoidBinaryCrossEntropy, input, target, weight, pos_weight, reduction)

@@ -180,6 +180,16 @@ def nearest_index(size, out, scale, exact, dtype, kernel):
     return _floorf(position).clamp(max=size - 1)
 
 
+def channels_last_of(x):
+    """``torch.channels_last`` (``channels_last_3d``) where x is laid out so, the layout torch's kernels
+    then give their output (and a dropout after it draws its mask in), else None; None inside
+    torch.func's transforms, which refuse the question."""
+    layout = {4: torch.channels_last, 5: torch.channels_last_3d}.get(x.dim())
+    if layout is None or _in_torch_func(x) or x.is_contiguous() or not x.is_contiguous(memory_format=layout):
+        return None
+    return layout
+
+
 def nearest_kernel(x, out):
     """Which of torch's nearest-neighbour kernels runs on x for an output of spatial size ``out``. Inside
     torch.func's transforms, which refuse to say whether a tensor is channels-last, x counts as not."""
@@ -271,7 +281,9 @@ class InterpolateNearest(HandFunction):
 
     @staticmethod
     def forward(x, outs, scales, exact, kernel):
-        return _gather(x, outs, scales, exact, kernel)
+        y = _gather(x, outs, scales, exact, kernel)
+        layout = channels_last_of(x)
+        return y if layout is None else y.contiguous(memory_format=layout)       # laid out as torch's kernel: as x
 
     @staticmethod
     def setup_context(ctx, inputs, output):

@@ -219,6 +219,8 @@ def check_vmap(case, dtype):
     """Per-sample outputs and gradients under ``torch.func.vmap`` against a Python loop."""
     if not supports_vmap(case.functions):
         return Result("n/a", "its Functions define no vmap rule")
+    if case.sample.data_dependent:
+        return Result("n/a", f"the size of the work depends on the values: {case.sample.data_dependent}")
     args, kwargs = case.sample.call_args(torch.float64, case.device)
     keys = [key for _, key in case.sample.differentiable()]
     tensor_positions = [i for i, a in enumerate(args) if isinstance(a, torch.Tensor)]
@@ -271,7 +273,8 @@ def check_compile(case, dtype):
     """``torch.compile`` (AOTAutograd, which traces the backward too) gives the eager result."""
     eager = case.run(case.function)
     torch._dynamo.reset()
-    compiled = torch.compile(case.function, backend="aot_eager", fullgraph=case.fullgraph, dynamic=False)
+    fullgraph = case.fullgraph and not case.sample.data_dependent
+    compiled = torch.compile(case.function, backend="aot_eager", fullgraph=fullgraph, dynamic=False)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")

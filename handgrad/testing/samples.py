@@ -29,6 +29,10 @@ class Sample:
             wrong (embedding's max_norm with norm_type 3), while the NumPy oracle still checks CUDA
         gradcheck: False where the value itself is NaN (a mean over nothing) and finite
             differences mean nothing
+        data_dependent: why the size of the work depends on the values (roi_align's adaptive
+            sampling, as many samples as the largest box needs), where it does: ``torch.func.vmap``
+            cannot follow that (the vmap check is n/a) and ``torch.compile`` breaks its graph there
+            (compiled without ``fullgraph``)
     """
 
     args: tuple
@@ -38,6 +42,7 @@ class Sample:
     reference_devices: tuple = None
     builtin_devices: tuple = None
     gradcheck: bool = True
+    data_dependent: str = ""
 
     def tensors(self):
         """(where, key, tensor) of every tensor argument: where is "args" or "kwargs"."""

@@ -12,12 +12,12 @@ import importlib.util
 from handgrad.ops import OPS, _registry
 from handgrad.testing.op_db import (activation, attention, batch_norm, chain, classification, conv, distance, dropout,
                                     elementwise, embedding, head, indexing, linear, losses, norm, pad, pool, products,
-                                    reductions, regression, resample, rnn, softmax, special, transformer)
+                                    reductions, regression, resample, rnn, roi, softmax, special, transformer)
 from handgrad.testing.op_db._common import OpInfo
 
 _FAMILIES = (activation, linear, dropout, softmax, classification, regression, chain, head, norm, batch_norm, embedding,
              elementwise, pad, conv, pool, special, reductions, products, indexing, distance, losses, attention,
-             transformer, rnn, resample)
+             transformer, rnn, resample, roi)
 
 
 def _database():

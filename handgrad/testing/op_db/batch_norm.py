@@ -175,3 +175,88 @@ OP_INFOS = (
            errors=_BATCH_NORM_ERRORS, tolerances=_BATCH_NORM_TOLERANCES, modules=_batch_norm_module_samples(),
            parameters=(1, 2, 3, 4)),          # running_mean, running_var (buffers), weight, bias
 )
+
+
+def instance_norm_numpy(x, running_mean=None, running_var=None, weight=None, bias=None, use_input_stats=True,
+                        momentum=0.1, eps=1e-5):
+    """Each (n, c) normalised over its positions (``_normalize_numpy`` over the axes 2, ...), or with the
+    running statistics, then γ, β per channel; dL/dγ and dL/dβ summed over the samples too."""
+    c = x.shape[1]
+    shape = (1, c) + (1,) * (x.ndim - 2)
+    axes = tuple(range(2, x.ndim))
+    gamma = np.ones(shape) if weight is None else weight.reshape(shape)
+    beta = np.zeros(shape) if bias is None else bias.reshape(shape)
+    if use_input_stats:
+        x_hat, normalize_vjp = _normalize_numpy(x, axes, eps)
+    else:
+        inv = 1 / np.sqrt(running_var.reshape(shape) + eps)
+        x_hat = (x - running_mean.reshape(shape)) * inv
+        normalize_vjp = lambda dx_hat: dx_hat * inv                      # the statistics are constants
+    y = gamma * x_hat + beta
+
+    def vjp(g):
+        dgamma = None if weight is None else (g * x_hat).sum(axis=(0, *axes)).reshape(weight.shape)
+        dbeta = None if bias is None else g.sum(axis=(0, *axes)).reshape(bias.shape)
+        return normalize_vjp(g * gamma), None, None, dgamma, dbeta
+
+    return y, vjp
+
+
+def _instance_norm_samples(gen):
+    def sample(name, shape, stats=False, weight=True, bias=True, use_input_stats=True):
+        c = shape[1]
+        running = (randn(gen, c, requires_grad=False) * 0.1, torch.rand(c, generator=gen, dtype=torch.float64) + 0.5)
+        args = (randn(gen, *shape), *(running if stats else (None, None)), randn(gen, c) if weight else None,
+                randn(gen, c) if bias else None, use_input_stats)
+        return Sample(args, name=name)
+
+    return [sample("(N, C, L)", (3, 4, 5)),
+            sample("(N, C, H, W), running statistics updated", (2, 3, 4, 3), stats=True),
+            sample("(N, C, D, H, W), no affine", (2, 2, 3, 2, 2), weight=False, bias=False),
+            sample("(N, C, H, W), running statistics (use_input_stats=False)", (2, 3, 3, 2), stats=True,
+                   use_input_stats=False),
+            sample("(N, C, L), weight only", (2, 3, 4), bias=False)]
+
+
+_INSTANCE_NORM_ERRORS = (
+    ErrorInput("one position in training", lambda F, nn: F.instance_norm(x32(2, 3, 1)), ValueError,
+               r"instance_norm: expected more than 1 spatial element when training, got input size \[2, 3, 1\]"),
+    ErrorInput("use_input_stats=False without running statistics",
+               lambda F, nn: F.instance_norm(x32(2, 3, 4), use_input_stats=False), RuntimeError,
+               r"instance_norm: use_input_stats=False normalises with running_mean and running_var"),
+    ErrorInput("weight of the wrong length", lambda F, nn: F.instance_norm(x32(2, 3, 4), weight=torch.ones(4)),
+               RuntimeError,
+               r"instance_norm: weight must hold one value per channel, 3 for input of shape \(2, 3, 4\)"),
+    ErrorInput("nn.InstanceNorm2d(3, affine=True) on 4 channels",
+               lambda F, nn: nn.InstanceNorm2d(3, affine=True)(x32(2, 4, 3, 3)), ValueError,
+               r"expected input's size at dim=1 to match num_features \(3\), but got: 4"),
+)
+
+
+def _instance_norm_module_samples():
+    def input(*shape):
+        return lambda gen: (randn(gen, *shape),)
+
+    return {
+        torch.nn.InstanceNorm1d: (ModuleSample("InstanceNorm1d(4) on (N, C, L)", input(3, 4, 5), (4,)),
+                                  ModuleSample("InstanceNorm1d(4, affine=True) on (C, L)", input(4, 5), (4,),
+                                               {"affine": True})),
+        torch.nn.InstanceNorm2d: (ModuleSample("InstanceNorm2d(3, affine=True)", input(2, 3, 4, 4), (3,),
+                                               {"affine": True}),
+                                  ModuleSample("InstanceNorm2d(3, affine=True, track_running_stats=True)",
+                                               input(2, 3, 4, 4), (3,), {"affine": True, "track_running_stats": True})),
+        torch.nn.InstanceNorm3d: (ModuleSample("InstanceNorm3d(2)", input(2, 2, 3, 3, 3), (2,)),),
+    }
+
+
+def _instance_norm_bench(device):
+    x = torch.randn(8, 64, 64, 64, device=device, requires_grad=True)
+    params = [torch.randn(64, device=device, requires_grad=True) for _ in range(2)]
+    return [("(8, 64, 64, 64), affine", (x, None, None, *params), {})]
+
+
+OP_INFOS += (
+    OpInfo("instance_norm", torch.nn.functional.instance_norm, _instance_norm_samples, instance_norm_numpy,
+           _instance_norm_bench, errors=_INSTANCE_NORM_ERRORS, modules=_instance_norm_module_samples(),
+           parameters=(1, 2, 3, 4)),
+)

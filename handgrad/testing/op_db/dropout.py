@@ -4,7 +4,7 @@ import numpy as np
 import torch
 
 from handgrad.testing import ErrorInput, ModuleSample, Sample, randn
-from handgrad.testing.op_db._common import OpInfo, bench_randn, x32
+from handgrad.testing.op_db._common import OpInfo, bench_randn, list_input, x32
 
 
 def dropout_numpy(x, p=0.5, training=True, inplace=False):
@@ -33,6 +33,66 @@ OP_INFOS = (
                          train_devices=("cpu",))
             for p in (0.2, 0.5, 0.9) for inplace in (False, True))},
     ),
+)
+
+
+def _feature_dropout_numpy(spatial):
+    """The oracle of ``dropout{spatial}d``: one keep per (sample, channel), drawn from torch's generator
+    in m's shape as the Function draws it, broadcast over the channel's positions; an input without
+    its batch dimension (dropout1d's (C, L), dropout3d's (C, D, H, W)) draws one keep per channel."""
+    def oracle(x, p=0.5, training=True, inplace=False):
+        if not training or p == 0 or x.size == 0:
+            return x, lambda g: (g,)
+        batched = x.ndim == spatial + 2 or spatial == 2
+        lead = x.shape[:2] if batched else (1, x.shape[0])
+        shape = lead + (1,) * (x.ndim - (2 if batched else 1))
+        keep = torch.empty(shape, dtype=torch.float64).bernoulli_(1 - p).numpy() if p < 1 else np.zeros(shape)
+        m = (keep / (1 - p) if p < 1 else keep).reshape(keep.shape if batched else keep.shape[1:])
+        return x * m, lambda g: (g * m,)
+    return oracle
+
+
+# Each form of each: batched, without the batch dimension (dropout2d reads a 3-D input as (N, C, L)),
+# and p = 1, which draws nothing.
+_FEATURE_FORMS = {
+    1: {"(N, C, L) p=0.3": ((3, 4, 5), 0.3), "(C, L) p=0.5": ((6, 5), 0.5),
+        "p=1 drops every channel": ((2, 3, 4), 1.0)},
+    2: {"(N, C, H, W) p=0.5": ((3, 4, 3, 2), 0.5), "(N, C, L) 3-D p=0.4": ((4, 3, 5), 0.4)},
+    3: {"(N, C, D, H, W) p=0.3": ((2, 4, 2, 3, 2), 0.3), "(C, D, H, W) p=0.5": ((6, 2, 2, 3), 0.5)},
+}
+
+_FEATURE_BENCH = {1: (32, 64, 1024), 2: (32, 64, 32, 32), 3: (8, 64, 8, 32, 32)}
+
+
+def _feature_dropout_samples(spatial):
+    def samples(gen):
+        return [Sample((randn(gen, *shape), p), name=name) for name, (shape, p) in _FEATURE_FORMS[spatial].items()]
+    return samples
+
+
+def _feature_dropout_errors(spatial):
+    name = f"dropout{spatial}d"
+    errors = (ErrorInput("p 1.5", lambda F, nn: getattr(F, name)(x32(2, 3, *(4,) * spatial), 1.5), ValueError,
+                         rf"{name}: probability p must be in \[0, 1\], got 1\.5"),
+              list_input(name))
+    if spatial == 1:
+        errors += (ErrorInput("4-D input", lambda F, nn: F.dropout1d(x32(2, 3, 4, 5)), RuntimeError,
+                              r"dropout1d: Expected 2D or 3D input, but received a 4D input"),)
+    return errors
+
+
+OP_INFOS += tuple(
+    OpInfo(
+        f"dropout{n}d", getattr(torch.nn.functional, f"dropout{n}d"), _feature_dropout_samples(n),
+        _feature_dropout_numpy(n),
+        lambda device, n=n: [(f"{_FEATURE_BENCH[n]}, p=0.1", (bench_randn(device, *_FEATURE_BENCH[n]), 0.1), {})],
+        errors=_feature_dropout_errors(n),
+        modules={getattr(torch.nn, f"Dropout{n}d"): tuple(
+            ModuleSample(f"p={p}{', inplace' if inplace else ''}",
+                         lambda gen, n=n: (randn(gen, 4, 6, *(3,) * n),), (p, inplace))
+            for p, inplace in ((0.3, False), (0.5, True)))},
+    )
+    for n in (1, 2, 3)
 )
 
 
