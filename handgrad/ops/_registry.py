@@ -300,8 +300,8 @@ def faces():
 # The ops README.md's table shows: the seed's, and the layers of the networks train.py trains (the whole table
 # is on the documentation's derivations page).
 README_OPS = ("sigmoid", "relu", "tanh", "gelu", "silu", "linear", "dropout", "softmax", "cross_entropy",
-              "linear_chain", "linear_cross_entropy", "layer_norm", "batch_norm", "embedding", "conv2d", "max_pool2d",
-              "add", "mul", "matmul", "sum", "scaled_dot_product_attention", "lstm", "interpolate")
+              "linear_cross_entropy", "layer_norm", "embedding", "conv2d", "matmul", "scaled_dot_product_attention",
+              "lstm")
 
 
 def derivative_table(names=None):
