@@ -51,7 +51,7 @@ def line(entry):
 
 
 def run_timm(only):
-    from handgrad.zoo import compare, timm_models
+    from handgrad.zoo import timm_models
 
     for family, spec in timm_models.FAMILIES.items():
         name = f"{family} ({spec['model']})"
@@ -59,12 +59,7 @@ def run_timm(only):
             continue
         found, parameters = timm_models.audit_family(family)
 
-        def comparison(family=family):
-            model, shape = timm_models.build(family)
-            torch.manual_seed(1)
-            return compare(model, [torch.randn(shape, dtype=torch.float64)])
-
-        yield result(name, parameters, [found], comparison)
+        yield result(name, parameters, [found], lambda family=family: timm_models.compare_family(family))
 
 
 def run_torchvision(only):
@@ -90,7 +85,7 @@ def families(log):
     meta device), its small configuration, the Functions its audit on the meta device holds (and the
     built-in computing nodes), the seconds its comparison takes, and the families CI compares:
     ``covering`` of the Functions, by those seconds."""
-    from handgrad.zoo import compare, timm_models
+    from handgrad.zoo import timm_models
 
     table = timm_models.representatives()
     for family, entry in table.items():
@@ -103,9 +98,7 @@ def families(log):
             found, _ = timm_models.audit_family(family)
             entry["functions"] = sorted(found.hand)
             entry["builtin"] = dict(sorted(found.builtin.items()))
-            model, shape = timm_models.build(family)
-            torch.manual_seed(1)
-            comparison = compare(model, [torch.randn(shape, dtype=torch.float64)])
+            comparison = timm_models.compare_family(family)
             entry["builtin_compared"] = dict(sorted(comparison.audit.builtin.items()))
             entry["equal"] = comparison.equal
             entry["seconds"] = round(time.perf_counter() - start, 1)

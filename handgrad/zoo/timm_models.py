@@ -21,7 +21,7 @@ from pathlib import Path
 
 import torch
 
-from handgrad.zoo import audit_on_meta, call
+from handgrad.zoo import audit_on_meta, call, compare
 
 REPRESENTATIVE_LIMIT = 60_000_000
 
@@ -120,6 +120,14 @@ def build(family, dtype=torch.float64):
     torch.manual_seed(0)
     model = timm.create_model(entry["model"], num_classes=10, **entry["kwargs"]).to(dtype).eval()
     return model, (2, 3, entry["size"], entry["size"])
+
+
+def compare_family(family):
+    """The family's representative as built by ``build`` compared with its converted copy in float64
+    on two random images (``handgrad.zoo.compare``)."""
+    model, shape = build(family)
+    torch.manual_seed(1)
+    return compare(model, [torch.randn(shape, dtype=torch.float64)])
 
 
 def audit_family(family):

@@ -100,7 +100,9 @@ def _targets(images):
         for i, (x1, y1, x2, y2) in enumerate(boxes.long().tolist()):
             masks[i, y1:y2, x1:x2] = 1
         steps = 3 * torch.arange(1.0, 4.0, dtype=image.dtype)[None, :, None]
-        keypoints = torch.cat([boxes[:, None, :2] + steps, torch.ones(len(boxes), 3, 1, dtype=image.dtype)], 2)
+        # Keypoint R-CNN takes float32 keypoints only, whatever the model's dtype (its heatmap targets
+        # are indices).
+        keypoints = torch.cat([boxes[:, None, :2] + steps, torch.ones(len(boxes), 3, 1, dtype=image.dtype)], 2).float()
         targets.append({"boxes": boxes, "labels": torch.tensor([1, 2])[: len(boxes)], "masks": masks,
                         "keypoints": keypoints})
     return targets

@@ -1,0 +1,42 @@
+"""timm's architecture families (``handgrad.zoo.timm_models``): every family's representative audited
+on the meta device at its own size in training mode, dropout and stochastic depth on; the families of
+``covering()`` (``"ci"`` in ``timm_families.json``: together they hold every Function any family's
+audit holds) compared with the built-in in float64. ``python -m handgrad.zoo --timm`` compares every
+family."""
+
+import pytest
+
+from handgrad.zoo import timm_models
+
+# Families whose graph keeps built-in computing nodes: family → (those nodes by count, on the meta
+# device in training mode, why). A family that regresses, or one listed here that is fixed, fails.
+KNOWN_GAPS = {}
+
+FAMILIES = [family for family, entry in timm_models.FAMILIES.items() if "excluded" not in entry]
+COMPARED = timm_models.covered()
+COMPARED_FUNCTIONS = set().union(*(timm_models.FAMILIES[family]["functions"] for family in COMPARED))
+
+
+def test_timm_families_table_holds_every_family():
+    assert len(FAMILIES) >= 140, f"{len(FAMILIES)} families under {timm_models.REPRESENTATIVE_LIMIT} parameters"
+    assert set(timm_models.FAMILIES) == set(timm_models.family_names())
+    assert set(KNOWN_GAPS) <= set(FAMILIES)
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_timm_family_hand_derived_on_meta(family):
+    found, parameters = timm_models.audit_family(family)
+    entry = timm_models.FAMILIES[family]
+    assert parameters == entry["parameters"] and found.hand, f"{family}: {found}"
+    left, _ = KNOWN_GAPS.get(family, ({}, None))
+    assert dict(found.builtin) == left, f"{family}: built-in computing nodes {dict(found.builtin)}, known {left}"
+    # What CI compares in float64 holds every Function this family's graph holds.
+    assert set(found.hand) <= COMPARED_FUNCTIONS, f"{family}: {set(found.hand) - COMPARED_FUNCTIONS} compared nowhere"
+    assert sorted(found.hand) == entry["functions"], f"{family}: timm_families.json is stale (--families)"
+
+
+@pytest.mark.parametrize("family", COMPARED)
+def test_timm_family_equals_builtin_in_float64(family):
+    comparison = timm_models.compare_family(family)
+    assert comparison.equal, f"{family}: " + "; ".join(comparison.problems())
+    assert comparison.audit.complete or family in KNOWN_GAPS, f"{family}: {comparison.audit}"
