@@ -116,7 +116,7 @@ def families(log):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(prog="python -m handgrad.zoo", description=__doc__.split("\n\n")[0],
+    parser = argparse.ArgumentParser(prog="python -m handgrad.zoo", description="The model zoos audited and compared, one line a model.",
                                      formatter_class=argparse.RawDescriptionHelpFormatter,
                                      epilog="Each line: " + __doc__.split("Each line: ")[1])
     parser.add_argument("--timm", action="store_true", help="timm's families (one representative each)")
