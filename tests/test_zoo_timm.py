@@ -1,5 +1,6 @@
 """timm's architecture families (``handgrad.zoo.timm_models``): every family's representative audited
-on the meta device at its own size in training mode, dropout and stochastic depth on; the families of
+on the meta device at its own size in training mode, dropout and stochastic depth on (those of 60 M
+parameters or more too, which the zoo does not compare); the families of
 ``covering()`` (``"ci"`` in ``timm_families.json``: together they hold every Function any family's
 audit holds) compared with the built-in in float64. ``python -m handgrad.zoo --timm`` compares every
 family."""
@@ -37,6 +38,14 @@ def test_timm_family_hand_derived_on_meta(family):
     # What CI compares in float64 holds every Function this family's graph holds.
     assert set(found.hand) <= COMPARED_FUNCTIONS, f"{family}: {set(found.hand) - COMPARED_FUNCTIONS} compared nowhere"
     assert sorted(found.hand) == entry["functions"], f"{family}: timm_families.json is stale (--families)"
+
+
+@pytest.mark.parametrize("family", [family for family in timm_models.FAMILIES if family not in FAMILIES])
+def test_timm_large_family_hand_derived_on_meta(family):
+    """The families whose smallest model has 60 M parameters or more: audited (on the meta device,
+    for nothing), not compared."""
+    found, parameters = timm_models.audit_family(family)
+    assert parameters >= timm_models.REPRESENTATIVE_LIMIT and found.complete, f"{family}: {found}"
 
 
 @pytest.mark.parametrize("family", COMPARED)
