@@ -82,9 +82,10 @@ def run_torchvision(only):
 
 def families(log):
     """Remake ``timm_families.json``: each family's representative (every timm model built on the
-    meta device), its small configuration, the Functions its audit on the meta device holds (and the
-    built-in computing nodes), the seconds its comparison takes, and the families CI compares:
-    ``covering`` of the Functions, by those seconds."""
+    meta device), its small configuration, the Functions its audit on the meta device holds and the
+    built-in computing nodes left (there and in its comparison), whether it equals the built-in in
+    float64, the seconds all that takes, and the families CI compares: ``covering`` of the
+    Functions, by those seconds."""
     from handgrad.zoo import timm_models
 
     table = timm_models.representatives()

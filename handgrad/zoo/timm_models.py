@@ -11,8 +11,10 @@ parameters (counted on the meta device), kept where that is under 60 M parameter
 ``FAMILIES`` (``timm_families.json``, made by ``python -m handgrad.zoo --families``, minutes: every
 model of timm built on the meta device) holds each family's representative, its parameter count,
 the timm module its entrypoint lives in, how it is built for a comparison in float64 at a small
-input (``build``, ``input_shape``), the Functions its audited graph holds, and whether CI compares it
-(``CI``).
+input (``kwargs``, ``size``), the Functions its audited graph holds (``functions``), the built-in
+computing nodes left (``builtin`` on the meta device, ``builtin_compared`` in the comparison), whether
+it equals the built-in in float64 (``equal``), the seconds those took (``seconds``) and whether CI
+compares it (``ci``).
 """
 
 import json
