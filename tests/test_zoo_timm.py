@@ -37,7 +37,8 @@ def test_timm_family_hand_derived_on_meta(family):
     assert dict(found.builtin) == left, f"{family}: built-in computing nodes {dict(found.builtin)}, known {left}"
     # What CI compares in float64 holds every Function this family's graph holds.
     assert set(found.hand) <= COMPARED_FUNCTIONS, f"{family}: {set(found.hand) - COMPARED_FUNCTIONS} compared nowhere"
-    assert sorted(found.hand) == entry["functions"], f"{family}: timm_families.json is stale (--families)"
+    if entry["ci"]:
+        assert sorted(found.hand) == entry["functions"], f"{family}: timm_families.json is stale (--families)"
 
 
 @pytest.mark.parametrize("family", [family for family in timm_models.FAMILIES if family not in FAMILIES])
