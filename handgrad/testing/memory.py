@@ -37,6 +37,10 @@ class Kept:
     def __init__(self, exclude=()):
         self.excluded = {storage_key(t)[0] for t in exclude}
         self.storages = {}
+        # The storages counted, held while counting: a node freed before the forward ends (a branch
+        # the output does not reach, a detector's discarded candidates) frees what it saved, and a
+        # storage allocated later at the same address would be taken for the one already counted.
+        self._held = []
         self._hooks = torch.autograd.graph.saved_tensors_hooks(self._pack, _unpack)
 
     def _pack(self, t):
@@ -46,8 +50,9 @@ class Kept:
     def add(self, t):
         """Count ``t``'s storage (once, whatever views of it are saved)."""
         address, nbytes = storage_key(t)
-        if address and address not in self.excluded:
+        if address and address not in self.excluded and address not in self.storages:
             self.storages[address] = nbytes
+            self._held.append(t.untyped_storage())
 
     def count(self, outputs):
         """Add the tensors that the custom Functions behind ``outputs`` hold as ``ctx`` attributes."""
@@ -69,6 +74,7 @@ class Kept:
         return self
 
     def __exit__(self, *exc):
+        self._held.clear()
         return self._hooks.__exit__(*exc)
 
 
