@@ -9,27 +9,32 @@ from handgrad.testing.op_db._common import OpInfo, x32
 from handgrad.testing.op_db.norm import _WIDE, _normalize_numpy
 
 
-def batch_norm_numpy(x, running_mean, running_var, weight=None, bias=None, training=False, momentum=0.1, eps=1e-5):
+def _per_channel_numpy(x, running_mean, running_var, weight, bias, input_stats, axes, eps):
+    """γ x̂ + β per channel (dimension 1), x̂ normalised over ``axes`` (``_normalize_numpy``) or with the
+    running statistics, constants then; dL/dγ and dL/dβ summed over every dimension but the channels."""
     c = x.shape[1]
     shape = (1, c) + (1,) * (x.ndim - 2)
-    axes = (0,) + tuple(range(2, x.ndim))
     gamma = np.ones(shape) if weight is None else weight.reshape(shape)
     beta = np.zeros(shape) if bias is None else bias.reshape(shape)
-    if training:
+    if input_stats:
         x_hat, normalize_vjp = _normalize_numpy(x, axes, eps)
     else:
         inv = 1 / np.sqrt(running_var.reshape(shape) + eps)
         x_hat = (x - running_mean.reshape(shape)) * inv
         normalize_vjp = lambda dx_hat: dx_hat * inv                      # the statistics are constants
     y = gamma * x_hat + beta
+    summed = (0, *range(2, x.ndim))
 
     def vjp(g):
-        dx = normalize_vjp(g * gamma)
-        dgamma = None if weight is None else (g * x_hat).sum(axis=axes).reshape(weight.shape)
-        dbeta = None if bias is None else g.sum(axis=axes).reshape(bias.shape)
-        return dx, None, None, dgamma, dbeta
+        dgamma = None if weight is None else (g * x_hat).sum(axis=summed).reshape(weight.shape)
+        dbeta = None if bias is None else g.sum(axis=summed).reshape(bias.shape)
+        return normalize_vjp(g * gamma), None, None, dgamma, dbeta
 
     return y, vjp
+
+
+def batch_norm_numpy(x, running_mean, running_var, weight=None, bias=None, training=False, momentum=0.1, eps=1e-5):
+    return _per_channel_numpy(x, running_mean, running_var, weight, bias, training, (0, *range(2, x.ndim)), eps)
 
 
 def _batch_norm_samples(gen):
@@ -179,27 +184,10 @@ OP_INFOS = (
 
 def instance_norm_numpy(x, running_mean=None, running_var=None, weight=None, bias=None, use_input_stats=True,
                         momentum=0.1, eps=1e-5):
-    """Each (n, c) normalised over its positions (``_normalize_numpy`` over the axes 2, ...), or with the
-    running statistics, then γ, β per channel; dL/dγ and dL/dβ summed over the samples too."""
-    c = x.shape[1]
-    shape = (1, c) + (1,) * (x.ndim - 2)
-    axes = tuple(range(2, x.ndim))
-    gamma = np.ones(shape) if weight is None else weight.reshape(shape)
-    beta = np.zeros(shape) if bias is None else bias.reshape(shape)
-    if use_input_stats:
-        x_hat, normalize_vjp = _normalize_numpy(x, axes, eps)
-    else:
-        inv = 1 / np.sqrt(running_var.reshape(shape) + eps)
-        x_hat = (x - running_mean.reshape(shape)) * inv
-        normalize_vjp = lambda dx_hat: dx_hat * inv                      # the statistics are constants
-    y = gamma * x_hat + beta
-
-    def vjp(g):
-        dgamma = None if weight is None else (g * x_hat).sum(axis=(0, *axes)).reshape(weight.shape)
-        dbeta = None if bias is None else g.sum(axis=(0, *axes)).reshape(bias.shape)
-        return normalize_vjp(g * gamma), None, None, dgamma, dbeta
-
-    return y, vjp
+    """Each (n, c) normalised over its positions (the axes 2, ...), or with the running statistics,
+    then γ, β per channel."""
+    return _per_channel_numpy(x, running_mean, running_var, weight, bias, use_input_stats, tuple(range(2, x.ndim)),
+                              eps)
 
 
 def _instance_norm_samples(gen):
