@@ -1,10 +1,7 @@
 """The long tail of the ops models call: 55 of them, each called as a model calls it inside
 ``handgrad.hand_derived()`` in float64, must give the built-in's output and input gradient and leave no
-built-in computing node in the graph (``handgrad.nn.audit``). The target is 50 of the 55.
-
-Six come from the families other work is writing (N-d convolution and pooling; resampling): until they
-are registered, the target test says which are missing and who brings them, and the test of the others
-holds every one of them to it now.
+built-in computing node in the graph (``handgrad.nn.audit``). The issue's target was 50 of the 55; all
+55 are, and the test holds every one of them to it.
 """
 
 import pytest
@@ -16,7 +13,6 @@ from handgrad import testing
 from handgrad.nn import audit
 
 F64 = testing.TOLERANCES[torch.float64]
-TARGET = 50
 
 
 def _w(*shape):
@@ -87,10 +83,6 @@ COMMON = {
     "grid_sample": lambda x: F.grid_sample(x, torch.tanh(_w(2, 4, 4, 2)), align_corners=False),
 }
 # The ones other work brings, and which: until they arrive, the target test names them.
-ARRIVING = {"conv1d": "N-d convolution", "conv_transpose2d": "N-d convolution", "avg_pool1d": "N-d pooling",
-            "unfold": "resampling", "pixel_shuffle": "resampling", "grid_sample": "resampling"}
-
-
 def _run(call, hand):
     x = torch.randn(2, 3, 8, 8, generator=torch.Generator().manual_seed(0), dtype=torch.float64, requires_grad=True)
     if hand:
@@ -118,20 +110,11 @@ def _what_differs(name):
 
 
 def test_common_ops_list_has_55():
-    assert len(COMMON) == 55 and set(ARRIVING) <= set(COMMON)
+    assert len(COMMON) == 55
 
 
-def test_common_ops_outside_other_work_are_hand_derived_and_equal_the_builtin():
-    found = {name: _what_differs(name) for name in COMMON if name not in ARRIVING}
+def test_common_ops_are_all_hand_derived_and_equal_the_builtin():
+    found = {name: _what_differs(name) for name in COMMON}
     missing = {name: why for name, why in found.items() if why}
-    assert not missing, "not hand-derived the built-in's way:\n" + "\n".join(f"  {k}: {v}" for k, v in missing.items())
-
-
-def test_common_ops_at_least_50_of_55_are_hand_derived():
-    missing = {name: why for name in COMMON if (why := _what_differs(name))}
-    covered = len(COMMON) - len(missing)
-    if covered < TARGET and set(missing) <= set(ARRIVING):
-        pytest.xfail(f"{covered} of {len(COMMON)}: waiting for " + ", ".join(
-            f"{name} ({ARRIVING[name]})" for name in missing))
-    assert covered >= TARGET, f"{covered} of {len(COMMON)} hand-derived; missing:\n" + "\n".join(
-        f"  {k}: {v}" for k, v in missing.items())
+    assert not missing, f"{len(COMMON) - len(missing)} of {len(COMMON)} hand-derived the built-in's way; not:\n" + \
+        "\n".join(f"  {k}: {v}" for k, v in missing.items())
