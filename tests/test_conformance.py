@@ -45,7 +45,8 @@ F64 = testing.TOLERANCES[torch.float64]
 # the in-place ReLU has none); the torch.* kernels that F's poolings call, which the F function's
 # own interception takes first; the recurrent layers' kernels (torch.lstm, ...: torch tests them
 # through ModuleInfos, tests/test_rnn.py against the modules); and fold, affine_grid and the
-# lp_pools, which torch's database does not hold (their own cases and the modules test them).
+# lp_pools, dropout1d and torchvision's roi_align, which torch's database does not hold (their own
+# cases and the modules test them).
 NO_OPINFO = {"torch.relu", "torch.Tensor.relu", "torch.nn.functional.relu_", "torch.Tensor.relu_",
              "torch.Tensor.__truediv__", "torch.Tensor.__itruediv__",
              "torch.max_pool1d", "torch.max_pool1d_with_indices", "torch.max_pool2d", "torch.max_pool3d",
@@ -53,7 +54,8 @@ NO_OPINFO = {"torch.relu", "torch.Tensor.relu", "torch.nn.functional.relu_", "to
              "torch.rnn_tanh", "torch.rnn_relu", "torch.lstm", "torch.gru", "torch.rnn_tanh_cell",
              "torch.rnn_relu_cell", "torch.lstm_cell", "torch.gru_cell",
              "torch.nn.functional.fold", "torch.nn.functional.affine_grid", "torch.nn.functional.lp_pool1d",
-             "torch.nn.functional.lp_pool2d", "torch.nn.functional.lp_pool3d"}
+             "torch.nn.functional.lp_pool2d", "torch.nn.functional.lp_pool3d", "torch.nn.functional.dropout1d",
+             "torchvision.roi_align"}
 
 
 class Recording(HandDerived):
