@@ -357,6 +357,12 @@ def check_operands(fn, input, other=None, other_name="other"):
                                f"equal or 1)") from None
 
 
+def check_tensor_operands(fn, input, other):
+    """input and other both tensors that broadcast together: the binary ops that take no number."""
+    check_tensor(fn, "other", other)
+    check_operands(fn, input, other)
+
+
 def add(input, other, *, alpha=1):
     """y = input + alpha · other, broadcasting, as ``torch.add``; ``other`` may be a number."""
     check_operands("add", input, other)
@@ -391,15 +397,13 @@ def pow(input, exponent):
 
 def maximum(input, other):
     """y = max(input, other) elementwise, as ``torch.maximum``."""
-    check_tensor("maximum", "other", other)
-    check_operands("maximum", input, other)
+    check_tensor_operands("maximum", input, other)
     return apply(Maximum, input, other)
 
 
 def minimum(input, other):
     """y = min(input, other) elementwise, as ``torch.minimum``."""
-    check_tensor("minimum", "other", other)
-    check_operands("minimum", input, other)
+    check_tensor_operands("minimum", input, other)
     return apply(Minimum, input, other)
 
 

@@ -533,11 +533,13 @@ def _module(face, *attributes):
     return forward
 
 
+_MAX_BACKWARD = "dL/dx = g scattered to the argmax i of each window (summed where windows share it)"
+
 for _n in (1, 2, 3):
     register(Op(
         f"max_pool{_n}d", _MAX_FACES[_n], (MaxPoolNd,),
         Derivative("y[p] = max over window p of x = x[i[p]]",
-                   "dL/dx = g scattered to the argmax i of each window (summed where windows share it)", _X[_n]),
+                   _MAX_BACKWARD, _X[_n]),
         modules={getattr(torch.nn, f"MaxPool{_n}d"): Module(_module(
             _MAX_FACES[_n], "kernel_size", "stride", "padding", "dilation", "ceil_mode", "return_indices"))},
         intercepts={getattr(torch, f"max_pool{_n}d"): None,
@@ -569,7 +571,7 @@ for _n in (1, 2, 3):
     register(Op(
         f"adaptive_max_pool{_n}d", _ADAPTIVE_MAX_FACES[_n], (AdaptiveMaxPoolNd,),
         Derivative("y[p] = max over adaptive window p of x = x[i[p]]",
-                   "dL/dx = g scattered to the argmax i of each window (summed where windows share it)", _X[_n]),
+                   _MAX_BACKWARD, _X[_n]),
         modules={getattr(torch.nn, f"AdaptiveMaxPool{_n}d"): Module(_module(
             _ADAPTIVE_MAX_FACES[_n], "output_size", "return_indices"))},
         intercepts={getattr(_F, f"adaptive_max_pool{_n}d_with_indices"): _with_indices(_ADAPTIVE_MAX_FACES[_n]),

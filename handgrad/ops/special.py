@@ -13,7 +13,7 @@ import torch
 from handgrad.ops._checks import FLOAT32_ON_CUDA, autocast, check_tensor
 from handgrad.ops._function import Pointwise, apply
 from handgrad.ops._registry import Derivative, Op, register
-from handgrad.ops.elementwise import NUMBER, check_operands
+from handgrad.ops.elementwise import NUMBER, check_operands, check_tensor_operands
 
 Tensor = torch.Tensor
 _TWO_OVER_SQRT_PI = 2 / math.sqrt(math.pi)
@@ -218,15 +218,13 @@ def xlogy(input, other):
 
 def atan2(input, other):
     """y = atan2(input, other), the angle of (other, input), broadcasting, as ``torch.atan2``."""
-    check_tensor("atan2", "other", other)
-    check_operands("atan2", input, other)
+    check_tensor_operands("atan2", input, other)
     return apply(Atan2, input, other)
 
 
 def hypot(input, other):
     """y = √(input² + other²), broadcasting, as ``torch.hypot``."""
-    check_tensor("hypot", "other", other)
-    check_operands("hypot", input, other)
+    check_tensor_operands("hypot", input, other)
     return apply(Hypot, input, other)
 
 
