@@ -38,6 +38,7 @@ the context (the benchmark's count of bytes kept) sees every tensor that is kept
 """
 
 import collections
+import contextlib
 import dataclasses
 import threading
 import weakref
@@ -321,6 +322,9 @@ class Lean:
             _function.PRODUCERS.lean = None
             self.outputs.clear()
             self.kept.clear()
+            for found in _RECORDING:
+                for name, nbytes in self.recomputed.items():
+                    found[name] = found.get(name, 0) + nbytes
         return False
 
 
@@ -329,6 +333,22 @@ class _Outer:
     """What the saved-tensor hooks around the context made of a tensor kept as it is."""
 
     packed: object
+
+
+_RECORDING = []          # the dicts of the recorded() contexts open now
+
+
+@contextlib.contextmanager
+def recorded():
+    """Yields a dict, op name → bytes, that collects what every ``Lean`` context active inside kept
+    as recipes instead of tensors (its ``recomputed``), once it exits: what a model converted with
+    ``memory="lean"`` makes again in backward (the benchmark and the tests report it)."""
+    found = {}
+    _RECORDING.append(found)
+    try:
+        yield found
+    finally:
+        _RECORDING.remove(found)
 
 
 def active():

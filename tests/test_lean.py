@@ -159,23 +159,11 @@ def test_lean_keeps_fewer_bytes_and_plain_no_more_than_builtin(name):
     model, loss_of = _made(name)
     builtin = _kept(model, loss_of)
     plain = _kept(handgrad.nn.convert(copy.deepcopy(model)), loss_of)
-    lean_model = handgrad.nn.convert(copy.deepcopy(model), memory="lean")
-    contexts = []
-    real_enter = _lean.Lean.__enter__
-
-    def recording(self):
-        contexts.append(self)
-        return real_enter(self)
-
-    _lean.Lean.__enter__ = recording
-    try:
-        lean = _kept(lean_model, loss_of)
-    finally:
-        _lean.Lean.__enter__ = real_enter
+    with _lean.recorded() as made_again:
+        lean = _kept(handgrad.nn.convert(copy.deepcopy(model), memory="lean"), loss_of)
     assert plain <= builtin, f"{name}: plain conversion keeps {plain} bytes, autograd {builtin}"
     assert lean < 0.8 * plain, f"{name}: lean keeps {lean} bytes, plain {plain}"
-    made_again = set(contexts[-1].recomputed)
-    assert made_again & {"LayerNorm", "RMSNorm", "Mul", "GELU", "SiLU"}, made_again
+    assert set(made_again) & {"LayerNorm", "RMSNorm", "Mul", "GELU", "SiLU"}, made_again
 
 
 def test_lean_double_backward_equals_plain():

@@ -66,22 +66,10 @@ def variants(model):
 
 def kept_bytes(model, loss_of):
     """(bytes kept for backward, {op: bytes lean made again instead})."""
-    contexts = []
-    enter = _lean.Lean.__enter__
-
-    def recording(self):
-        contexts.append(self)
-        return enter(self)
-
-    _lean.Lean.__enter__ = recording
-    try:
-        with Kept(exclude=list(model.parameters())) as kept:
-            loss = loss_of(model)
-    finally:
-        _lean.Lean.__enter__ = enter
+    with _lean.recorded() as recomputed, Kept(exclude=list(model.parameters())) as kept:
+        loss = loss_of(model)
     loss.backward()
     model.zero_grad(set_to_none=True)
-    recomputed = dict(contexts[-1].recomputed) if contexts and contexts[-1]._active else {}
     return kept.bytes, recomputed
 
 
