@@ -22,6 +22,7 @@ from torch.overrides import TorchFunctionMode, resolve_name
 
 from handgrad import _lean
 from handgrad._audit import node_kind
+from handgrad.ops import _function
 from handgrad.ops._registry import INTERCEPTS, resolve
 
 MEMORY = ("plain", "lean")
@@ -53,6 +54,8 @@ class HandDerived(TorchFunctionMode):
     def __enter__(self):
         if self.lean is not None:
             self.lean.__enter__()
+            if torch.compiler.is_compiling():
+                _function.LEAN_TRACED.append(self)
         return super().__enter__()
 
     def __exit__(self, *exc):
@@ -60,6 +63,8 @@ class HandDerived(TorchFunctionMode):
             return super().__exit__(*exc)
         finally:
             if self.lean is not None:
+                if torch.compiler.is_compiling() and _function.LEAN_TRACED:
+                    _function.LEAN_TRACED.pop()
                 self.lean.__exit__(*exc)
 
     def __torch_function__(self, func, types, args=(), kwargs=None):
@@ -69,6 +74,8 @@ class HandDerived(TorchFunctionMode):
         entry = INTERCEPTS.get(func)
         if entry is not None and (entry[1] is None or entry[1](*args, **kwargs)):
             return entry[0](*args, **kwargs)
+        if _function.LEAN_TRACED and func in _lean.COPIES and torch.compiler.is_compiling():
+            return _function.lean_traced(func, *args, **kwargs)
         output = func(*args, **kwargs)
         if self.strict:
             _refuse_builtin(func, output)

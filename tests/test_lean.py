@@ -191,19 +191,51 @@ def test_lean_under_torch_func_grad_equals_plain():
         torch.testing.assert_close(grads[1][key], grads[0][key], rtol=0, atol=0)
 
 
-def test_lean_compiled_equals_eager_plain():
-    """Under torch.compile the lean context steps aside (the compiled graph keeps what its partitioner
-    chooses): the compiled lean model gives the eager plain one's gradients."""
+def test_lean_compiled_keeps_less_and_equals_eager_plain():
+    """Under torch.compile the recomputable calls are traced inside torch.utils.checkpoint, so the
+    compiled graph makes their outputs again in backward as the eager context does: it keeps fewer
+    bytes than the compiled plain model, gives the eager plain model's gradients, and an eager step
+    in between does not make it compile again."""
     model, loss_of = _made("nanoGPT's layout")
     _, want = _step(handgrad.nn.convert(copy.deepcopy(model)), loss_of)
-    lean = handgrad.nn.convert(copy.deepcopy(model), memory="lean")
-    torch._dynamo.reset()
-    try:
-        _, got = _step(lean, torch.compile(loss_of, backend="aot_eager"))
-    finally:
+    kept, got = {}, {}
+    for memory in ("plain", "lean"):
+        m = handgrad.nn.convert(copy.deepcopy(model), memory=memory)
         torch._dynamo.reset()
-    for name, g in want.items():
-        torch.testing.assert_close(got[name], g, rtol=1e-4, atol=1e-5)
+        try:
+            compiled = torch.compile(loss_of, backend="aot_eager")
+            compiled(m).backward()                                    # compiles
+            with Kept(exclude=list(m.parameters())) as k:
+                loss = compiled(m)
+            loss.backward()
+            kept[memory] = k.bytes
+            _step(m, loss_of)                                         # an eager step between compiled ones
+            with torch._dynamo.config.patch(error_on_recompile=True):   # ... leaves nothing to compile again
+                _, got[memory] = _step(m, compiled)
+        finally:
+            torch._dynamo.reset()
+        assert not handgrad.ops._function.LEAN_TRACED                 # nothing left behind by the trace
+    assert kept["lean"] < 0.75 * kept["plain"], kept
+    for memory in got:
+        for name, g in want.items():
+            torch.testing.assert_close(got[memory][name], g, rtol=1e-4, atol=1e-5)
+
+
+def test_hand_derived_lean_compiled_recomputes():
+    """``hand_derived(memory="lean")`` around code outside modules: compiled, its elementwise op runs
+    inside a checkpoint region (made again in backward), plain it does not."""
+    x, w = torch.randn(4, 8), torch.randn(8, 8, requires_grad=True)
+    regions = {}
+    for memory in ("plain", "lean"):
+        def f(x, w):
+            with handgrad.hand_derived(memory=memory):
+                return torch_F.gelu(x @ w).square().sum()
+
+        explained = torch._dynamo.explain(f)(x, w)
+        assert explained.graph_break_count == 0
+        regions[memory] = sum("checkpoint" in str(n.target) for g in explained.graphs for n in g.graph.nodes)
+    torch._dynamo.reset()
+    assert regions == {"plain": 0, "lean": 2}, regions        # GELU and the square
 
 
 @pytest.mark.parametrize("wrapper", ["ddp", "fsdp"])

@@ -29,6 +29,7 @@ import threading
 import warnings
 
 import torch
+import torch.utils.checkpoint
 from torch.autograd import Function
 from torch.autograd.function import _SingleLevelFunction
 
@@ -108,8 +109,15 @@ def make_twins(function):
     is not traceable), and ``eager_twin`` (``_eager_twin``)."""
     if "traceable_apply" not in vars(function):
         twin = _without_jvp(function)
+        # read here, not from the class while Dynamo traces (it does not follow a Function's attributes)
+        recompute = function.recomputable is True
+
+        def applied(*args):
+            return twin.apply(*args)
 
         def traceable_apply(*args):
+            if LEAN_TRACED and recompute:
+                return lean_traced(applied, *args)
             return twin.apply(*args)
 
         function.traceable_apply = staticmethod(traceable_apply)
@@ -142,7 +150,21 @@ def _eager_twin(function):
     return twin
 
 
-PRODUCERS = threading.local()    # .lean: the memory="lean" context that recomputable outputs register with
+class _Producers(threading.local):
+    lean = None                  # the memory="lean" context that recomputable outputs register with
+
+
+PRODUCERS = _Producers()
+LEAN_TRACED = []                 # the memory="lean" contexts entered while torch.compile traces (``lean_traced``)
+
+
+def lean_traced(run, *args, **kwargs):
+    """``run(*args, **kwargs)`` as torch.compile traces it under ``memory="lean"``: inside
+    ``torch.utils.checkpoint``, whose region the compiler's partitioner must make again in backward
+    rather than keep (saved-tensor hooks, which the eager context uses, do not reach a compiled
+    graph). The outputs of the recomputable Functions and of the copies between layers are then kept
+    as recipes in the compiled graph too: their inputs are kept, not they."""
+    return torch.utils.checkpoint.checkpoint(run, *args, use_reentrant=False, **kwargs)
 
 
 def aside(function, *args, **kwargs):

@@ -28,7 +28,7 @@ import math
 import torch
 
 from handgrad.ops._checks import LOWER, as_dtype, autocast, check_floating, check_tensor, computed_in
-from handgrad.ops._function import HandFunction, apply, derivation
+from handgrad.ops._function import LEAN_TRACED, HandFunction, apply, derivation
 from handgrad.ops._registry import Derivative, Op, register
 from handgrad.ops.elementwise import add, masked_fill, mul
 from handgrad.ops.products import matmul
@@ -385,6 +385,12 @@ def scaled_dot_product_attention(query, key, value, attn_mask=None, dropout_p=0.
         m = keep.bernoulli_(1 - dropout_p).div_(1 - dropout_p) if dropout_p < 1 else keep.zero_()
     if keeps_probabilities(query, key, value, bias, m):
         return attention_composed(query, key, value, bias, m, scale, bool(is_causal))[0]
+    if LEAN_TRACED and torch.compiler.is_compiling():
+        # Compiled under memory="lean": the partitioner counts a saved view by its own size, not its
+        # storage's, so with the heads as views of one projection it keeps that whole projection for V and
+        # copies of Q and K besides; made contiguous here, it keeps the three copies, as many bytes as the
+        # projection, and nothing else.
+        query, key, value = query.contiguous(), key.contiguous(), value.contiguous()
     o, _ = apply(ScaledDotProductAttention, query, key, value, bias, m, scale, bool(is_causal))
     return o
 
