@@ -162,6 +162,16 @@ def test_train_gpt_on_builtins(tmp_path):
     assert results["gradients"] is None and results["hyperparameters"]["model"]["impl"] == "torch"
 
 
+@pytest.mark.parametrize("precision", ["16-mixed", "bf16-mixed"])
+def test_train_gpt_mixed_precision_clips_gradients(precision, tmp_path):
+    """configs/gpt.yaml clips gradients; under mixed precision Lightning refuses to clip a fused
+    optimizer's, so the GPT's AdamW is fused only outside it."""
+    result = _train("--config", "configs/gpt.yaml", "--model.compile", "none", "--trainer.precision", precision,
+                    "--trainer.max_epochs", "1", "--trainer.default_root_dir", str(tmp_path), *SMALL)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert 0 < json.loads((tmp_path / "version_0" / "results.json").read_text())["test_loss"] < 5
+
+
 @pytest.mark.parametrize("option, message", [
     (["--model.width", "30"], "error: width must be a multiple of heads, got width=30 and heads=4"),
     (["--data.block_size", "0"], "error: block_size must be at least 1, got 0"),
