@@ -369,4 +369,4 @@ def recorded():
 
 def active():
     """The ``Lean`` context registering this thread's outputs, or None."""
-    return getattr(_function.PRODUCERS, "lean", None)
+    return _function.PRODUCERS.lean

@@ -86,6 +86,11 @@ def _check_same_step(models, loss_of):
         torch.testing.assert_close(a, b, rtol=1e-3, atol=1e-5, msg="section 12: the hand gradients differ from torch's")
 
 
+def _repeats(mode, size):
+    """Timed pairs at ``size``: a third of the mode's at the larger shape, whose step takes ten times longer."""
+    return max(6, mode["repeats"] // (1 if "CPU" in size else 3))
+
+
 def _step(model, loss_of, optimizer):
     def step():
         optimizer.zero_grad(set_to_none=True)
@@ -151,7 +156,7 @@ def bench_gpt(device, mode, nanogpt=None):
                 row["recomputed"] = recomputed
         optimizers = {name: torch.optim.AdamW(m.parameters(), lr=1e-3) for name, m in models.items()}
         steps = {name: _step(m, loss_of, optimizers[name]) for name, m in models.items()}
-        repeats = max(6, mode["repeats"] // (1 if "CPU" in size else 3))
+        repeats = _repeats(mode, size)
         for name in ("plain", "lean"):
             timing = paired(steps[name], steps["torch"], device, repeats, mode["sample_s"])
             row[f"{name}_s"], row[f"{name}_ratio"], row["torch_s"] = timing["hand_s"], timing["ratio"], timing["torch_s"]
@@ -204,7 +209,7 @@ def compiled_step(device, mode, size):
         row[f"{name}_bytes"] = kept.bytes
     steps = {name: _step(m, compiled[name], torch.optim.AdamW(m.parameters(), lr=1e-3)) for name, m in models.items()}
     steps["torch eager"] = _step(eager, loss_of, torch.optim.AdamW(eager.parameters(), lr=1e-3))
-    repeats = max(6, mode["repeats"] // (1 if "CPU" in size else 3))
+    repeats = _repeats(mode, size)
     for against in ("torch", "torch eager"):
         timing = paired(steps["lean"], steps[against], device, repeats, mode["sample_s"])
         row["lean_s"], row[f"ratio_{against}"], row[f"{against}_s"] = timing["hand_s"], timing["ratio"], timing["torch_s"]

@@ -112,11 +112,11 @@ def make_twins(function):
         # read here, not from the class while Dynamo traces (it does not follow a Function's attributes)
         recompute = function.recomputable is True
 
-        def applied(*args):
+        def applied(*args):              # what checkpoint runs: Dynamo takes no Function's apply there
             return twin.apply(*args)
 
         def traceable_apply(*args):
-            if LEAN_TRACED and recompute:
+            if recompute and LEAN_TRACED:
                 return lean_traced(applied, *args)
             return twin.apply(*args)
 
@@ -195,7 +195,7 @@ def apply(function, *args):
         result = twin.apply(*args)
     else:
         result = function.apply(*args)
-    lean = getattr(PRODUCERS, "lean", None)
+    lean = PRODUCERS.lean
     if lean is not None and function.recomputable:
         lean.produced(function.forward, args, result, function.__name__, kind=function.recomputable)
     return result
