@@ -49,13 +49,14 @@ class HandDerived(TorchFunctionMode):
             raise ValueError(f"memory must be one of {MEMORY}, got {memory!r}")
         self.strict = strict
         self.lean = _lean.Lean() if memory == "lean" else None
+        self.blocks = False              # whether the model around which it runs has blocks lean counts (``convert``)
         resolve()                        # what packages loaded since (torchvision) have made to intercept
 
     def __enter__(self):
         if self.lean is not None:
             self.lean.__enter__()
             if torch.compiler.is_compiling():
-                _function.LEAN_TRACED.append(self)
+                _function.LEAN_TRACED.append(_function.LeanTrace(self.blocks))
         return super().__enter__()
 
     def __exit__(self, *exc):
@@ -75,7 +76,7 @@ class HandDerived(TorchFunctionMode):
         if entry is not None and (entry[1] is None or entry[1](*args, **kwargs)):
             return entry[0](*args, **kwargs)
         if _function.LEAN_TRACED and func in _lean.COPIES and torch.compiler.is_compiling():
-            return _function.lean_traced(func, *args, **kwargs)
+            return _function.lean_traced("copy", func, *args, **kwargs)
         output = func(*args, **kwargs)
         if self.strict:
             _refuse_builtin(func, output)
@@ -114,7 +115,9 @@ def hand_derived(strict=False, memory="plain"):
 
 def forward_hand_derived(module, *args, **kwargs):
     """``module``'s own forward, run inside ``hand_derived``: what ``convert`` makes its forward."""
-    with HandDerived(getattr(module, "_handgrad_strict", False), getattr(module, "_handgrad_memory", "plain")):
+    mode = HandDerived(getattr(module, "_handgrad_strict", False), getattr(module, "_handgrad_memory", "plain"))
+    mode.blocks = getattr(module, "_handgrad_blocks", False)
+    with mode:
         return type(module).forward(module, *args, **kwargs)
 
 

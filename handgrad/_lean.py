@@ -42,12 +42,16 @@ beside its input, as autograd does. So while torch.compile traces a lean context
 (``_function.LEAN_TRACED``), the same calls (the recomputable Functions, the copies between layers)
 are traced inside ``torch.utils.checkpoint`` (``_function.lean_traced``): the partitioner must make
 their outputs again in backward from their inputs, which is step 3 above, chosen by the same
-declarations, fused by the compiler into the backward's kernels. One difference: the partitioner
-keeps the tensor at the boundary of two consecutive regions (``cleanup_recompute_tags``: the residual
-sum, a region's output that the next norm's region reads), which the eager context makes again
-(from the residual before it and the attention's output projection, a product remade from the
-attention's output). Compiled, lean keeps 0.62 of the built-in's bytes at nanoGPT's CPU recipe where
-eager it keeps 0.56, at the compiled built-in's speed (benchmark section 12b).
+declarations, fused by the compiler into the backward's kernels. The partitioner keeps a region's
+output that a later region reads (``cleanup_recompute_tags``), so the regions follow the model's
+blocks, which ``convert`` finds (the children of its outermost ``ModuleList`` or ``Sequential``, a
+transformer's layers) and marks with forward hooks: the calls of a block are one region, whose input
+is kept, and from which the partitioner makes again what the block's recomputable calls made, the
+residual sum after attention included (from the block's input and the output projection, a product
+by a square matrix, traced in the region inside a block and made again from attention's output,
+which attention keeps). Where nothing marks blocks, each call is its own region. Compiled, lean
+keeps 0.55 of the built-in's bytes at nanoGPT's CPU recipe (eager lean 0.56), at the compiled
+built-in's speed (benchmark section 12b).
 """
 
 import collections

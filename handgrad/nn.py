@@ -18,7 +18,7 @@ from torch.nn.modules import module as torch_module
 from handgrad import functional as F
 from handgrad._audit import Audit, audit
 from handgrad._intercept import MEMORY, forward_hand_derived, hand_derived, intercepted
-from handgrad.ops import _registry
+from handgrad.ops import _function, _registry
 
 globals().update(_registry.MODULES)
 
@@ -271,7 +271,10 @@ def convert(module, strict=False, memory="plain"):
     of an elementwise op, a norm or a copy between layers, which the next layer keeps and the op could
     make again from what it keeps itself, is made again in backward instead (``handgrad._lean``). The
     values and gradients are exactly those of ``memory="plain"``, the default; converting again
-    changes the setting.
+    changes the setting. For ``torch.compile``, lean also puts a forward pre-hook and a forward hook on
+    each of the model's blocks (its transformer layers, its residual blocks: ``_blocks``), which tell
+    the compiled graph where a block begins and ends; they do nothing else, and converting to plain
+    takes them off.
     """
     if memory not in MEMORY:
         raise ValueError(f"convert: memory must be one of {MEMORY}, got {memory!r}")
@@ -283,11 +286,54 @@ def convert(module, strict=False, memory="plain"):
             raise RuntimeError(f"convert(strict=True): {len(gaps)} module(s) would stay on a built-in backward:\n"
                                + _grouped(gaps))
     swap_classes(module, replacements)
+    module._handgrad_blocks = _count_blocks(module, memory == "lean")
     if not intercepted(module):
         module.forward = functools.partial(forward_hand_derived, module)
     module._handgrad_strict = strict
     module._handgrad_memory = memory
     return module
+
+
+def _blocks(module):
+    """``module``'s blocks: the children with children of their own of each ``ModuleList`` or
+    ``Sequential`` met first on the way down from it (a transformer's layers, a ResNet's residual
+    blocks), not those nested inside them (a ViT block's MLP)."""
+    if isinstance(module, (torch.nn.ModuleList, torch.nn.Sequential)):
+        for child in module.children():
+            if next(child.children(), None) is not None:
+                yield child
+        return
+    for child in module.children():
+        yield from _blocks(child)
+
+
+def _enter_block(block, args):
+    """The forward pre-hook ``convert(model, memory="lean")`` puts on each of the model's blocks: while
+    torch.compile traces the model, the calls that follow run in a block of their own, whose checkpoint
+    regions are one to the partitioner (``handgrad.ops._function.lean_traced``). Nothing otherwise."""
+    if _function.LEAN_TRACED:
+        _function.LEAN_TRACED[-1].enter_block()
+
+
+def _leave_block(block, args, output):
+    """... and its forward hook: the calls that follow run outside the blocks."""
+    if _function.LEAN_TRACED:
+        _function.LEAN_TRACED[-1].leave_block()
+
+
+def _count_blocks(module, lean):
+    """Put ``_enter_block`` and ``_leave_block`` on ``module``'s blocks where ``lean``; take them off
+    every module otherwise (converting again changes the setting). Whether it put them on any."""
+    for m in module.modules():
+        for hooks in (m._forward_pre_hooks, m._forward_hooks):
+            for key, hook in list(hooks.items()):
+                if hook in (_enter_block, _leave_block):
+                    del hooks[key]
+    blocks = list(_blocks(module)) if lean else []
+    for block in blocks:
+        block.register_forward_pre_hook(_enter_block)
+        block.register_forward_hook(_leave_block)
+    return bool(blocks)
 
 
 def _grouped(entries):

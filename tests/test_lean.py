@@ -191,19 +191,32 @@ def test_lean_under_torch_func_grad_equals_plain():
         torch.testing.assert_close(grads[1][key], grads[0][key], rtol=0, atol=0)
 
 
-def test_lean_compiled_keeps_less_and_equals_eager_plain():
+def _compiled(loss_of, graphs):
+    """``loss_of`` compiled with AOTAutograd's eager backend, counting the graphs it compiles in ``graphs``."""
+    aot_eager = torch._dynamo.backends.registry.lookup_backend("aot_eager")
+
+    def backend(gm, inputs):
+        graphs.append(gm)
+        return aot_eager(gm, inputs)
+
+    return torch.compile(loss_of, backend=backend)
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_lean_compiled_keeps_less_and_equals_eager_plain(name):
     """Under torch.compile the recomputable calls are traced inside torch.utils.checkpoint, so the
     compiled graph makes their outputs again in backward as the eager context does: it keeps fewer
-    bytes than the compiled plain model, gives the eager plain model's gradients, and an eager step
-    in between does not make it compile again."""
-    model, loss_of = _made("nanoGPT's layout")
+    bytes than the compiled plain model, in as many graphs (a copy inside a region, Llama's rotary
+    cat, once broke the graph at every layer), gives the eager plain model's gradients, and an eager
+    step in between does not make it compile again."""
+    model, loss_of = _made(name)
     _, want = _step(handgrad.nn.convert(copy.deepcopy(model)), loss_of)
-    kept, got = {}, {}
+    kept, got, graphs = {}, {}, {}
     for memory in ("plain", "lean"):
         m = handgrad.nn.convert(copy.deepcopy(model), memory=memory)
         torch._dynamo.reset()
         try:
-            compiled = torch.compile(loss_of, backend="aot_eager")
+            compiled = _compiled(loss_of, graphs.setdefault(memory, []))
             compiled(m).backward()                                    # compiles
             with Kept(exclude=list(m.parameters())) as k:
                 loss = compiled(m)
@@ -215,10 +228,68 @@ def test_lean_compiled_keeps_less_and_equals_eager_plain():
         finally:
             torch._dynamo.reset()
         assert not handgrad.ops._function.LEAN_TRACED                 # nothing left behind by the trace
+    assert len(graphs["lean"]) == len(graphs["plain"]), {k: len(v) for k, v in graphs.items()}
     assert kept["lean"] < 0.75 * kept["plain"], kept
     for memory in got:
-        for name, g in want.items():
-            torch.testing.assert_close(got[memory][name], g, rtol=1e-4, atol=1e-5)
+        for key, g in want.items():
+            torch.testing.assert_close(got[memory][key], g, rtol=1e-4, atol=1e-5)
+
+
+class _KeptShapes(Kept):
+    """``Kept``, with the shape of each storage counted."""
+
+    def __init__(self, exclude):
+        super().__init__(exclude)
+        self.shapes = []
+
+    def add(self, t):
+        before = len(self.storages)
+        super().add(t)
+        if len(self.storages) > before:
+            self.shapes.append(tuple(t.shape))
+
+
+def test_lean_compiled_blocks_keep_no_residual_sum_inside_a_block():
+    """convert(memory="lean") counts the model's blocks (a forward pre-hook on each), and compiled, the
+    checkpoint regions of a block are one to the partitioner: the residual sum after the attention
+    is made again (with the output projection, from attention's output), not kept as the boundary of
+    two regions. The blocks of a GPT are its layers; not the MLP inside a layer, nor the layers of a
+    Sequential of plain layers (whose Linear layers run fused); converting again takes the hooks off."""
+    model, loss_of = _made("nanoGPT's layout")
+    lean = handgrad.nn.convert(copy.deepcopy(model), memory="lean")
+    hooked = [name for name, m in lean.named_modules() if handgrad.nn._enter_block in m._forward_pre_hooks.values()
+              and handgrad.nn._leave_block in m._forward_hooks.values()]
+    assert hooked == ["blocks.0", "blocks.1"], hooked
+    handgrad.nn.convert(lean, memory="lean")
+    assert sum(len(m._forward_pre_hooks) + len(m._forward_hooks) for m in lean.modules()) == 4
+    mlp = handgrad.nn.convert(torch.nn.Sequential(torch.nn.Linear(4, 4), torch.nn.GELU(), torch.nn.Linear(4, 2)),
+                              memory="lean")
+    assert not any(m._forward_pre_hooks or m._forward_hooks for m in mlp.modules())
+
+    kept, residuals = {}, {}
+    for blocks in (True, False):
+        m = handgrad.nn.convert(copy.deepcopy(lean), memory="lean")
+        if not blocks:
+            m._handgrad_blocks = handgrad.nn._count_blocks(m, False)    # each call its own region
+        torch._dynamo.reset()
+        try:
+            compiled = torch.compile(loss_of, backend="aot_eager")
+            compiled(m).backward()
+            with _KeptShapes(exclude=list(m.parameters())) as k:
+                loss = compiled(m)
+            loss.backward()
+            kept[blocks] = k.bytes
+            residuals[blocks] = k.shapes.count((3, 16, 32))  # batch 3, context 16, width 32
+        finally:
+            torch._dynamo.reset()
+    # the second block's input, and nothing else of its width: the first block's input is made again
+    # with it, from the embeddings (the calls before the first block are its region)
+    assert residuals[True] == 1, residuals
+    assert residuals[False] == 5, residuals                 # ... and, each call its own region, the sums besides
+    assert kept[True] < kept[False], kept
+    assert kept[True] <= _kept(lean, loss_of), kept         # no more than the eager context keeps
+    handgrad.nn.convert(lean)                               # plain again
+    assert not any(m._forward_pre_hooks or m._forward_hooks for m in lean.modules())
 
 
 def test_hand_derived_lean_compiled_recomputes():

@@ -110,14 +110,14 @@ def make_twins(function):
     if "traceable_apply" not in vars(function):
         twin = _without_jvp(function)
         # read here, not from the class while Dynamo traces (it does not follow a Function's attributes)
-        recompute = function.recomputable is True
+        kind = function.recomputable
 
         def applied(*args):              # what checkpoint runs: Dynamo takes no Function's apply there
             return twin.apply(*args)
 
         def traceable_apply(*args):
-            if recompute and LEAN_TRACED:
-                return lean_traced(applied, *args)
+            if kind and LEAN_TRACED:
+                return lean_traced(kind, applied, *args)
             return twin.apply(*args)
 
         function.traceable_apply = staticmethod(traceable_apply)
@@ -155,16 +155,109 @@ class _Producers(threading.local):
 
 
 PRODUCERS = _Producers()
-LEAN_TRACED = []                 # the memory="lean" contexts entered while torch.compile traces (``lean_traced``)
+LEAN_TRACED = []                 # a LeanTrace per memory="lean" context entered while torch.compile traces
 
 
-def lean_traced(run, *args, **kwargs):
-    """``run(*args, **kwargs)`` as torch.compile traces it under ``memory="lean"``: inside
-    ``torch.utils.checkpoint``, whose region the compiler's partitioner must make again in backward
-    rather than keep (saved-tensor hooks, which the eager context uses, do not reach a compiled
-    graph). The outputs of the recomputable Functions and of the copies between layers are then kept
-    as recipes in the compiled graph too: their inputs are kept, not they."""
-    return torch.utils.checkpoint.checkpoint(run, *args, use_reentrant=False, **kwargs)
+class LeanTrace:
+    """What ``lean_traced`` needs to know of one ``memory="lean"`` context while torch.compile traces
+    it, made fresh each time the context is entered (nothing of it outlives the trace, and it holds
+    no tensor, so nothing in it is guarded on where the graph breaks):
+
+    - ``region``: the number of the checkpoint region the partitioner sees the call traced now in.
+      With ``blocks`` (a model ``convert(model, memory="lean")`` found blocks in: it puts forward
+      hooks on them, which enter and leave them), one a block, from its start to the next block's
+      start: the calls before the first block are the first block's region, those after the last
+      the last one's. Otherwise a region for each call;
+    - ``in_block``: whether the calls traced now run inside a block;
+    - ``inside``: whether a region's body is being traced (a copy it makes is no region of its own).
+    """
+
+    def __init__(self, blocks=False):
+        self.blocks = blocks
+        self.region = 1 if blocks else 0
+        self.entered = False
+        self.in_block = False
+        self.inside = False
+
+    def enter_block(self):
+        if self.entered:
+            self.region += 1
+        self.entered = self.in_block = True
+
+    def leave_block(self):
+        self.in_block = False
+
+    def next_region(self):
+        if not self.blocks:
+            self.region += 1
+        return self.region
+
+
+def lean_traced(kind, run, *args, **kwargs):
+    """``run(*args, **kwargs)`` as torch.compile traces it under ``memory="lean"``, ``kind`` True for
+    a recomputable Function, "product" for a product (``HandFunction.recomputable``), "copy" for a
+    copy between layers (``_lean.COPIES``).
+
+    Saved-tensor hooks, which the eager context uses, do not reach a compiled graph: what it keeps,
+    AOTAutograd's partitioner chooses. So the call is traced inside ``torch.utils.checkpoint``, a
+    region whose outputs the partitioner must make again in backward from its inputs rather than
+    keep: the recomputable Functions and the copies always, and inside a block a product by a
+    square matrix (its output then the size of its input: a layer's output projection, whose output
+    the residual stream adds).
+
+    The partitioner keeps a region's output that a later region reads (``cleanup_recompute_tags``:
+    the boundary of two checkpoints). Were each call its own region, that would keep the residual
+    sum after the attention, which the next norm reads. The calls of a block are one region to the
+    partitioner (``_region_contexts``): the block's input is kept (the region before ends there),
+    and what the block makes from it, the residual sum included, is made again, the output
+    projection from attention's output, which attention keeps: a chain of things made again ends
+    at a block's input."""
+    trace = LEAN_TRACED[-1]
+    if trace.inside or (kind == "product" and not (trace.in_block and _by_square(args))):
+        return run(*args, **kwargs)
+    region = trace.next_region()
+    context = {} if _Region is None else {"context_fn": functools.partial(_region_contexts, region)}
+    trace.inside = True              # set outside the region: Dynamo refuses a region that changes what is outside it
+    try:
+        return torch.utils.checkpoint.checkpoint(run, *args, use_reentrant=False, **context, **kwargs)
+    finally:
+        trace.inside = False
+
+
+def _by_square(args):
+    """Whether a product's second factor is a square matrix (its output then the size of its first input)."""
+    return len(args) > 1 and isinstance(args[1], torch.Tensor) and args[1].dim() == 2 and \
+        args[1].shape[0] == args[1].shape[1]
+
+
+_CachingMode = getattr(torch.utils.checkpoint, "_CachingTorchDispatchMode", None)   # torch's own, private
+
+
+class _Region(_CachingMode or object):
+    """The forward mode of a checkpoint region that lean traces: the graph id it tags its nodes with
+    (``ac_graph_id``, a new one for each checkpoint call otherwise) is the region's number, so the
+    calls of a block are one region. (Where a torch to come has no such mode, each call is a region
+    of its own, as without blocks.)"""
+
+    region = 0
+    ac_graph_id = property(lambda self: self.region, lambda self, value: None)
+
+
+if _CachingMode is None:
+    _Region = None
+
+
+def _region_contexts(region):
+    """torch.utils.checkpoint's ``context_fn`` for a call in ``region``: recompute everything, as a
+    checkpoint without one does, with the nodes tagged as ``region``'s."""
+    forward, recompute = torch.utils.checkpoint.create_selective_checkpoint_contexts(_recompute)
+    forward.__class__ = _Region
+    forward.region = region
+    return forward, recompute
+
+
+def _recompute(ctx, op, *args, **kwargs):
+    return torch.utils.checkpoint.CheckpointPolicy.PREFER_RECOMPUTE
 
 
 def aside(function, *args, **kwargs):
