@@ -15,6 +15,10 @@ converted lean. For each:
   so that resident memory follows what is live rather than what the allocator holds on to);
 - with ``--nanogpt PATH`` (a checkout of karpathy/nanoGPT, not shipped here), the same for nanoGPT's
   own ``model.py`` at its CPU recipe.
+
+12b: the same step with the loss compiled whole (``compiled_step``), lean against the built-in
+compiled and eager. 12c (where ``transformers`` is installed): the bytes kept by Hugging Face's
+GPT-2 and Llama, eager and compiled (``kept_hugging_face``).
 """
 
 import copy
@@ -105,7 +109,9 @@ from handgrad.bench import gpt
 size, variant, nanogpt, threads = sys.argv[1], sys.argv[2], sys.argv[3] or None, int(sys.argv[4])
 torch.set_num_threads(threads)
 model, loss_of = gpt._models(size, nanogpt)
-model = gpt.variants(model)[variant]
+model = gpt.variants(model)[variant.split()[0]]
+if variant.endswith(" compiled"):
+    loss_of = torch.compile(loss_of, dynamic=False)
 optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
 step = gpt._step(model, loss_of, optimizer)
 for _ in range(3):
@@ -126,7 +132,8 @@ print(json.dumps({"peak_rss": min(peaks), "rss_before": before}))
 
 def peak_rss(size, variant, nanogpt=None):
     """The peak resident memory of a training step above the memory before it, in a process of its own
-    (None where Linux's /proc/self/clear_refs is not there)."""
+    (None where Linux's /proc/self/clear_refs is not there); ``variant`` "torch", "plain" or "lean",
+    and "torch compiled" or "lean compiled" for the step with its loss compiled (section 12b)."""
     if not os.path.exists("/proc/self/clear_refs"):
         return None
     # Blocks of 64 KiB and more mapped and unmapped one by one (not kept by the allocator once freed), so
@@ -177,36 +184,82 @@ def bench_gpt(device, mode, nanogpt=None):
     for r in rows:
         made = ", ".join(f"{k} {v / 2**20:.1f}" for k, v in sorted(r["recomputed"].items(), key=lambda kv: -kv[1]))
         print(f"  {r['size']}: lean made again instead of keeping (MiB): {made}")
-    compiled = [compiled_step(device, mode, size) for size in SIZES]
+    compiled = [compiled_step(device, mode, size, source) for size, source in cases]
     print_table(
         "12b. The same step compiled whole (torch.compile, Inductor), lean against the built-in compiled and eager: "
-        "step time (ms) and bytes kept for backward (MiB; lean's recomputation traced as checkpoint regions, which "
-        "the partitioner makes again in backward)",
+        "step time (ms), bytes kept for backward (MiB; lean's recomputation traced as checkpoint regions, which "
+        "the partitioner makes again in backward) and peak resident memory of a step above the memory before it (MiB)",
         ["size", "step lean", "torch compiled", "torch eager", "lean/compiled", "lean/eager", "kept lean",
-         "kept torch", "lean/torch"],
+         "kept torch", "lean/torch", "peak lean", "peak torch"],
         [[row["size"], ms(row["lean_s"]), ms(row["torch_s"]), ms(row["torch eager_s"]), f"{row['ratio_torch']:.3f}",
           f"{row['ratio_torch eager']:.3f}", f"{row['lean_bytes'] / 2**20:.1f}", f"{row['torch_bytes'] / 2**20:.1f}",
-          f"{row['lean_bytes'] / row['torch_bytes']:.3f}"] for row in compiled],
+          f"{row['lean_bytes'] / row['torch_bytes']:.3f}", mib(row["lean_peak"]), mib(row["torch_peak"])]
+         for row in compiled],
     )
-    return {"eager": rows, "compiled": compiled}
+    hugging_face = [kept_hugging_face(kind) for kind in ("GPT-2", "Llama")] if _has("transformers") else []
+    if hugging_face:
+        print_table(
+            "12c. Hugging Face's GPT-2 and Llama (4 layers, width 256, Llama's MLP 688, batch 8 x 256 tokens, random "
+            "weights): bytes kept for backward (MiB), eager and compiled whole",
+            ["model", "torch", "lean", "lean/torch", "torch compiled", "lean compiled", "lean/torch compiled"],
+            [[r["model"], mib(r["torch"]), mib(r["lean"]), f"{r['lean'] / r['torch']:.3f}", mib(r["torch compiled"]),
+              mib(r["lean compiled"]), f"{r['lean compiled'] / r['torch compiled']:.3f}"] for r in hugging_face],
+        )
+    return {"eager": rows, "compiled": compiled, "hugging_face": hugging_face}
 
 
-def compiled_step(device, mode, size):
+def _has(package):
+    import importlib.util
+
+    return importlib.util.find_spec(package) is not None
+
+
+def kept_hugging_face(kind):
+    """Bytes kept for backward by Hugging Face's ``kind`` ("GPT-2" or "Llama"), built-in and converted
+    lean, eager and with the loss compiled whole (``torch.compile``, Inductor)."""
+    import transformers
+
+    torch.manual_seed(0)
+    if kind == "GPT-2":
+        config = transformers.GPT2Config(n_layer=4, n_embd=256, n_head=4, n_positions=256, vocab_size=1000,
+                                         resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0, bos_token_id=0,
+                                         eos_token_id=0)
+        model = transformers.GPT2LMHeadModel(config)
+    else:
+        config = transformers.LlamaConfig(num_hidden_layers=4, hidden_size=256, intermediate_size=688,
+                                          num_attention_heads=4, num_key_value_heads=4, vocab_size=1000,
+                                          max_position_embeddings=256, bos_token_id=0, eos_token_id=0)
+        model = transformers.LlamaForCausalLM(config)
+    model.config._attn_implementation = "sdpa"
+    ids = torch.randint(0, 1000, (8, 256))
+    loss_of = lambda m: m(input_ids=ids, labels=ids).loss                            # noqa: E731
+    row = {"model": f"Hugging Face {kind}"}
+    for name, m in (("torch", model), ("lean", handgrad.nn.convert(copy.deepcopy(model), memory="lean"))):
+        row[name] = kept_bytes(m, loss_of)[0]
+        compiled = torch.compile(loss_of, dynamic=False)
+        compiled(m).backward()                                          # compiles, once
+        m.zero_grad(set_to_none=True)
+        row[f"{name} compiled"] = kept_bytes(m, compiled)[0]
+    return row
+
+
+def compiled_step(device, mode, size, nanogpt=None):
     """The whole step compiled (``torch.compile`` of the loss, Inductor), lean against the built-in, at
-    ``size``: the step time against the built-in's compiled and eager steps, and the bytes kept for
-    backward. The compiler's partitioner chooses them from the joint graph; lean's recomputable calls
+    ``size``: the step time against the built-in's compiled and eager steps, the bytes kept for
+    backward and the peak resident memory of a step (``peak_rss``). The compiler's partitioner chooses them from the joint graph; lean's recomputable calls
     reach it as checkpoint regions, which it makes again in backward (``handgrad._lean``)."""
-    model, loss_of = _models(size)
+    model, loss_of = _models(size, nanogpt)
     eager = model
     models = {"torch": copy.deepcopy(model), "lean": handgrad.nn.convert(copy.deepcopy(model), memory="lean")}
     compiled = {name: torch.compile(loss_of, dynamic=False) for name in models}
-    row = {"size": size}
+    row = {"size": size if nanogpt is None else f"{size}, nanoGPT's model.py"}
     for name, m in models.items():
         compiled[name](m).backward()                                    # compiles, once
         with Kept(exclude=list(m.parameters())) as kept:
             loss = compiled[name](m)
         loss.backward()
         row[f"{name}_bytes"] = kept.bytes
+        row[f"{name}_peak"] = peak_rss(size, f"{name} compiled", nanogpt)
     steps = {name: _step(m, compiled[name], torch.optim.AdamW(m.parameters(), lr=1e-3)) for name, m in models.items()}
     steps["torch eager"] = _step(eager, loss_of, torch.optim.AdamW(eager.parameters(), lr=1e-3))
     repeats = _repeats(mode, size)
