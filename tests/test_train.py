@@ -339,6 +339,8 @@ def test_train_writes_a_complete_run(data_root, tmp_path):
     for epoch in results["epochs"]:
         assert epoch["seconds"] > 0 and epoch["samples_per_s"] > 0
         assert epoch["val_acc"] is not None and epoch["train_loss"] > 0
+    first, second = (e["process_s"] for e in results["epochs"])
+    assert 0 < first < second, (first, second)                       # seconds since the process started
     assert set(results["per_class_accuracy"]) == set(CLASSES)
     assert results["gradients"]["complete"] and results["gradients"]["hand"], results["gradients"]
     assert results["gradients"]["summary"].startswith("every gradient hand-derived")

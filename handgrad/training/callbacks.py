@@ -61,7 +61,9 @@ class RunReport(L.Callback):
 
     - ``results.json``: hyperparameters, test_acc, test_loss, per-class test accuracy, the audit of
       the training loss's autograd graph (``gradients``: whether every gradient was hand-derived) and, per
-      epoch, training wall time, samples/s, mean train_loss, val_loss and val_acc; for a language
+      epoch, training wall time, samples/s, mean train_loss, val_loss and val_acc, and the seconds since the
+      process started when the epoch (its validation included) ended (``process_s``, the time a run takes to
+      reach a validation loss, imports and compiling included); for a language
       model, the text it generated (``sample``);
     - ``learning_curve.png``: loss and validation accuracy per epoch, and the test accuracy;
     - ``per_class_accuracy.md``: test accuracy for each Fashion-MNIST class (a classifier's);
@@ -109,6 +111,7 @@ class RunReport(L.Callback):
                 "train_loss": float(self._loss_sum) / max(1, self._steps),
                 "val_loss": _number(metrics.get("val_loss")),
                 "val_acc": _number(metrics.get("val_acc")),
+                "process_s": round(process_seconds(), 1),
             }
         )
 
@@ -145,6 +148,20 @@ class RunReport(L.Callback):
             (out / "per_class_accuracy.md").write_text(per_class_table(pl_module.per_class_accuracy))
         if self.epochs:
             plot_learning_curve(self.epochs, results["test_acc"], out / "learning_curve.png")
+
+
+_IMPORTED = time.monotonic()
+
+
+def process_seconds():
+    """Seconds since this process started (Linux's /proc: the start time in clock ticks since boot),
+    else since this module was imported."""
+    try:
+        with open("/proc/self/stat") as stat, open("/proc/uptime") as uptime:
+            started = int(stat.read().rsplit(")", 1)[1].split()[19]) / os.sysconf("SC_CLK_TCK")
+            return float(uptime.read().split()[0]) - started
+    except (OSError, ValueError, IndexError):
+        return time.monotonic() - _IMPORTED
 
 
 def _public(hparams):
