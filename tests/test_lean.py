@@ -78,18 +78,11 @@ def _nanogpt():
 
 
 def _hugging_face(kind):
-    transformers = pytest.importorskip("transformers")
-    common = dict(vocab_size=50, hidden_size=32, num_attention_heads=4, num_hidden_layers=2)
-    if kind == "gpt2":
-        config = transformers.GPT2Config(n_positions=16, n_embd=32, n_head=4, n_layer=2, vocab_size=50,
-                                         resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0, bos_token_id=0,
-                                         eos_token_id=0)
-        model = transformers.GPT2LMHeadModel(config)
-    else:
-        config = transformers.LlamaConfig(**common, intermediate_size=48, num_key_value_heads=2,
-                                          max_position_embeddings=16, bos_token_id=0, eos_token_id=0)
-        model = transformers.LlamaForCausalLM(config)
-    model.config._attn_implementation = "sdpa"
+    pytest.importorskip("transformers")
+    from handgrad.bench.gpt import hugging_face
+
+    model = hugging_face("GPT-2" if kind == "gpt2" else "Llama", layers=2, width=32, heads=4, positions=16, vocab=50,
+                         mlp=48, kv_heads=2)
     ids = torch.randint(0, 50, (3, 16))
     return model, lambda m: m(input_ids=ids, labels=ids).loss
 

@@ -214,23 +214,30 @@ def _has(package):
     return importlib.util.find_spec(package) is not None
 
 
+def hugging_face(kind, layers, width, heads, positions, vocab, mlp=None, kv_heads=None):
+    """Hugging Face's ``kind`` ("GPT-2" or "Llama", with ``mlp`` and ``kv_heads``) from a config, random
+    weights, no dropout, attention through ``scaled_dot_product_attention`` (nothing downloaded)."""
+    import transformers
+
+    if kind == "GPT-2":
+        config = transformers.GPT2Config(n_layer=layers, n_embd=width, n_head=heads, n_positions=positions,
+                                         vocab_size=vocab, resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0,
+                                         bos_token_id=0, eos_token_id=0)
+        model = transformers.GPT2LMHeadModel(config)
+    else:
+        config = transformers.LlamaConfig(num_hidden_layers=layers, hidden_size=width, intermediate_size=mlp,
+                                          num_attention_heads=heads, num_key_value_heads=kv_heads, vocab_size=vocab,
+                                          max_position_embeddings=positions, bos_token_id=0, eos_token_id=0)
+        model = transformers.LlamaForCausalLM(config)
+    model.config._attn_implementation = "sdpa"
+    return model
+
+
 def kept_hugging_face(kind):
     """Bytes kept for backward by Hugging Face's ``kind`` ("GPT-2" or "Llama"), built-in and converted
     lean, eager and with the loss compiled whole (``torch.compile``, Inductor)."""
-    import transformers
-
     torch.manual_seed(0)
-    if kind == "GPT-2":
-        config = transformers.GPT2Config(n_layer=4, n_embd=256, n_head=4, n_positions=256, vocab_size=1000,
-                                         resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0, bos_token_id=0,
-                                         eos_token_id=0)
-        model = transformers.GPT2LMHeadModel(config)
-    else:
-        config = transformers.LlamaConfig(num_hidden_layers=4, hidden_size=256, intermediate_size=688,
-                                          num_attention_heads=4, num_key_value_heads=4, vocab_size=1000,
-                                          max_position_embeddings=256, bos_token_id=0, eos_token_id=0)
-        model = transformers.LlamaForCausalLM(config)
-    model.config._attn_implementation = "sdpa"
+    model = hugging_face(kind, layers=4, width=256, heads=4, positions=256, vocab=1000, mlp=688, kv_heads=4)
     ids = torch.randint(0, 1000, (8, 256))
     loss_of = lambda m: m(input_ids=ids, labels=ids).loss                            # noqa: E731
     row = {"model": f"Hugging Face {kind}"}
